@@ -1,0 +1,5 @@
+"""``python -m anydepth`` runs the command line."""
+
+from anydepth.cli.main import main
+
+main()

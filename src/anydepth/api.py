@@ -1,0 +1,100 @@
+"""The native entry points: list the presets, build a network, load a model with its weights."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Union
+
+import torch
+
+from anydepth.checkpoints import convert_hf_to_v2, detect_v2_layout, load_strict, read_state_dict
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
+from anydepth.pipelines.mono import MonoDepthModel
+from anydepth.pipelines.runtime import resolve_device, resolve_precision
+from anydepth.presets import PRESETS, Preset, get_preset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of :func:`list_models`."""
+
+    name: str
+    family: str
+    depth_kind: str
+    params_m: float
+    license: str
+    repo_id: Optional[str]
+    description: str
+
+
+def list_models(family: Optional[str] = None) -> List[ModelInfo]:
+    """The presets, optionally of one family ("dav2"), in table order."""
+    return [
+        ModelInfo(
+            name=p.name,
+            family=p.family,
+            depth_kind=p.depth_kind,
+            params_m=p.params,
+            license=p.license,
+            repo_id=p.weights.repo_id if p.weights else None,
+            description=p.description,
+        )
+        for p in PRESETS.values()
+        if family is None or p.family == family
+    ]
+
+
+def build_network(preset: Union[str, Preset]) -> torch.nn.Module:
+    """The preset's network with untrained weights (for tests, exports and custom loading)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    return DepthAnythingV2Net(preset.config())
+
+
+def load_network_weights(net: torch.nn.Module, preset: Preset, path: Path) -> torch.nn.Module:
+    """Read ``path``, convert its key layout to ours and load it strictly into ``net``."""
+    sd = read_state_dict(path)
+    if detect_v2_layout(sd) == "hf":
+        sd = convert_hf_to_v2(sd, depth=preset.config().encoder.depth, swiglu=preset.config().encoder.ffn == "swiglu")
+    return load_strict(net, sd, source=str(path))
+
+
+def load_model(
+    name: str,
+    weights: Optional[Union[str, Path]] = None,
+    device: Union[str, torch.device] = "auto",
+    precision: str = "auto",
+    revision: Optional[str] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    local_files_only: bool = False,
+) -> MonoDepthModel:
+    """A ready-to-run model.
+
+    Args:
+        name: preset name (see :func:`list_models`).
+        weights: local weights file or folder, or a hub repo id; None downloads the preset's weights from the
+            Hugging Face hub into its cache (once).
+        device: "auto", "cpu", "cuda", "cuda:1", "mps".
+        precision: "fp32", "bf16", "fp16" or "auto" (bf16 where the hardware runs it natively).
+        revision: hub branch, tag or commit.
+        cache_dir: hub cache folder.
+        local_files_only: use the hub cache only, never the network.
+
+    Example:
+        >>> model = anydepth.load_model("dav2-small", weights="depth_anything_v2_vits.pth")  # doctest: +SKIP
+        >>> pred = model.infer("photo.jpg")  # doctest: +SKIP
+        >>> pred.depth.shape, pred.depth_kind  # doctest: +SKIP
+        ((1, 480, 640), 'disparity')
+    """
+    from anydepth.hub import resolve_weights
+
+    preset = get_preset(name)
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    net = load_network_weights(build_network(preset), preset, path)
+    logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
+    return MonoDepthModel(net.to(dev), preset, dev, prec)

@@ -1,0 +1,1 @@
+"""The ``anydepth`` command line."""

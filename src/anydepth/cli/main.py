@@ -1,0 +1,233 @@
+"""``anydepth`` command line: list models, and depth for an image, a set of images or a video."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from anydepth.errors import AnyDepthError, InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Depth, cameras and geometry from images and videos with the Depth Anything family.",
+)
+
+_state = {"debug": False}
+
+# options shared by the depth commands (typer needs the defaults at definition time)
+ModelOpt = typer.Option("dav2-small", "--model", "-m", help="Preset name; `anydepth models` lists them.")
+WeightsOpt = typer.Option(None, "--weights", "-w", help="Local weights file or folder, or a hub repo id.")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+PrecisionOpt = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto.")
+InputSizeOpt = typer.Option(518, "--input-size", help="Shorter side the network sees (multiple of 14 after resize).")
+OutdirOpt = typer.Option(Path("./vis_depth"), "--outdir", "-o", help="Output folder.")
+PredOnlyOpt = typer.Option(False, "--pred-only", help="Write only the depth visualisation, not the input beside it.")
+GrayOpt = typer.Option(False, "--grayscale", help="Grey depth visualisation instead of the Spectral colour map.")
+RawOpt = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: png16, npy, npz, exr.")
+NoVisOpt = typer.Option(False, "--no-vis", help="Skip the colourised visualisation (raw outputs only).")
+BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per forward pass.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+RevisionOpt = typer.Option(None, "--revision", help="Hub branch, tag or commit of the weights.")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn: Callable[[], None]) -> None:
+    """Runs a command body: our errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        fn()
+    except AnyDepthError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+
+def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str]):
+    from anydepth.api import load_model
+
+    return load_model(model, weights=weights, device=device, precision=precision, revision=revision)
+
+
+def _options(
+    model: str, outdir: Path, pred_only: bool, grayscale: bool, raw: Optional[str], no_vis: bool, video: bool = False
+):
+    """Checks the model name and the output options before any work starts."""
+    from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
+    from anydepth.presets import get_preset
+
+    opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
+    get_preset(model)
+    opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
+    if not opts.vis and not opts.raw and not video:
+        raise InputError("--no-vis leaves nothing to write; add --raw png16,npy,npz or exr")
+    return opts
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+@app.command("models")
+def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family, e.g. dav2.")) -> None:
+    """List the model presets with their kind, size, licence and hub repo."""
+    from anydepth.api import list_models
+
+    rows = list_models(family)
+    typer.echo(f"{'name':32} {'kind':10} {'params':>8}  {'license':14} repo")
+    for r in rows:
+        typer.echo(f"{r.name:32} {r.depth_kind:10} {r.params_m:7.1f}M  {r.license:14} {r.repo_id or '-'}")
+
+
+def _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet) -> None:
+    from anydepth.cli.jobs import run_images
+
+    if input_size < 14:
+        raise InputError(f"--input-size {input_size} is too small; use at least 14")
+    loaded = _load(model, weights, device, precision, revision)
+    report = run_images(
+        loaded,
+        paths,
+        opts,
+        input_size=input_size,
+        batch_size=batch_size,
+        progress=not quiet,
+        on_error=lambda msg: typer.echo(f"error: {msg}", err=True),
+    )
+    if not quiet:
+        typer.echo(f"{report.done} image(s) written to {opts.outdir}", err=True)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command("image")
+def image_cmd(
+    path: Path = typer.Argument(..., help="Image file."),
+    model: str = ModelOpt,
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    input_size: int = InputSizeOpt,
+    outdir: Path = OutdirOpt,
+    pred_only: bool = PredOnlyOpt,
+    grayscale: bool = GrayOpt,
+    raw: Optional[str] = RawOpt,
+    no_vis: bool = NoVisOpt,
+    quiet: bool = QuietOpt,
+    revision: Optional[str] = RevisionOpt,
+) -> None:
+    """Depth of one image."""
+
+    def body() -> None:
+        from anydepth.io.images import read_image
+
+        opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
+        read_image(path)  # fail on a bad input before loading any weights
+        _run_images([path], model, weights, device, precision, revision, input_size, opts, 1, quiet)
+
+    _guarded(body)
+
+
+@app.command("images")
+def images_cmd(
+    inputs: str = typer.Argument(..., help="A folder, a glob pattern ('photos/*.jpg') or a .txt list of paths."),
+    model: str = ModelOpt,
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    input_size: int = InputSizeOpt,
+    outdir: Path = OutdirOpt,
+    pred_only: bool = PredOnlyOpt,
+    grayscale: bool = GrayOpt,
+    raw: Optional[str] = RawOpt,
+    no_vis: bool = NoVisOpt,
+    batch_size: int = BatchOpt,
+    quiet: bool = QuietOpt,
+    revision: Optional[str] = RevisionOpt,
+) -> None:
+    """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line)."""
+
+    def body() -> None:
+        from anydepth.io.inputs import expand_inputs
+
+        opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
+        paths = expand_inputs(inputs)
+        _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet)
+
+    _guarded(body)
+
+
+@app.command("video")
+def video_cmd(
+    path: Path = typer.Argument(..., help="Video file."),
+    model: str = ModelOpt,
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    input_size: int = InputSizeOpt,
+    outdir: Path = OutdirOpt,
+    pred_only: bool = PredOnlyOpt,
+    grayscale: bool = GrayOpt,
+    raw: Optional[str] = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Keep every k-th frame."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    batch_size: int = BatchOpt,
+    quiet: bool = QuietOpt,
+    revision: Optional[str] = RevisionOpt,
+) -> None:
+    """Per-frame depth of a video, streamed frame by frame (memory does not grow with the video's length)."""
+
+    def body() -> None:
+        from anydepth.cli.jobs import run_video
+        from anydepth.io.video import VideoReader
+
+        opts = _options(model, outdir, pred_only, grayscale, raw, False, video=True)
+        if fps is not None and fps <= 0:
+            raise InputError(f"--fps {fps} must be positive")
+        with VideoReader(path):  # fail on an unreadable video before loading any weights
+            pass
+        loaded = _load(model, weights, device, precision, revision)
+        out = run_video(
+            loaded,
+            path,
+            opts,
+            input_size=input_size,
+            fps=fps,
+            stride=stride,
+            max_frames=max_frames,
+            batch_size=batch_size,
+            progress=not quiet,
+        )
+        if not quiet:
+            typer.echo(f"wrote {out}", err=True)
+
+    _guarded(body)
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Console-script entry point."""
+    try:
+        app(args=argv, prog_name="anydepth")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            sys.exit(exc.code)

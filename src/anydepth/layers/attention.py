@@ -1,0 +1,64 @@
+"""Multi-head self-attention with a fused SDPA path and an explicit softmax path that runs on torch 1.13."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# torch >= 2.0 ships scaled_dot_product_attention; torch 1.13 (AWS Inf1) does not.
+HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, fused: bool = True) -> Tensor:
+    """Softmax attention over the last two dimensions.
+
+    Args:
+        q, k, v: (B, heads, N, head_dim) tensors.
+        fused: use torch's scaled_dot_product_attention when it exists; the explicit path is the reference
+            that tests hold the fused one to, and the path traced for torch 1.13 targets.
+
+    Returns:
+        (B, heads, N, head_dim)
+    """
+    if fused and HAS_SDPA:
+        return F.scaled_dot_product_attention(q, k, v)
+    scale = q.shape[-1] ** -0.5
+    weights = (q * scale) @ k.transpose(-2, -1)
+    return weights.softmax(dim=-1) @ v
+
+
+class Attention(nn.Module):
+    """ViT self-attention with a packed ``qkv`` projection (DINOv2 key layout).
+
+    Args:
+        dim: token width.
+        num_heads: attention heads; ``dim`` must divide evenly.
+        qkv_bias, proj_bias: biases of the input and output projections.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.fused = HAS_SDPA
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, N, C)
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, heads, N, head_dim)
+        x = attention(q, k, v, fused=self.fused)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+def set_fused_attention(module: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every attention layer below ``module`` between the SDPA and the explicit path.
+
+    Returns the module, so it can be chained.
+    """
+    for sub in module.modules():
+        if hasattr(sub, "fused") and isinstance(sub.fused, bool):
+            sub.fused = bool(enabled) and HAS_SDPA
+    return module

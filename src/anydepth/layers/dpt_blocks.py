@@ -1,0 +1,65 @@
+"""DPT fusion blocks (residual conv units and feature fusion), in the key layout of the official heads."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ResidualConvUnit(nn.Module):
+    """ReLU -> conv3x3 -> ReLU -> conv3x3, plus the input. Keys ``conv1`` / ``conv2``."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv1(F.relu(x))
+        out = self.conv2(F.relu(out))
+        return out + x
+
+
+class FeatureFusionBlock(nn.Module):
+    """Fuses a coarser path with a skip feature, upsamples, and projects with a 1x1 conv.
+
+    Keys ``resConfUnit1`` (applied to the skip input), ``resConfUnit2`` and ``out_conv``. The deepest block of
+    the official heads has no skip input but still stores ``resConfUnit1``, so it is always built.
+    """
+
+    def __init__(self, features: int, align_corners: bool = True) -> None:
+        super().__init__()
+        self.align_corners = align_corners
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, kernel_size=1)
+
+    def forward(self, x: Tensor, skip: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        if size is None:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=self.align_corners)
+        else:
+            x = F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=self.align_corners)
+        return self.out_conv(x)
+
+
+def make_projections(in_channels: int, out_channels: Sequence[int]) -> nn.ModuleList:
+    """1x1 convs from the ViT width to each of the four DPT levels (keys ``projects.{i}``)."""
+    return nn.ModuleList(nn.Conv2d(in_channels, c, kernel_size=1) for c in out_channels)
+
+
+def make_resize_layers(out_channels: Sequence[int]) -> nn.ModuleList:
+    """Per-level resampling to strides 4, 8, 16 and 32 of the image (keys ``resize_layers.{i}``)."""
+    c0, c1, _, c3 = out_channels
+    return nn.ModuleList(
+        [
+            nn.ConvTranspose2d(c0, c0, kernel_size=4, stride=4),
+            nn.ConvTranspose2d(c1, c1, kernel_size=2, stride=2),
+            nn.Identity(),
+            nn.Conv2d(c3, c3, kernel_size=3, stride=2, padding=1),
+        ]
+    )

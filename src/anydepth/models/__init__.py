@@ -1,0 +1,1 @@
+"""Pure network modules, configured by frozen dataclasses; no file or network I/O."""

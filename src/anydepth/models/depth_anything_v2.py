@@ -1,0 +1,83 @@
+"""Depth Anything V2: DINOv2 encoder + DPT head, keys ``pretrained.*`` and ``depth_head.*`` as in the official .pth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from torch import Tensor, nn
+
+from anydepth.models.dinov2 import ENCODERS, DinoV2Config, DinoVisionTransformer
+from anydepth.models.dpt import DPTHead, DPTHeadConfig
+
+# DINOv2 blocks that feed the four DPT levels
+INTERMEDIATE_LAYERS = {"vits": (2, 5, 8, 11), "vitb": (2, 5, 8, 11), "vitl": (4, 11, 17, 23), "vitg": (9, 19, 29, 39)}
+# DPT widths of the official checkpoints: (features, out_channels)
+HEAD_WIDTHS = {
+    "vits": (64, (48, 96, 192, 384)),
+    "vitb": (128, (96, 192, 384, 768)),
+    "vitl": (256, (256, 512, 1024, 1024)),
+    "vitg": (384, (1536, 1536, 1536, 1536)),
+}
+
+
+@dataclass(frozen=True)
+class DepthAnythingV2Config:
+    """Architecture of a Depth Anything V2 network.
+
+    Attributes:
+        encoder: DINOv2 backbone configuration.
+        head: DPT head configuration.
+        layers: backbone blocks fed to the head.
+    """
+
+    encoder: DinoV2Config
+    head: DPTHeadConfig
+    layers: Tuple[int, int, int, int] = field(default=(2, 5, 8, 11))
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: str = "vitl",
+        features: Optional[int] = None,
+        out_channels: Optional[Tuple[int, int, int, int]] = None,
+        max_depth: Optional[float] = None,
+        use_clstoken: bool = False,
+    ) -> DepthAnythingV2Config:
+        """Configuration of an official encoder size ("vits", "vitb", "vitl", "vitg")."""
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; expected one of {sorted(ENCODERS)}")
+        default_features, default_channels = HEAD_WIDTHS[encoder]
+        enc = ENCODERS[encoder]
+        head = DPTHeadConfig(
+            in_channels=enc.embed_dim,
+            features=int(features if features is not None else default_features),
+            out_channels=tuple(int(c) for c in (out_channels if out_channels is not None else default_channels)),
+            use_clstoken=use_clstoken,
+            max_depth=None if max_depth is None else float(max_depth),
+        )
+        return cls(encoder=enc, head=head, layers=INTERMEDIATE_LAYERS[encoder])
+
+
+class DepthAnythingV2Net(nn.Module):
+    """(B, 3, H, W) ImageNet-normalised images, H and W multiples of 14 -> (B, H, W) disparity or metres."""
+
+    def __init__(self, cfg: DepthAnythingV2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pretrained = DinoVisionTransformer(cfg.encoder)
+        self.depth_head = DPTHead(cfg.head)
+
+    @property
+    def patch_size(self) -> int:
+        return self.cfg.encoder.patch_size
+
+    @property
+    def is_metric(self) -> bool:
+        return self.cfg.head.max_depth is not None
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.patch_size
+        grid_h, grid_w = x.shape[-2] // p, x.shape[-1] // p
+        features = self.pretrained.get_intermediate_layers(x, self.cfg.layers)
+        return self.depth_head(features, grid_h, grid_w, p).squeeze(1)

@@ -1,0 +1,166 @@
+"""DINOv2 vision transformer (ViT-S/B/L/G, patch 14) in the official key layout, returning intermediate layers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from anydepth.layers.attention import Attention
+from anydepth.layers.layer_scale import LayerScale
+from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
+
+
+@dataclass(frozen=True)
+class DinoV2Config:
+    """Architecture of a DINOv2 backbone.
+
+    Attributes:
+        embed_dim: token width.
+        depth: number of transformer blocks.
+        num_heads: attention heads per block.
+        ffn: "mlp" (GELU) or "swiglu" (giant).
+        mlp_ratio: hidden width over token width.
+        patch_size: pixels per patch side.
+        img_size: training resolution that sizes the stored position embedding (518 -> 37x37 grid + cls).
+        interpolate_offset: added to the target grid before the bicubic resize of position embeddings
+            (DINOv2's work-around; exact reproduction needs it).
+        norm_eps: LayerNorm epsilon.
+    """
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    ffn: str = "mlp"
+    mlp_ratio: float = 4.0
+    patch_size: int = 14
+    img_size: int = 518
+    interpolate_offset: float = 0.1
+    norm_eps: float = 1e-6
+
+    @property
+    def pos_grid(self) -> int:
+        return self.img_size // self.patch_size
+
+
+VITS = DinoV2Config(embed_dim=384, depth=12, num_heads=6)
+VITB = DinoV2Config(embed_dim=768, depth=12, num_heads=12)
+VITL = DinoV2Config(embed_dim=1024, depth=24, num_heads=16)
+VITG = DinoV2Config(embed_dim=1536, depth=40, num_heads=24, ffn="swiglu")
+ENCODERS = {"vits": VITS, "vitb": VITB, "vitl": VITL, "vitg": VITG}
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch projection, key ``proj``: (B, 3, H, W) -> (B, H/p * W/p, D)."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with layer scale: keys norm1, attn, ls1, norm2, mlp, ls2."""
+
+    def __init__(self, cfg: DinoV2Config) -> None:
+        super().__init__()
+        dim = cfg.embed_dim
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = Attention(dim, cfg.num_heads)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        if cfg.ffn == "swiglu":
+            self.mlp: nn.Module = SwiGLUFFN(dim, swiglu_hidden_features(dim, cfg.mlp_ratio))
+        elif cfg.ffn == "mlp":
+            self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
+        else:
+            raise ValueError(f"unknown ffn {cfg.ffn!r}; expected 'mlp' or 'swiglu'")
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, N, D)
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class DinoVisionTransformer(nn.Module):
+    """DINOv2 backbone. Keys: cls_token, pos_embed, mask_token, patch_embed.proj, blocks.{i}, norm."""
+
+    def __init__(self, cfg: DinoV2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.embed_dim
+        self.patch_size = cfg.patch_size
+        self.patch_embed = PatchEmbed(cfg.patch_size, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pos_grid**2 + 1, D))
+        # unused at inference, but stored in every official checkpoint
+        self.mask_token = nn.Parameter(torch.zeros(1, D))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.embed_dim
+
+    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
+        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid, resized as DINOv2 does.
+
+        The stored grid is used as is only when the target grid equals it; otherwise it is resized bicubically
+        with scale factors ``(grid + offset) / stored_grid``, which is not the same as resizing to a size.
+        """
+        pos = self.pos_embed
+        n = self.cfg.pos_grid
+        if grid_h == n and grid_w == n:
+            return pos
+        cls_pos, patch_pos = pos[:, :1].float(), pos[:, 1:].float()
+        D = pos.shape[-1]
+        off = self.cfg.interpolate_offset
+        patch_pos = F.interpolate(
+            patch_pos.reshape(1, n, n, D).permute(0, 3, 1, 2),
+            scale_factor=((grid_h + off) / math.sqrt(n * n), (grid_w + off) / math.sqrt(n * n)),
+            mode="bicubic",
+            align_corners=False,
+        )
+        if patch_pos.shape[-2:] != (grid_h, grid_w):
+            raise RuntimeError(f"position embedding resized to {tuple(patch_pos.shape[-2:])}, not {(grid_h, grid_w)}")
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, D)
+        return torch.cat((cls_pos, patch_pos), dim=1).to(pos.dtype)
+
+    def prepare_tokens(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 1 + N, D) with the class token first and position embeddings added."""
+        B, _, H, W = x.shape
+        p = self.patch_size
+        if H % p or W % p:
+            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {p}")
+        tokens = self.patch_embed(x)
+        tokens = torch.cat((self.cls_token.expand(B, -1, -1).to(tokens.dtype), tokens), dim=1)
+        return tokens + self.interpolate_pos_encoding(H // p, W // p).to(tokens.dtype)
+
+    def get_intermediate_layers(self, x: Tensor, layers: Sequence[int]) -> List[Tuple[Tensor, Tensor]]:
+        """Normed outputs of the given blocks.
+
+        Args:
+            x: (B, 3, H, W) normalised image, H and W multiples of the patch size.
+            layers: block indices to return, ascending.
+
+        Returns:
+            one ``(patch_tokens (B, N, D), class_token (B, D))`` pair per requested block.
+        """
+        wanted = sorted(set(int(i) for i in layers))
+        if not wanted or wanted[-1] >= len(self.blocks) or wanted[0] < 0:
+            raise ValueError(f"layers {list(layers)} out of range for {len(self.blocks)} blocks")
+        tokens = self.prepare_tokens(x)
+        taken = {}
+        for i, block in enumerate(self.blocks[: wanted[-1] + 1]):
+            tokens = block(tokens)
+            if i in wanted:
+                taken[i] = self.norm(tokens)
+        return [(taken[i][:, 1:], taken[i][:, 0]) for i in layers]

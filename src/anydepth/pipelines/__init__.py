@@ -1,0 +1,1 @@
+"""Inference pipelines: preprocessing, device and precision policy, batching, postprocessing."""

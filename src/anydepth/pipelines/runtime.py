@@ -1,0 +1,78 @@
+"""Device and precision policy: which device to run on and which dtype the matmuls use."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import ContextManager, Optional, Union
+
+import torch
+
+from anydepth.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """Device for a name: "auto" -> CUDA if available, else Apple MPS, else CPU; others are checked."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r} ({exc}); use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU does bf16 matmuls natively (AMX-BF16 or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The concrete precision ("fp32", "bf16" or "fp16") for a requested one on a device.
+
+    "auto" picks bf16 on CUDA devices that support it (fp16 on older ones) and on CPUs with native bf16
+    matmuls, and float32 elsewhere. fp16 on a CPU is refused: it is slower than float32 there.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "cpu" and cpu_has_fast_bf16():
+            return "bf16"
+        return "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise InputError("precision fp16 is not supported on the CPU; use fp32, bf16 or auto")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager:
+    """Mixed-precision context for a concrete precision; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_cpu_threads(num_threads: Optional[int]) -> None:
+    """Use ``num_threads`` intra-op threads for CPU inference (None leaves torch's default)."""
+    if num_threads is not None and num_threads > 0:
+        torch.set_num_threads(int(num_threads))

@@ -1,0 +1,65 @@
+"""The one result type of every model: depth plus whatever else the model predicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+DEPTH_KINDS = ("depth", "disparity", "metric")
+
+
+@dataclass
+class Prediction:
+    """Outputs for N images (independent samples, or views of one scene).
+
+    Attributes:
+        depth: (N, H, W) float32. Its meaning is ``depth_kind``: "disparity" is affine-invariant inverse depth
+            (larger is nearer, no unit), "depth" is z-depth up to scale, "metric" is z-depth in metres.
+        depth_kind: one of "depth", "disparity", "metric".
+        conf: (N, H, W) float32 confidence, where the model predicts one.
+        extrinsics: (N, 3, 4) float32 world-to-camera, OpenCV convention, where predicted.
+        intrinsics: (N, 3, 3) float32 pixel intrinsics for the returned resolution, where predicted.
+        sky: (N, H, W) bool or float32 sky mask, where predicted.
+        processed_images: (N, h, w, 3) uint8 RGB images at the network's processing resolution.
+        aux: further named outputs (intermediate features, ...).
+    """
+
+    depth: np.ndarray
+    depth_kind: str
+    conf: Optional[np.ndarray] = None
+    extrinsics: Optional[np.ndarray] = None
+    intrinsics: Optional[np.ndarray] = None
+    sky: Optional[np.ndarray] = None
+    processed_images: Optional[np.ndarray] = None
+    aux: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.depth_kind not in DEPTH_KINDS:
+            raise ValueError(f"depth_kind must be one of {DEPTH_KINDS}, not {self.depth_kind!r}")
+        if self.depth.ndim != 3:
+            raise ValueError(f"depth must be (N, H, W), got shape {self.depth.shape}")
+
+    def __len__(self) -> int:
+        return int(self.depth.shape[0])
+
+    def __getitem__(self, index: int) -> Prediction:
+        """The prediction of one image, with N = 1."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        sl = slice(index, index + 1) if index >= 0 else slice(len(self) + index, len(self) + index + 1)
+
+        def take(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+            return None if a is None else a[sl]
+
+        return Prediction(
+            depth=self.depth[sl],
+            depth_kind=self.depth_kind,
+            conf=take(self.conf),
+            extrinsics=take(self.extrinsics),
+            intrinsics=take(self.intrinsics),
+            sky=take(self.sky),
+            processed_images=take(self.processed_images),
+            aux=dict(self.aux),
+        )

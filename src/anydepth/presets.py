@@ -1,0 +1,168 @@
+"""The presets table: model name -> architecture, weights on the hub (repo, file, revision, license), preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from anydepth.errors import UnknownModelError
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a preset's weights live.
+
+    Attributes:
+        repo_id: Hugging Face hub repository.
+        filename: file inside the repository.
+        revision: branch, tag or commit to download (pin a commit for reproducible deployments).
+        layout: key layout of the file: "v2" (official ``pretrained.*`` / ``depth_head.*``) or "hf"
+            (transformers ``backbone.*`` / ``neck.*`` / ``head.*``).
+        license: licence of the weights, shown when they are first used.
+    """
+
+    repo_id: str
+    filename: str
+    license: str
+    revision: str = "main"
+    layout: str = "v2"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named model.
+
+    Attributes:
+        name: preset name used by ``load_model`` and ``--model``.
+        family: model family ("dav2").
+        encoder: DINOv2 size ("vits", "vitb", "vitl", "vitg").
+        depth_kind: "disparity" (affine-invariant relative output) or "metric" (metres).
+        params: parameter count in millions.
+        weights: hub location, or None where no checkpoint is published (local weights only).
+        max_depth: metric range of the sigmoid head in metres; None for relative models.
+        input_size: default shorter-side processing resolution.
+        description: one line for listings.
+    """
+
+    name: str
+    family: str
+    encoder: str
+    depth_kind: str
+    params: float
+    weights: Optional[WeightsSpec]
+    max_depth: Optional[float] = None
+    input_size: int = 518
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    description: str = ""
+
+    def config(self) -> DepthAnythingV2Config:
+        """Network configuration of this preset."""
+        return DepthAnythingV2Config.from_encoder(self.encoder, max_depth=self.max_depth)
+
+    @property
+    def license(self) -> str:
+        return self.weights.license if self.weights else "n/a"
+
+
+_SIZES = {"small": ("vits", "Small", 24.8), "base": ("vitb", "Base", 97.5), "large": ("vitl", "Large", 335.3)}
+# the Small checkpoints are Apache-2.0; Base and Large are CC-BY-NC-4.0 (non-commercial)
+_LICENSES = {"small": "Apache-2.0", "base": "CC-BY-NC-4.0", "large": "CC-BY-NC-4.0"}
+_METRIC = {"indoor": ("Hypersim", "hypersim", "Indoor", 20.0), "outdoor": ("VKITTI", "vkitti", "Outdoor", 80.0)}
+
+
+def _build_table() -> Dict[str, Preset]:
+    table: List[Preset] = []
+    for size, (enc, title, params) in _SIZES.items():
+        lic = _LICENSES[size]
+        table.append(
+            Preset(
+                name=f"dav2-{size}",
+                family="dav2",
+                encoder=enc,
+                depth_kind="disparity",
+                params=params,
+                weights=WeightsSpec(f"depth-anything/Depth-Anything-V2-{title}", f"depth_anything_v2_{enc}.pth", lic),
+                description=f"Depth Anything V2 {title}, relative disparity",
+            )
+        )
+        table.append(
+            Preset(
+                name=f"dav2-{size}-hf",
+                family="dav2",
+                encoder=enc,
+                depth_kind="disparity",
+                params=params,
+                weights=WeightsSpec(
+                    f"depth-anything/Depth-Anything-V2-{title}-hf", "model.safetensors", lic, layout="hf"
+                ),
+                description=f"Depth Anything V2 {title}, transformers checkpoint, relative disparity",
+            )
+        )
+        for scene, (dataset, file_tag, hf_tag, max_depth) in _METRIC.items():
+            table.append(
+                Preset(
+                    name=f"dav2-metric-{scene}-{size}",
+                    family="dav2",
+                    encoder=enc,
+                    depth_kind="metric",
+                    params=params,
+                    max_depth=max_depth,
+                    weights=WeightsSpec(
+                        f"depth-anything/Depth-Anything-V2-Metric-{dataset}-{title}",
+                        f"depth_anything_v2_metric_{file_tag}_{enc}.pth",
+                        lic,
+                    ),
+                    description=f"Depth Anything V2 {title} metric {scene} ({dataset}), metres up to {max_depth:g}",
+                )
+            )
+            table.append(
+                Preset(
+                    name=f"dav2-metric-{scene}-{size}-hf",
+                    family="dav2",
+                    encoder=enc,
+                    depth_kind="metric",
+                    params=params,
+                    max_depth=max_depth,
+                    weights=WeightsSpec(
+                        f"depth-anything/Depth-Anything-V2-Metric-{hf_tag}-{title}-hf",
+                        "model.safetensors",
+                        lic,
+                        layout="hf",
+                    ),
+                    description=f"Depth Anything V2 {title} metric {scene}, transformers checkpoint",
+                )
+            )
+    table.append(
+        Preset(
+            name="dav2-giant",
+            family="dav2",
+            encoder="vitg",
+            depth_kind="disparity",
+            params=1311.5,
+            weights=None,
+            description="Depth Anything V2 Giant architecture (no public checkpoint: pass --weights)",
+        )
+    )
+    return {p.name: p for p in table}
+
+
+PRESETS: Dict[str, Preset] = _build_table()
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an UnknownModelError lists the close names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Run `anydepth models` to list the {len(PRESETS)} presets."
+        ) from None

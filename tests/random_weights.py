@@ -1,0 +1,52 @@
+"""Deterministic random weights in any checkpoint layout, the same on every machine and torch/numpy version.
+
+Used by the tests and by the scripts that run upstream code to make parity fixtures: both sides fill the same
+key names from the same per-key seed, so no checkpoint file has to be stored. Depends on numpy and torch only,
+so it also runs in the side environment that holds the upstream packages.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Dict, Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+def _values(name: str, shape: Sequence[int], seed: int) -> np.ndarray:
+    # legacy RandomState streams are frozen across numpy versions (numpy 1.x upstream side, 2.x ours)
+    rng = np.random.RandomState((zlib.crc32(name.encode()) ^ seed) & 0x7FFFFFFF)
+    shape = tuple(int(s) for s in shape)
+    leaf = name.rsplit(".", 1)[-1]
+    n = int(np.prod(shape)) if shape else 1
+    if leaf in ("gamma", "lambda1"):  # layer scale: small, as after training
+        return rng.uniform(0.05, 0.3, size=shape)
+    if len(shape) == 1 and ("norm" in name or "layernorm" in name) and leaf == "weight":
+        return 1.0 + 0.1 * rng.standard_normal(shape)
+    if leaf == "bias":
+        if shape == (1,):  # scalar output of a ReLU head: keep it alive
+            return np.full(shape, 0.5)
+        return 0.05 * rng.standard_normal(shape)
+    if leaf in ("pos_embed", "position_embeddings"):
+        return 0.5 * rng.standard_normal(shape)
+    if leaf in ("cls_token", "mask_token", "camera_token", "register_tokens"):
+        return 0.1 * rng.standard_normal(shape)
+    if len(shape) >= 2:
+        fan_in = n // shape[0]
+        return rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))
+    return 0.05 * rng.standard_normal(shape)
+
+
+def random_state_dict(shapes: Mapping[str, Sequence[int]], seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Float32 tensors for the given key names and shapes; each value depends only on (name, shape, seed)."""
+    return {k: torch.from_numpy(_values(k, v, seed).astype(np.float32)) for k, v in shapes.items()}
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill a module's parameters and float buffers in place with :func:`random_state_dict` values."""
+    sd = module.state_dict()
+    new = random_state_dict({k: tuple(v.shape) for k, v in sd.items() if v.is_floating_point()}, seed)
+    module.load_state_dict({**sd, **new}, strict=True)
+    return module
