@@ -143,7 +143,7 @@ def _build_table() -> Dict[str, Preset]:
             family="dav2",
             encoder="vitg",
             depth_kind="disparity",
-            params=1311.5,
+            params=1258.1,
             weights=None,
             description="Depth Anything V2 Giant architecture (no public checkpoint: pass --weights)",
         )

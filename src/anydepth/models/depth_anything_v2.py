@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
+from anydepth.layers.precision import float32_region
 from anydepth.models.dinov2 import ENCODERS, DinoV2Config, DinoVisionTransformer
 from anydepth.models.dpt import DPTHead, DPTHeadConfig
 
@@ -80,4 +81,7 @@ class DepthAnythingV2Net(nn.Module):
         p = self.patch_size
         grid_h, grid_w = x.shape[-2] // p, x.shape[-1] // p
         features = self.pretrained.get_intermediate_layers(x, self.cfg.layers)
-        return self.depth_head(features, grid_h, grid_w, p).squeeze(1)
+        # the head stays in float32 under autocast: in bf16 it alone costs about 1% relative depth error
+        with float32_region(x.device):
+            features = [(tokens.float(), cls.float()) for tokens, cls in features]
+            return self.depth_head(features, grid_h, grid_w, p).squeeze(1)

@@ -1,0 +1,55 @@
+"""Shared fixtures: random checkpoints in the official layouts, written once per session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
+from anydepth.models.dinov2 import DinoV2Config
+from anydepth.models.dpt import DPTHeadConfig
+from random_weights import random_state_dict
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def tiny_config(max_depth=None, ffn="mlp", depth=4) -> DepthAnythingV2Config:
+    """A Depth Anything V2 network small enough for fast tests, with the official structure."""
+    enc = DinoV2Config(embed_dim=32, depth=depth, num_heads=2, ffn=ffn, img_size=70)
+    head = DPTHeadConfig(in_channels=32, features=16, out_channels=(8, 16, 32, 32), max_depth=max_depth)
+    return DepthAnythingV2Config(encoder=enc, head=head, layers=(0, 1, 2, depth - 1))
+
+
+def random_net(cfg: DepthAnythingV2Config, seed: int = 0) -> DepthAnythingV2Net:
+    net = DepthAnythingV2Net(cfg)
+    sd = random_state_dict({k: v.shape for k, v in net.state_dict().items()}, seed)
+    net.load_state_dict(sd, strict=True)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def vits_weights(tmp_path_factory) -> Path:
+    """A random dav2-small checkpoint in the official .pth layout (file name as on the hub)."""
+    from anydepth.api import build_network
+
+    net = build_network("dav2-small")
+    sd = random_state_dict({k: v.shape for k, v in net.state_dict().items()}, seed=7)
+    path = tmp_path_factory.mktemp("weights") / "depth_anything_v2_vits.pth"
+    torch.save(sd, path)
+    return path

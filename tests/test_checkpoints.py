@@ -1,0 +1,118 @@
+"""Checkpoint reading, the transformers key table and strict loading, on synthetic state dicts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from anydepth.checkpoints import (
+    convert_hf_to_v2,
+    detect_v2_layout,
+    hf_to_v2_key_table,
+    load_strict,
+    read_state_dict,
+)
+from anydepth.errors import WeightsError
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
+from conftest import random_net, tiny_config
+
+
+def _to_hf(sd, depth):
+    """Inverse of the table, written independently: official -> transformers keys, qkv split in three."""
+    out = {}
+    for src, dst in hf_to_v2_key_table(depth, swiglu=any(".mlp.w12." in k for k in sd)):
+        for suffix in ("", ".weight", ".bias"):
+            if dst + suffix in sd:
+                out[src + suffix] = sd[dst + suffix]
+    for i in range(depth):
+        for suffix in ("weight", "bias"):
+            q, k, v = sd[f"pretrained.blocks.{i}.attn.qkv.{suffix}"].chunk(3, dim=0)
+            base = f"backbone.encoder.layer.{i}.attention.attention."
+            out[base + "query." + suffix], out[base + "key." + suffix], out[base + "value." + suffix] = q, k, v
+    return out
+
+
+@pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
+def test_hf_layout_round_trip(ffn):
+    net = random_net(tiny_config(ffn=ffn))
+    sd = net.state_dict()
+    hf = _to_hf(sd, depth=4)
+    assert len(hf) == len(sd) + 4 * 2 * 2  # qkv weight+bias become three tensors each
+    assert detect_v2_layout(hf) == "hf"
+    back = convert_hf_to_v2(hf, depth=4, swiglu=ffn == "swiglu")
+    assert set(back) == set(sd)
+    for k in sd:
+        assert torch.equal(back[k], sd[k]), k
+    fresh = DepthAnythingV2Net(tiny_config(ffn=ffn))
+    load_strict(fresh, back)
+    x = torch.randn(1, 3, 28, 42)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), net(x))
+
+
+def test_hf_fusion_stage_is_reversed():
+    table = dict(hf_to_v2_key_table(12))
+    assert table["neck.fusion_stage.layers.0.projection"] == "depth_head.scratch.refinenet4.out_conv"
+    assert table["neck.fusion_stage.layers.3.residual_layer1.convolution2"] == (
+        "depth_head.scratch.refinenet1.resConfUnit1.conv2"
+    )
+    assert "neck.reassemble_stage.layers.2.resize" not in table
+
+
+def test_hf_leftover_key_is_named():
+    hf = _to_hf(random_net(tiny_config()).state_dict(), depth=4)
+    hf["neck.extra.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError, match=r"neck\.extra\.weight"):
+        convert_hf_to_v2(hf, depth=4)
+    del hf["neck.extra.weight"]
+    del hf["backbone.encoder.layer.1.attention.attention.key.bias"]
+    with pytest.raises(WeightsError, match="layer 1"):
+        convert_hf_to_v2(hf, depth=4)
+
+
+def test_read_formats(tmp_path):
+    sd = random_net(tiny_config()).state_dict()
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "w.safetensors"))
+    for name in ("wrapped.pth", "w.safetensors"):
+        got = read_state_dict(tmp_path / name)
+        assert set(got) == set(sd)
+        assert all(torch.equal(got[k], sd[k]) for k in sd)
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(WeightsError, match="no such weights file"):
+        read_state_dict(tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match=r"junk\.pth: cannot read weights"):
+        read_state_dict(tmp_path / "junk.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(WeightsError, match="not a state dict"):
+        read_state_dict(tmp_path / "list.pth")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        read_state_dict(tmp_path / "evil.pth")
+
+
+def test_strict_loading_lists_missing_unexpected_and_shapes():
+    net = DepthAnythingV2Net(tiny_config())
+    sd = dict(random_net(tiny_config()).state_dict())
+    sd.pop("pretrained.norm.weight")
+    sd["depth_head.bogus"] = torch.zeros(1)
+    sd["pretrained.cls_token"] = torch.zeros(1, 1, 7)
+    with pytest.raises(WeightsError) as info:
+        load_strict(net, sd, source="ckpt.pth")
+    msg = str(info.value)
+    assert "ckpt.pth" in msg
+    assert "missing keys: pretrained.norm.weight" in msg
+    assert "unexpected keys: depth_head.bogus" in msg
+    assert "pretrained.cls_token (1, 1, 7) vs (1, 1, 32)" in msg
+    assert "\n" not in msg

@@ -1,0 +1,127 @@
+"""Network modules on tiny configs: shapes, determinism, batching, attention paths, heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from anydepth.layers import HAS_SDPA, attention, set_fused_attention
+from anydepth.layers.mlp import swiglu_hidden_features
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
+from anydepth.models.dinov2 import DinoVisionTransformer
+from conftest import random_net, tiny_config
+
+
+def _images(b=2, h=56, w=84, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, h, w, generator=g)
+
+
+@torch.no_grad()
+def test_output_shape_and_range():
+    net = random_net(tiny_config())
+    out = net(_images(2, 56, 84))
+    assert out.shape == (2, 56, 84)
+    assert out.dtype == torch.float32
+    assert (out >= 0).all()  # relative head ends in ReLU
+    assert out.std() > 0
+
+
+@torch.no_grad()
+def test_metric_head_is_bounded_by_max_depth():
+    net = random_net(tiny_config(max_depth=20.0))
+    out = net(_images(1, 42, 42))
+    assert out.min() > 0 and out.max() < 20.0
+    assert out.std() > 0
+
+
+@torch.no_grad()
+def test_deterministic_and_batched_equals_single():
+    net = random_net(tiny_config())
+    x = _images(3, 42, 56)
+    a, b = net(x), net(x)
+    assert torch.equal(a, b)
+    singles = torch.cat([net(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(a, singles, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not HAS_SDPA, reason="needs scaled_dot_product_attention")
+@torch.no_grad()
+def test_fused_attention_matches_explicit_path():
+    q, k, v = torch.randn(3, 2, 4, 7, 8).unbind(0)
+    torch.testing.assert_close(attention(q, k, v, fused=True), attention(q, k, v, fused=False), rtol=1e-5, atol=1e-6)
+    net = random_net(tiny_config(ffn="swiglu"))
+    x = _images(1, 56, 70)
+    fused = net(x)
+    set_fused_attention(net, False)
+    assert not any(getattr(m, "fused", False) for m in net.modules())
+    explicit = net(x)
+    torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-5)
+
+
+def test_explicit_attention_is_hand_computable():
+    # one query attending to two keys with scores 0 and log(3) -> weights 1/4 and 3/4
+    d = 4
+    q = torch.zeros(1, 1, 1, d)
+    q[..., 0] = 1.0
+    k = torch.zeros(1, 1, 2, d)
+    k[0, 0, 1, 0] = torch.log(torch.tensor(3.0)) * d**0.5
+    v = torch.tensor([[[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]]])
+    out = attention(q, k, v, fused=False)
+    torch.testing.assert_close(out[0, 0, 0, :2], torch.tensor([0.25, 0.75]))
+
+
+def test_swiglu_hidden_width_of_giant():
+    # DINOv2-giant: 1536 * 4 * 2/3 = 4096 hidden units
+    assert swiglu_hidden_features(1536) == 4096
+    net = DepthAnythingV2Net(tiny_config(ffn="swiglu"))
+    assert net.pretrained.blocks[0].mlp.w12.weight.shape == (2 * swiglu_hidden_features(32), 32)
+
+
+@torch.no_grad()
+def test_position_embedding_resize():
+    vit = random_net(tiny_config()).pretrained
+    n = vit.cfg.pos_grid
+    assert vit.interpolate_pos_encoding(n, n) is vit.pos_embed  # the stored grid is used as is
+    pos = vit.interpolate_pos_encoding(3, 8)
+    assert pos.shape == (1, 1 + 3 * 8, 32)
+    torch.testing.assert_close(pos[:, 0], vit.pos_embed[:, 0])  # class position untouched
+    # DINOv2's formula: bicubic with scale (grid + 0.1) / stored grid, not a resize to the size
+    grid = vit.pos_embed[:, 1:].reshape(1, n, n, 32).permute(0, 3, 1, 2)
+    ref = F.interpolate(grid, scale_factor=(3.1 / n, 8.1 / n), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(pos[:, 1:], ref.permute(0, 2, 3, 1).reshape(1, 24, 32))
+    by_size = F.interpolate(grid, size=(3, 8), mode="bicubic", align_corners=False)
+    assert not torch.allclose(ref, by_size)
+
+
+def test_patch_multiple_is_checked():
+    vit = DinoVisionTransformer(tiny_config().encoder)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        vit.prepare_tokens(torch.zeros(1, 3, 50, 56))
+
+
+@torch.no_grad()
+def test_intermediate_layers_are_normed_and_split():
+    vit = random_net(tiny_config()).pretrained
+    feats = vit.get_intermediate_layers(_images(2, 28, 42), (0, 3))
+    assert len(feats) == 2
+    patches, cls = feats[1]
+    assert patches.shape == (2, 2 * 3, 32) and cls.shape == (2, 32)
+    with pytest.raises(ValueError):
+        vit.get_intermediate_layers(_images(1, 28, 28), (9,))
+
+
+@pytest.mark.parametrize(
+    "encoder,params_m",
+    [("vits", 24.8), ("vitb", 97.5), ("vitl", 335.3), ("vitg", 1258.1)],
+)
+def test_official_sizes_match_published_parameter_counts(encoder, params_m):
+    from anydepth.presets import PRESETS
+
+    with torch.device("meta"):
+        net = DepthAnythingV2Net(DepthAnythingV2Config.from_encoder(encoder))
+    count = sum(p.numel() for p in net.parameters()) / 1e6
+    assert abs(count - params_m) < 0.1
+    preset = next(p for p in PRESETS.values() if p.encoder == encoder)
+    assert abs(preset.params - count) < 0.1
