@@ -76,8 +76,18 @@ def unique_stems(paths: Sequence[Path]) -> List[str]:
     return stems
 
 
-def write_image_outputs(stem: str, image: np.ndarray, depth: np.ndarray, opts: OutputOptions) -> List[Path]:
-    """Every requested output for one image; each file is written atomically."""
+def write_image_outputs(
+    stem: str,
+    image: np.ndarray,
+    depth: np.ndarray,
+    opts: OutputOptions,
+    depth_kind: str = "disparity",
+    max_depth: Optional[float] = None,
+) -> List[Path]:
+    """Every requested output for one image; each file is written atomically.
+
+    The 16-bit PNG holds millimetres for metric models and the min-max normalised map otherwise.
+    """
     from anydepth.export import depth_maps as dm
 
     out = opts.outdir
@@ -86,7 +96,7 @@ def write_image_outputs(stem: str, image: np.ndarray, depth: np.ndarray, opts: O
         written.append(dm.save_image(out / f"{stem}.png", visualise(image, depth, opts)))
     for fmt in opts.raw:
         if fmt == "png16":
-            written.append(dm.save_png16(out / f"{stem}_depth16.png", depth))
+            written.append(_save_png16(out / f"{stem}_depth16.png", depth, depth_kind, max_depth))
         elif fmt == "npy":
             written.append(dm.save_npy(out / f"{stem}_depth.npy", depth))
         elif fmt == "npz":
@@ -94,6 +104,20 @@ def write_image_outputs(stem: str, image: np.ndarray, depth: np.ndarray, opts: O
         elif fmt == "exr":
             written.append(dm.save_exr(out / f"{stem}_depth.exr", depth))
     return [Path(p) for p in written if p is not None]
+
+
+def metric_png_scale(max_depth: Optional[float]) -> float:
+    """Stored value per metre in metric 16-bit PNGs: millimetres where the range fits (indoor, 20 m), else
+    KITTI's 1/256 m (outdoor, 80 m would overflow 65535 mm)."""
+    return 1000.0 if max_depth is None or max_depth * 1000.0 <= 65535 else 256.0
+
+
+def _save_png16(path: Path, depth: np.ndarray, depth_kind: str, max_depth: Optional[float] = None) -> Path:
+    from anydepth.export import depth_maps as dm
+
+    if depth_kind == "metric":
+        return dm.save_png16_metric(path, depth, scale=metric_png_scale(max_depth))
+    return dm.save_png16(path, depth)
 
 
 @dataclass
@@ -138,7 +162,7 @@ def run_images(
         bar = tqdm(total=len(paths), unit="img", desc=model.preset.name)
     for pred in model.infer_iter(readable(), input_size=input_size, batch_size=batch_size):
         stem, image = order.popleft()
-        write_image_outputs(stem, image, pred.depth[0], opts)
+        write_image_outputs(stem, image, pred.depth[0], opts, model.depth_kind, model.preset.max_depth)
         report.done += 1
         if bar is not None:
             bar.update(1)
@@ -200,7 +224,7 @@ def run_video(
             if npy is not None:
                 npy.write(depth)
             if "png16" in opts.raw:
-                dm.save_png16(seq_dir / f"{index:06d}.png", depth)
+                _save_png16(seq_dir / f"{index:06d}.png", depth, model.depth_kind, model.preset.max_depth)
             if "exr" in opts.raw:
                 dm.save_exr(seq_dir / f"{index:06d}.exr", depth)
             index += 1

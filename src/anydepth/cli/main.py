@@ -202,8 +202,12 @@ def video_cmd(
         from anydepth.io.video import VideoReader
 
         opts = _options(model, outdir, pred_only, grayscale, raw, False, video=True)
+        from anydepth.io.inputs import is_image_path
+
         if fps is not None and fps <= 0:
             raise InputError(f"--fps {fps} must be positive")
+        if is_image_path(path):
+            raise InputError(f"{path} is an image, not a video; use `anydepth image {path}`")
         with VideoReader(path):  # fail on an unreadable video before loading any weights
             pass
         loaded = _load(model, weights, device, precision, revision)

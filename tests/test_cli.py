@@ -1,0 +1,215 @@
+"""The command line end to end on a random dav2-small checkpoint; every output read back by another library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from anydepth.cli.main import app
+
+SIZE = ["--input-size", "28", "--quiet"]
+
+
+def _photo(path, h=48, w=64, seed=0):
+    rng = np.random.RandomState(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(0, 255, w)[None, :]
+    img[..., 1] = np.linspace(0, 255, h)[:, None]
+    img[..., 2] = rng.randint(0, 255, (h, w))
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def _assert_one_line_error(code, output, *needles):
+    assert code != 0
+    assert "Traceback" not in output
+    lines = [line for line in output.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
+    for n in needles:
+        assert n in lines[0], output
+
+
+def test_image_with_all_raw_outputs(tmp_path, vits_weights):
+    img = _photo(tmp_path / "room.jpg")
+    out = tmp_path / "out"
+    code, output = _run("image", img, "--weights", vits_weights, "--outdir", out, "--raw", "png16,npy,npz,exr", *SIZE)
+    assert code == 0, output
+    vis = np.asarray(Image.open(out / "room.png"))
+    assert vis.shape == (48, 64 * 2 + 50, 3)  # input, white gap, depth: V2's run.py layout
+    assert (vis[:, 64:114] == 255).all()
+    depth = np.load(out / "room_depth.npy")
+    assert depth.shape == (48, 64) and depth.dtype == np.float32 and depth.std() > 0
+    np.testing.assert_array_equal(np.load(out / "room_depth.npz")["depth"], depth)
+    png16 = Image.open(out / "room_depth16.png")
+    assert png16.mode.startswith("I")
+    levels = np.asarray(png16).astype(np.float64)
+    assert levels.max() == 65535 and levels.min() == 0
+    expected = (depth - depth.min()) / (depth.max() - depth.min()) * 65535
+    assert np.abs(levels - expected).max() <= 1.0
+    import OpenEXR
+
+    with OpenEXR.File(str(out / "room_depth.exr")) as exr:
+        channels = exr.channels()
+        z = channels["Z"].pixels if "Z" in channels else next(iter(channels.values())).pixels
+    np.testing.assert_allclose(np.asarray(z, np.float32).reshape(48, 64), depth, rtol=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["room.png", "room_depth.npy", "room_depth.npz", "room_depth16.png", "room_depth.exr"]
+    )
+
+
+def test_image_pred_only_grayscale(tmp_path, vits_weights):
+    img = _photo(tmp_path / "a.png")
+    code, output = _run("image", img, "-w", vits_weights, "-o", tmp_path / "o", "--pred-only", "--grayscale", *SIZE)
+    assert code == 0, output
+    vis = np.asarray(Image.open(tmp_path / "o" / "a.png"))
+    assert vis.shape == (48, 64, 3)
+    assert np.array_equal(vis[..., 0], vis[..., 1]) and np.array_equal(vis[..., 1], vis[..., 2])
+    assert vis.min() == 0 and vis.max() == 255
+
+
+def test_images_folder_glob_and_list(tmp_path, vits_weights):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        _photo(src / f"img{i}.png", seed=i)
+    _photo(src / "small.jpg", h=30, w=40)
+    code, output = _run("images", src, "-w", vits_weights, "-o", tmp_path / "dir", "--batch-size", "2", *SIZE)
+    assert code == 0, output
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["img0.png", "img1.png", "img2.png", "small.png"]
+    assert np.asarray(Image.open(tmp_path / "dir" / "small.png")).shape == (30, 40 * 2 + 50, 3)
+
+    code, output = _run("images", f"{src}/img*.png", "-w", vits_weights, "-o", tmp_path / "glob", *SIZE)
+    assert code == 0, output
+    assert len(list((tmp_path / "glob").iterdir())) == 3
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two of them\nsrc/img2.png\n\nsrc/small.jpg\n")
+    code, output = _run(
+        "images", listing, "-w", vits_weights, "-o", tmp_path / "txt", "--no-vis", "--raw", "npy", *SIZE
+    )
+    assert code == 0, output
+    assert sorted(p.name for p in (tmp_path / "txt").iterdir()) == ["img2_depth.npy", "small_depth.npy"]
+
+
+def test_batched_folder_equals_single_images(tmp_path, vits_weights):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        _photo(src / f"img{i}.png", seed=i)
+    _run("images", src, "-w", vits_weights, "-o", tmp_path / "b", "--batch-size", "3", "--raw", "npy", *SIZE)
+    for i in range(3):
+        _run("image", src / f"img{i}.png", "-w", vits_weights, "-o", tmp_path / "s", "--raw", "npy", *SIZE)
+        np.testing.assert_allclose(
+            np.load(tmp_path / "b" / f"img{i}_depth.npy"),
+            np.load(tmp_path / "s" / f"img{i}_depth.npy"),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+
+
+def test_corrupt_image_in_folder_is_reported_and_skipped(tmp_path, vits_weights):
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "good.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    code, output = _run("images", src, "-w", vits_weights, "-o", tmp_path / "out", *SIZE)
+    _assert_one_line_error(code, output, "broken.jpg")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
+
+
+def _video(path, frames=12, h=48, w=64, fps=10):
+    # written with OpenCV, not with our writer
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for t in range(frames):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[..., 1] = np.linspace(0, 255, w)[None, :]
+        cv2.circle(img, (5 + 4 * t, h // 2), 8, (255, 255, 255), -1)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def test_video_outputs(tmp_path, vits_weights):
+    video = _video(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    code, output = _run("video", video, "-w", vits_weights, "-o", out, "--raw", "npy,png16", *SIZE)
+    assert code == 0, output
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 12
+    assert frames[0].shape[:2] == (48, 64 * 2 + 50)
+    depth = np.load(out / "clip_depth.npy")
+    assert depth.shape == (12, 48, 64) and depth.dtype == np.float32
+    pngs = sorted((out / "clip_depth").glob("*.png"))
+    assert len(pngs) == 12 and np.asarray(Image.open(pngs[0])).shape == (48, 64)
+
+
+def test_video_stride_and_max_frames(tmp_path, vits_weights):
+    video = _video(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    code, output = _run(
+        "video", video, "-w", vits_weights, "-o", out, "--stride", "3", "--pred-only", "--raw", "npy", *SIZE
+    )
+    assert code == 0, output
+    assert np.load(out / "clip_depth.npy").shape == (4, 48, 64)
+    code, output = _run("video", video, "-w", vits_weights, "-o", out, "--max-frames", "5", "--raw", "npy", *SIZE)
+    assert code == 0, output
+    assert np.load(out / "clip_depth.npy").shape[0] == 5
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["image", "{tmp}/missing.jpg"], ["missing.jpg"]),
+        (["image", "{tmp}/corrupt.png"], ["corrupt.png"]),
+        (["image", "{tmp}/ok.png", "--model", "dav2-tiny"], ["dav2-tiny"]),
+        (["image", "{tmp}/ok.png", "--raw", "tiff"], ["tiff"]),
+        (["image", "{tmp}/ok.png", "--precision", "fp8"], ["fp8"]),
+        (["image", "{tmp}/ok.png", "--weights", "{tmp}/nothing.pth"], ["nothing.pth"]),
+        (["image", "{tmp}/ok.png", "--weights", "{tmp}/corrupt.png"], ["corrupt.png"]),
+        (["images", "{tmp}/empty"], ["empty"]),
+        (["video", "{tmp}/corrupt.mp4"], ["corrupt.mp4"]),
+        (["video", "{tmp}/ok.png"], ["ok.png"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_no_output(tmp_path, vits_weights, args, needles):
+    _photo(tmp_path / "ok.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if "--weights" not in argv:
+        argv += ["--weights", str(vits_weights)]
+    code, output = _run(*argv, "--outdir", out, *SIZE)
+    _assert_one_line_error(code, output, *needles)
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_console_script_entry_point(tmp_path, vits_weights):
+    img = _photo(tmp_path / "p.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "anydepth", "image", str(img), "-w", str(vits_weights), "-o", str(tmp_path), *SIZE],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.png").exists()
+    proc = subprocess.run([sys.executable, "-m", "anydepth", "image", "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
