@@ -119,6 +119,8 @@ def test_intermediate_layers_are_normed_and_split():
 def test_official_sizes_match_published_parameter_counts(encoder, params_m):
     from anydepth.presets import PRESETS
 
+    if not hasattr(torch.device("cpu"), "__enter__"):
+        pytest.skip("building on the meta device needs torch >= 2.0")
     with torch.device("meta"):
         net = DepthAnythingV2Net(DepthAnythingV2Config.from_encoder(encoder))
     count = sum(p.numel() for p in net.parameters()) / 1e6

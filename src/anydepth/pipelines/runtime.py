@@ -45,6 +45,10 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def _torch_major() -> int:
+    return int(torch.__version__.split(".")[0])
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision ("fp32", "bf16" or "fp16") for a requested one on a device.
 
@@ -56,11 +60,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and cpu_has_fast_bf16():
+        if device.type == "cpu" and cpu_has_fast_bf16() and _torch_major() >= 2:
             return "bf16"
         return "fp32"
     if precision == "fp16" and device.type == "cpu":
         raise InputError("precision fp16 is not supported on the CPU; use fp32, bf16 or auto")
+    if precision == "bf16" and device.type == "cpu" and _torch_major() < 2:
+        # torch 1.x CPU autocast leaves LayerNorm inputs in bf16 against float32 weights and fails
+        raise InputError(f"precision bf16 on the CPU needs torch >= 2.0 (this is {torch.__version__}); use fp32")
     return precision
 
 
