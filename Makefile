@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 MODEL ?= dav2-small
 OUTDIR ?= vis_depth
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint check-torch113 clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,9 @@ lint: setup
 	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/vermin --eval-annotations --feature union-types -t=3.9- --no-tips --violations src/anydepth
 
+# the core tests on torch 1.13.1 and Python 3.9 (AWS Inf1), in .venv-torch113
+check-torch113:
+	scripts/check_torch113.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-torch113 build *.egg-info .pytest_cache .ruff_cache

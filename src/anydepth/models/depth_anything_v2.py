@@ -79,7 +79,7 @@ class DepthAnythingV2Net(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.patch_size
-        grid_h, grid_w = x.shape[-2] // p, x.shape[-1] // p
+        grid_h, grid_w = int(x.shape[-2]) // p, int(x.shape[-1]) // p
         features = self.pretrained.get_intermediate_layers(x, self.cfg.layers)
         # the head stays in float32 under autocast: in bf16 it alone costs about 1% relative depth error
         with float32_region(x.device):

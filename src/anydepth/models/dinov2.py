@@ -116,6 +116,8 @@ class DinoVisionTransformer(nn.Module):
         The stored grid is used as is only when the target grid equals it; otherwise it is resized bicubically
         with scale factors ``(grid + offset) / stored_grid``, which is not the same as resizing to a size.
         """
+        # plain ints: under tracing the grid is a constant of the static shape, not a tensor
+        grid_h, grid_w = int(grid_h), int(grid_w)
         pos = self.pos_embed
         n = self.cfg.pos_grid
         if grid_h == n and grid_w == n:
