@@ -167,3 +167,21 @@ def test_hf_checkpoint_loads(vits_weights, tmp_path):
     ref = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", precision="fp32")
     rgb = _rgb()
     np.testing.assert_array_equal(hf.infer(rgb, input_size=56).depth, ref.infer(rgb, input_size=56).depth)
+
+
+def test_unreachable_hub_uses_cache_at_once(vits_weights, tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from anydepth import hub
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # closed port: refused at once
+    assert not hub.hub_reachable(timeout=2.0)
+    preset = PRESETS["dav2-small"]
+    start = time.perf_counter()
+    with pytest.raises(WeightsError, match=r"unreachable or offline.*--weights PATH"):
+        resolve_weights(preset, cache_dir=tmp_path)
+    cached = _fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
+    assert resolve_weights(preset, cache_dir=tmp_path).resolve() == cached.resolve()
+    assert time.perf_counter() - start < 10  # no retry back-off

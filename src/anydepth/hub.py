@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from pathlib import Path
 from typing import Optional, Union
 
@@ -32,6 +34,39 @@ def _from_folder(folder: Path, preset: Preset) -> Path:
     raise WeightsError(f"{folder}: expected {expected} in the folder, found {found}; pass the file itself")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint opens within ``timeout`` seconds.
+
+    huggingface_hub retries a failed connection for about 25 s before it falls back to its cache; this probe
+    lets an offline machine use the cache, or fail with one message, at once.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs():
+    # huggingface_hub logs every retry on its own handler; our error message says it once
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
 def download(
     spec: WeightsSpec,
     revision: Optional[str] = None,
@@ -47,20 +82,25 @@ def download(
     from huggingface_hub import hf_hub_download
 
     rev = revision or spec.revision
+    offline = local_files_only or not hub_reachable()
     try:
-        path = hf_hub_download(
-            repo_id=spec.repo_id,
-            filename=spec.filename,
-            revision=rev,
-            cache_dir=None if cache_dir is None else str(cache_dir),
-            local_files_only=local_files_only,
-        )
+        with _quiet_hub_logs():
+            path = hf_hub_download(
+                repo_id=spec.repo_id,
+                filename=spec.filename,
+                revision=rev,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+                local_files_only=offline,
+            )
     except Exception as exc:  # offline, 401/404, interrupted download: one message for all of them
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if offline:
+            reason = "the hub is unreachable or offline mode is on, and the file is not in the local cache"
+        else:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
         raise WeightsError(
             f"cannot get {spec.filename} from the Hugging Face hub repo {spec.repo_id} (revision {rev}): "
-            f"{type(exc).__name__}: {reason[:200]}. Download the file yourself and pass it with --weights PATH "
-            "(weights=PATH in Python)"
+            f"{reason}. Download the file yourself and pass it with --weights PATH (weights=PATH in Python)"
         ) from None
     _announce_license(spec)
     return Path(path)
