@@ -75,68 +75,42 @@ _LICENSES = {"small": "Apache-2.0", "base": "CC-BY-NC-4.0", "large": "CC-BY-NC-4
 _METRIC = {"indoor": ("Hypersim", "hypersim", "Indoor", 20.0), "outdoor": ("VKITTI", "vkitti", "Outdoor", 80.0)}
 
 
+def _v2_pair(name: str, encoder: str, params: float, license: str, repo: str, hf_repo: str, filename: str,
+             description: str, max_depth: Optional[float] = None) -> List[Preset]:  # fmt: skip
+    """A V2 preset with its official ``.pth`` and its ``-hf`` twin with the transformers ``model.safetensors``."""
+    kind = "disparity" if max_depth is None else "metric"
+    common = dict(family="dav2", encoder=encoder, depth_kind=kind, params=params, max_depth=max_depth)
+    return [
+        Preset(name=name, weights=WeightsSpec(repo, filename, license), description=description, **common),
+        Preset(
+            name=f"{name}-hf",
+            weights=WeightsSpec(hf_repo, "model.safetensors", license, layout="hf"),
+            description=f"{description}, transformers checkpoint",
+            **common,
+        ),
+    ]
+
+
 def _build_table() -> Dict[str, Preset]:
     table: List[Preset] = []
     for size, (enc, title, params) in _SIZES.items():
         lic = _LICENSES[size]
-        table.append(
-            Preset(
-                name=f"dav2-{size}",
-                family="dav2",
-                encoder=enc,
-                depth_kind="disparity",
-                params=params,
-                weights=WeightsSpec(f"depth-anything/Depth-Anything-V2-{title}", f"depth_anything_v2_{enc}.pth", lic),
-                description=f"Depth Anything V2 {title}, relative disparity",
-            )
-        )
-        table.append(
-            Preset(
-                name=f"dav2-{size}-hf",
-                family="dav2",
-                encoder=enc,
-                depth_kind="disparity",
-                params=params,
-                weights=WeightsSpec(
-                    f"depth-anything/Depth-Anything-V2-{title}-hf", "model.safetensors", lic, layout="hf"
-                ),
-                description=f"Depth Anything V2 {title}, transformers checkpoint, relative disparity",
-            )
-        )
+        table += _v2_pair(
+            f"dav2-{size}", enc, params, lic,
+            repo=f"depth-anything/Depth-Anything-V2-{title}",
+            hf_repo=f"depth-anything/Depth-Anything-V2-{title}-hf",
+            filename=f"depth_anything_v2_{enc}.pth",
+            description=f"Depth Anything V2 {title}, relative disparity",
+        )  # fmt: skip
         for scene, (dataset, file_tag, hf_tag, max_depth) in _METRIC.items():
-            table.append(
-                Preset(
-                    name=f"dav2-metric-{scene}-{size}",
-                    family="dav2",
-                    encoder=enc,
-                    depth_kind="metric",
-                    params=params,
-                    max_depth=max_depth,
-                    weights=WeightsSpec(
-                        f"depth-anything/Depth-Anything-V2-Metric-{dataset}-{title}",
-                        f"depth_anything_v2_metric_{file_tag}_{enc}.pth",
-                        lic,
-                    ),
-                    description=f"Depth Anything V2 {title} metric {scene} ({dataset}), metres up to {max_depth:g}",
-                )
-            )
-            table.append(
-                Preset(
-                    name=f"dav2-metric-{scene}-{size}-hf",
-                    family="dav2",
-                    encoder=enc,
-                    depth_kind="metric",
-                    params=params,
-                    max_depth=max_depth,
-                    weights=WeightsSpec(
-                        f"depth-anything/Depth-Anything-V2-Metric-{hf_tag}-{title}-hf",
-                        "model.safetensors",
-                        lic,
-                        layout="hf",
-                    ),
-                    description=f"Depth Anything V2 {title} metric {scene}, transformers checkpoint",
-                )
-            )
+            table += _v2_pair(
+                f"dav2-metric-{scene}-{size}", enc, params, lic,
+                repo=f"depth-anything/Depth-Anything-V2-Metric-{dataset}-{title}",
+                hf_repo=f"depth-anything/Depth-Anything-V2-Metric-{hf_tag}-{title}-hf",
+                filename=f"depth_anything_v2_metric_{file_tag}_{enc}.pth",
+                description=f"Depth Anything V2 {title} metric {scene} ({dataset}), metres up to {max_depth:g}",
+                max_depth=max_depth,
+            )  # fmt: skip
     table.append(
         Preset(
             name="dav2-giant",

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from anydepth.errors import AnyDepthError, InputError
+from anydepth.errors import AnyDepthError, InputError, require
 from anydepth.pipelines.mono import MonoDepthModel
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,7 @@ class OutputOptions:
         bad = [r for r in self.raw if r not in allowed]
         if bad:
             raise InputError(f"unknown raw format {', '.join(bad)}; choose from {', '.join(allowed)}")
-        if self.raw and "exr" in self.raw:
-            from anydepth.errors import require
-
+        if "exr" in self.raw:
             require("OpenEXR", "export")
 
 
