@@ -5,8 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv-torch113}
 py=""
-for candidate in python3.9 "$HOME"/.pyenv/versions/3.9*/bin/python /usr/local/bin/python3.9; do
-  if command -v "$candidate" >/dev/null 2>&1; then py=$(command -v "$candidate"); break; fi
+# pyenv shims answer to python3.9 even where it is not selected: ask each candidate for its version
+for candidate in "$HOME"/.pyenv/versions/3.9*/bin/python python3.9 /usr/local/bin/python3.9 /usr/bin/python3.9; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' >/dev/null 2>&1; then
+    py=$candidate
+    break
+  fi
 done
 if [ -z "$py" ]; then
   echo "check_torch113: no Python 3.9 interpreter found (install one, e.g. with pyenv)" >&2
@@ -16,7 +20,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q "torch==1.13.1" "numpy<2"
-  "$venv/bin/python" -m pip install -q -e ".[video,export,heic]" pytest
+  # torch 1.13 is built against numpy 1.x: keep numpy < 2 in the same resolve
+  "$venv/bin/python" -m pip install -q -e ".[video,export,heic]" pytest "numpy<2"
 fi
 "$venv/bin/python" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from anydepth.layers import set_fused_attention
 from conftest import random_net, tiny_config
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 @torch.no_grad()
 def test_trace_at_fixed_size_matches_eager(tmp_path):
     net = set_fused_attention(random_net(tiny_config()), False)  # the explicit path, as on torch 1.13
