@@ -28,6 +28,8 @@ def _values(name: str, shape: Sequence[int], seed: int) -> np.ndarray:
     if leaf == "bias":
         if shape == (1,):  # scalar output of a ReLU head: keep it alive
             return np.full(shape, 0.5)
+        if "fc_fov" in name:  # ReLU'd field of view in radians: keep it near a real camera's, not clamped at 0
+            return np.full(shape, 1.0)
         return 0.05 * rng.standard_normal(shape)
     if leaf in ("pos_embed", "position_embeddings"):
         return 0.5 * rng.standard_normal(shape)
