@@ -26,13 +26,15 @@ class FeatureFusionBlock(nn.Module):
     """Fuses a coarser path with a skip feature, upsamples, and projects with a 1x1 conv.
 
     Keys ``resConfUnit1`` (applied to the skip input), ``resConfUnit2`` and ``out_conv``. The deepest block of
-    the official heads has no skip input but still stores ``resConfUnit1``, so it is always built.
+    the Depth Anything V2 heads has no skip input but still stores ``resConfUnit1``; the Depth Anything 3 heads
+    do not store it there (``has_skip=False``).
     """
 
-    def __init__(self, features: int, align_corners: bool = True) -> None:
+    def __init__(self, features: int, align_corners: bool = True, has_skip: bool = True) -> None:
         super().__init__()
         self.align_corners = align_corners
-        self.resConfUnit1 = ResidualConvUnit(features)
+        if has_skip:
+            self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, kernel_size=1)
 
