@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from anydepth.layers.rope import RopeTables, apply_rope
 
 # torch >= 2.0 ships scaled_dot_product_attention; torch 1.13 (AWS Inf1) does not.
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
@@ -34,21 +38,49 @@ class Attention(nn.Module):
         dim: token width.
         num_heads: attention heads; ``dim`` must divide evenly.
         qkv_bias, proj_bias: biases of the input and output projections.
+        qk_norm: LayerNorm queries and keys over the head dimension before attention (Depth Anything 3), keys
+            ``q_norm`` / ``k_norm``; without it the layer has the plain DINOv2 keys.
+        qk_norm_eps: epsilon of those norms (DA3 uses torch's default, 1e-5, not the 1e-6 of its block norms).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        qk_norm_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
+        head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        # Identity has no parameters, so layers without q/k norms keep the DINOv2 state-dict keys
+        self.q_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.fused = HAS_SDPA
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, N, C)
+    def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:
+        """Attend over all N tokens of each sequence.
+
+        Args:
+            x: (B, N, C) tokens.
+            rope: optional rotary tables ``(cos, sin)`` from :func:`anydepth.layers.rope.rope_tables`, each
+                broadcastable to (B, heads, N, head_dim); queries and keys are rotated after their norms.
+
+        Returns:
+            (B, N, C)
+        """
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, heads, N, head_dim)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         x = attention(q, k, v, fused=self.fused)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 

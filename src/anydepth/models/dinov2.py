@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
+from anydepth.layers.rope import RopeTables
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,19 @@ class PatchEmbed(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block with layer scale: keys norm1, attn, ls1, norm2, mlp, ls2."""
+    """Pre-norm transformer block with layer scale: keys norm1, attn, ls1, norm2, mlp, ls2.
 
-    def __init__(self, cfg: DinoV2Config) -> None:
+    Args:
+        cfg: backbone architecture (width, heads, FFN kind, norm epsilon).
+        qk_norm: LayerNorm queries and keys per head (Depth Anything 3's later blocks; adds ``attn.q_norm`` and
+            ``attn.k_norm`` keys).
+    """
+
+    def __init__(self, cfg: DinoV2Config, qk_norm: bool = False) -> None:
         super().__init__()
         dim = cfg.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, cfg.num_heads)
+        self.attn = Attention(dim, cfg.num_heads, qk_norm=qk_norm)
         self.ls1 = LayerScale(dim)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         if cfg.ffn == "swiglu":
@@ -83,9 +90,43 @@ class Block(nn.Module):
             raise ValueError(f"unknown ffn {cfg.ffn!r}; expected 'mlp' or 'swiglu'")
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, N, D)
-        x = x + self.ls1(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:  # x: (B, N, D)
+        x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
         return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+def resize_pos_embed(pos_embed: Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> Tensor:
+    """Resize a square DINOv2 position embedding (class slot first) to a patch grid, as DINOv2 does.
+
+    The stored grid is returned as is only when the target grid equals it; otherwise the patch part is resized
+    bicubically (float32, no antialiasing) with scale factors ``(grid + offset) / stored_grid``, which is not the
+    same as resizing to a size.
+
+    Args:
+        pos_embed: (1, 1 + n * n, D) stored embedding.
+        grid_h, grid_w: target patch grid.
+        offset: DINOv2's work-around added to the target grid (0.1 in DINOv2, Depth Anything V2 and 3).
+
+    Returns:
+        (1, 1 + grid_h * grid_w, D) in the dtype of ``pos_embed``.
+    """
+    # plain ints: under tracing the grid is a constant of the static shape, not a tensor
+    grid_h, grid_w = int(grid_h), int(grid_w)
+    n = math.isqrt(pos_embed.shape[1] - 1)
+    if grid_h == n and grid_w == n:
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:, :1].float(), pos_embed[:, 1:].float()
+    D = pos_embed.shape[-1]
+    patch_pos = F.interpolate(
+        patch_pos.reshape(1, n, n, D).permute(0, 3, 1, 2),
+        scale_factor=((grid_h + offset) / n, (grid_w + offset) / n),
+        mode="bicubic",
+        align_corners=False,
+    )
+    if patch_pos.shape[-2:] != (grid_h, grid_w):
+        raise RuntimeError(f"position embedding resized to {tuple(patch_pos.shape[-2:])}, not {(grid_h, grid_w)}")
+    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, D)
+    return torch.cat((cls_pos, patch_pos), dim=1).to(pos_embed.dtype)
 
 
 class DinoVisionTransformer(nn.Module):
@@ -111,30 +152,8 @@ class DinoVisionTransformer(nn.Module):
         return self.cfg.embed_dim
 
     def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
-        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid, resized as DINOv2 does.
-
-        The stored grid is used as is only when the target grid equals it; otherwise it is resized bicubically
-        with scale factors ``(grid + offset) / stored_grid``, which is not the same as resizing to a size.
-        """
-        # plain ints: under tracing the grid is a constant of the static shape, not a tensor
-        grid_h, grid_w = int(grid_h), int(grid_w)
-        pos = self.pos_embed
-        n = self.cfg.pos_grid
-        if grid_h == n and grid_w == n:
-            return pos
-        cls_pos, patch_pos = pos[:, :1].float(), pos[:, 1:].float()
-        D = pos.shape[-1]
-        off = self.cfg.interpolate_offset
-        patch_pos = F.interpolate(
-            patch_pos.reshape(1, n, n, D).permute(0, 3, 1, 2),
-            scale_factor=((grid_h + off) / math.sqrt(n * n), (grid_w + off) / math.sqrt(n * n)),
-            mode="bicubic",
-            align_corners=False,
-        )
-        if patch_pos.shape[-2:] != (grid_h, grid_w):
-            raise RuntimeError(f"position embedding resized to {tuple(patch_pos.shape[-2:])}, not {(grid_h, grid_w)}")
-        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, D)
-        return torch.cat((cls_pos, patch_pos), dim=1).to(pos.dtype)
+        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid (see :func:`resize_pos_embed`)."""
+        return resize_pos_embed(self.pos_embed, grid_h, grid_w, self.cfg.interpolate_offset)
 
     def prepare_tokens(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, 1 + N, D) with the class token first and position embeddings added."""
