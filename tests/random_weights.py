@@ -52,3 +52,12 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     new = random_state_dict({k: tuple(v.shape) for k, v in sd.items() if v.is_floating_point()}, seed)
     module.load_state_dict({**sd, **new}, strict=True)
     return module
+
+
+@torch.no_grad()
+def fill_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Like :func:`randomize_`, one tensor at a time: peak memory stays at the module's own size."""
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        if tensor.is_floating_point():
+            tensor.data.copy_(torch.from_numpy(_values(name, tuple(tensor.shape), seed).astype(np.float32)))
+    return module

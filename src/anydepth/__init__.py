@@ -1,6 +1,6 @@
 """anydepth: depth, cameras and geometry from images and videos with the Depth Anything family."""
 
-from anydepth.api import ModelInfo, build_network, list_models, load_model
+from anydepth.api import ModelInfo, build_network, list_models, load_model, load_network
 from anydepth.errors import AnyDepthError, InputError, WeightsError
 from anydepth.prediction import Prediction
 
@@ -16,4 +16,5 @@ __all__ = [
     "build_network",
     "list_models",
     "load_model",
+    "load_network",
 ]

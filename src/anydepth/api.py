@@ -9,7 +9,14 @@ from typing import List, Optional, Union
 
 import torch
 
-from anydepth.checkpoints import convert_hf_to_v2, detect_v2_layout, load_strict, read_state_dict
+from anydepth.checkpoints import (
+    convert_da3_state_dict,
+    convert_hf_to_v2,
+    detect_v2_layout,
+    load_strict,
+    read_state_dict,
+)
+from anydepth.errors import InputError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.runtime import resolve_device, resolve_precision
@@ -51,15 +58,43 @@ def list_models(family: Optional[str] = None) -> List[ModelInfo]:
 def build_network(preset: Union[str, Preset]) -> torch.nn.Module:
     """The preset's network with untrained weights (for tests, exports and custom loading)."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    if preset.family == "da3":
+        from anydepth.models.da3.network import build_da3_network
+
+        return build_da3_network(preset.arch)
     return DepthAnythingV2Net(preset.config())
 
 
 def load_network_weights(net: torch.nn.Module, preset: Preset, path: Path) -> torch.nn.Module:
     """Read ``path``, convert its key layout to ours and load it strictly into ``net``."""
     sd = read_state_dict(path)
-    if detect_v2_layout(sd) == "hf":
+    if preset.family == "da3":
+        sd = convert_da3_state_dict(sd)
+    elif detect_v2_layout(sd) == "hf":
         sd = convert_hf_to_v2(sd, depth=preset.config().encoder.depth, swiglu=preset.config().encoder.ffn == "swiglu")
     return load_strict(net, sd, source=str(path))
+
+
+def load_network(
+    name: str,
+    weights: Optional[Union[str, Path]] = None,
+    device: Union[str, torch.device] = "auto",
+    revision: Optional[str] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    local_files_only: bool = False,
+) -> torch.nn.Module:
+    """The preset's bare network (``nn.Module``, eval mode) with its weights, without pre- or post-processing.
+
+    Arguments as for :func:`load_model`. DA3 weights are the hub folder's ``model.safetensors`` (a folder
+    holding it works too).
+    """
+    from anydepth.hub import resolve_weights
+
+    preset = get_preset(name)
+    dev = resolve_device(device)
+    path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    net = load_network_weights(build_network(preset), preset, path)
+    return net.to(dev).eval()
 
 
 def load_model(
@@ -92,6 +127,11 @@ def load_model(
     from anydepth.hub import resolve_weights
 
     preset = get_preset(name)
+    if preset.family != "dav2":
+        raise InputError(
+            f"{name}: the {preset.family} inference pipeline is not available yet; "
+            f"anydepth.load_network({name!r}, weights=...) returns the network itself"
+        )
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)

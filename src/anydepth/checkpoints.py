@@ -121,6 +121,21 @@ def convert_hf_to_v2(sd: Mapping[str, Tensor], depth: int, swiglu: bool = False)
     return out
 
 
+def convert_da3_state_dict(sd: Mapping[str, Tensor]) -> StateDict:
+    """A DA3 hub checkpoint (``model.safetensors``) in our network's layout.
+
+    The hub files hold the upstream API wrapper's state, so every key starts with ``model.``; and safetensors
+    stores the LayerNorm that the DualDPT head shares between its four aux levels only once, so the three
+    aliases are recreated (see :func:`anydepth.models.da3.heads.expand_shared_head_keys`).
+    """
+    from anydepth.models.da3.heads import expand_shared_head_keys
+
+    prefix = "model."
+    if sd and all(k.startswith(prefix) for k in sd):
+        sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return expand_shared_head_keys(sd)
+
+
 def _short_list(keys: List[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 

@@ -44,8 +44,9 @@ class Preset:
         params: parameter count in millions.
         weights: hub location, or None where no checkpoint is published (local weights only).
         max_depth: metric range of the sigmoid head in metres; None for relative models.
-        input_size: default shorter-side processing resolution.
+        input_size: default processing resolution (V2: shorter side; DA3: ``process_res``).
         description: one line for listings.
+        arch: upstream configuration name of DA3 models ("da3-small", ..., "da3nested-giant-large").
     """
 
     name: str
@@ -59,9 +60,12 @@ class Preset:
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
     description: str = ""
+    arch: Optional[str] = None
 
     def config(self) -> DepthAnythingV2Config:
-        """Network configuration of this preset."""
+        """Network configuration of a Depth Anything V2 preset."""
+        if self.family != "dav2":
+            raise ValueError(f"{self.name} is a {self.family} model; build it with anydepth.build_network")
         return DepthAnythingV2Config.from_encoder(self.encoder, max_depth=self.max_depth)
 
     @property
@@ -122,7 +126,49 @@ def _build_table() -> Dict[str, Preset]:
             description="Depth Anything V2 Giant architecture (no public checkpoint: pass --weights)",
         )
     )
+    table += _da3_presets()
     return {p.name: p for p in table}
+
+
+# (preset, upstream config, encoder, hub repo, licence, depth kind, parameters in millions)
+_DA3 = [
+    ("da3-small", "da3-small", "vits", "DA3-SMALL", "Apache-2.0", "depth", 34.3),
+    ("da3-base", "da3-base", "vitb", "DA3-BASE", "Apache-2.0", "depth", 135.4),
+    ("da3-large", "da3-large", "vitl", "DA3-LARGE-1.1", "CC-BY-NC-4.0", "depth", 410.9),
+    ("da3-large-1.1", "da3-large", "vitl", "DA3-LARGE-1.1", "CC-BY-NC-4.0", "depth", 410.9),
+    ("da3-large-1.0", "da3-large", "vitl", "DA3-LARGE", "CC-BY-NC-4.0", "depth", 410.9),
+    ("da3-giant", "da3-giant", "vitg", "DA3-GIANT-1.1", "CC-BY-NC-4.0", "depth", 1355.7),
+    ("da3-giant-1.1", "da3-giant", "vitg", "DA3-GIANT-1.1", "CC-BY-NC-4.0", "depth", 1355.7),
+    ("da3-giant-1.0", "da3-giant", "vitg", "DA3-GIANT", "CC-BY-NC-4.0", "depth", 1355.7),
+    ("da3mono-large", "da3mono-large", "vitl", "DA3MONO-LARGE", "Apache-2.0", "depth", 334.2),
+    ("da3metric-large", "da3metric-large", "vitl", "DA3METRIC-LARGE", "Apache-2.0", "metric", 334.2),
+    ("da3nested-giant-large", "da3nested-giant-large", "vitg", "DA3NESTED-GIANT-LARGE-1.1", "CC-BY-NC-4.0", "metric",
+     1689.8),
+    ("da3nested-giant-large-1.1", "da3nested-giant-large", "vitg", "DA3NESTED-GIANT-LARGE-1.1", "CC-BY-NC-4.0",
+     "metric", 1689.8),
+    ("da3nested-giant-large-1.0", "da3nested-giant-large", "vitg", "DA3NESTED-GIANT-LARGE", "CC-BY-NC-4.0", "metric",
+     1689.8),
+]  # fmt: skip
+
+
+def _da3_presets() -> List[Preset]:
+    presets = []
+    for name, arch, encoder, repo, lic, kind, params in _DA3:
+        note = " (original release, superseded by 1.1)" if name.endswith("-1.0") else ""
+        presets.append(
+            Preset(
+                name=name,
+                family="da3",
+                encoder=encoder,
+                depth_kind=kind,
+                params=params,
+                weights=WeightsSpec(f"depth-anything/{repo}", "model.safetensors", lic, layout="da3"),
+                input_size=504,
+                description=f"Depth Anything 3 {repo}{note}",
+                arch=arch,
+            )
+        )
+    return presets
 
 
 PRESETS: Dict[str, Preset] = _build_table()

@@ -1,0 +1,271 @@
+"""Depth Anything 3 networks: any-view (backbone + DualDPT + cameras [+ GS]), mono/metric (DPT + sky), nested."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Union
+
+from torch import Tensor, nn
+
+from anydepth.errors import InputError, ShapeError
+from anydepth.geometry.depth_alignment import align_to_metric, fill_sky_with_far_depth
+from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
+from anydepth.geometry.ray_pose import camera_from_rays
+from anydepth.layers.precision import float32_region
+from anydepth.models.da3.backbone import DA3Backbone, DA3BackboneConfig
+from anydepth.models.da3.camera import (
+    CAMERA_DECODERS,
+    CAMERA_ENCODERS,
+    CameraDecoder,
+    CameraDecoderConfig,
+    CameraEncoder,
+    CameraEncoderConfig,
+)
+from anydepth.models.da3.gaussian_head import (
+    GAUSSIAN_DPT_CONFIG_VITG,
+    GaussianAdapter,
+    GaussianAdapterConfig,
+    GaussianDPTConfig,
+    GaussianDPTHead,
+    Gaussians,
+)
+from anydepth.models.da3.heads import (
+    DEFAULT_CHUNK_SIZE,
+    DPT_SKY_CONFIG_VITL,
+    DUALDPT_CONFIGS,
+    DPTSkyConfig,
+    DPTSkyHead,
+    DualDPTConfig,
+    DualDPTHead,
+)
+
+RAY_DECOMPOSITIONS = ("ql", "qr")
+
+
+@dataclass(frozen=True)
+class DA3NetConfig:
+    """Architecture of one Depth Anything 3 network (upstream ``DepthAnything3Net``).
+
+    Attributes:
+        backbone: the DINOv2 backbone with alternating attention (or the plain one of mono/metric models).
+        head: DualDPT (depth, confidence, rays) or DPT with the sky head.
+        camera_decoder, camera_encoder: present together on the any-view models.
+        gaussian_head, gaussian_adapter: present together on DA3-GIANT (3D Gaussian splats).
+    """
+
+    backbone: DA3BackboneConfig
+    head: Union[DualDPTConfig, DPTSkyConfig]
+    camera_decoder: Optional[CameraDecoderConfig] = None
+    camera_encoder: Optional[CameraEncoderConfig] = None
+    gaussian_head: Optional[GaussianDPTConfig] = None
+    gaussian_adapter: Optional[GaussianAdapterConfig] = None
+
+
+def _anyview(encoder: str, gaussians: bool = False) -> DA3NetConfig:
+    return DA3NetConfig(
+        backbone=DA3BackboneConfig.from_name(encoder),
+        head=DUALDPT_CONFIGS[encoder],
+        camera_decoder=CAMERA_DECODERS[encoder],
+        camera_encoder=CAMERA_ENCODERS[encoder],
+        gaussian_head=GAUSSIAN_DPT_CONFIG_VITG if gaussians else None,
+        gaussian_adapter=GaussianAdapterConfig() if gaussians else None,
+    )
+
+
+_MONOCULAR = DA3NetConfig(backbone=DA3BackboneConfig.from_name("vitl", monocular=True), head=DPT_SKY_CONFIG_VITL)
+
+# upstream's configuration names (configs/*.yaml); the nested model is made of two of these
+DA3_CONFIGS: Dict[str, DA3NetConfig] = {
+    "da3-small": _anyview("vits"),
+    "da3-base": _anyview("vitb"),
+    "da3-large": _anyview("vitl"),
+    "da3-giant": _anyview("vitg", gaussians=True),
+    "da3mono-large": _MONOCULAR,
+    "da3metric-large": _MONOCULAR,
+}
+
+
+@dataclass
+class DA3Output:
+    """What a DA3 network predicts for B scenes of S views at the input resolution H x W.
+
+    Attributes:
+        depth: (B, S, H, W) z-depth (up to scale for any-view and mono models; metres for metric and nested).
+        depth_conf: (B, S, H, W) confidence (>= 1), any-view models.
+        extrinsics: (B, S, 3, 4) world-to-camera (OpenCV), any-view models.
+        intrinsics: (B, S, 3, 3) pixel intrinsics for H x W, any-view models.
+        sky: (B, S, H, W) sky score of models with a sky head (>= 0; sky where >= 0.3).
+        aux: ``"feat_layer_{i}"`` -> (B, S, H / 14, W / 14, D) normed features of the requested blocks.
+        gaussians: world-space 3D Gaussians, when asked for on a model with a GS head.
+        metric_scale: (B,) scale applied by the nested model to reach metres.
+    """
+
+    depth: Tensor
+    depth_conf: Optional[Tensor] = None
+    extrinsics: Optional[Tensor] = None
+    intrinsics: Optional[Tensor] = None
+    sky: Optional[Tensor] = None
+    aux: Dict[str, Tensor] = field(default_factory=dict)
+    gaussians: Optional[Gaussians] = None
+    metric_scale: Optional[Tensor] = None
+
+
+class DepthAnything3Net(nn.Module):
+    """One DA3 network; keys ``backbone.*``, ``head.*``, ``cam_dec.*``, ``cam_enc.*``, ``gs_head.*`` as upstream."""
+
+    def __init__(self, cfg: DA3NetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = DA3Backbone(cfg.backbone)
+        self.head = DualDPTHead(cfg.head) if isinstance(cfg.head, DualDPTConfig) else DPTSkyHead(cfg.head)
+        if (cfg.camera_decoder is None) != (cfg.camera_encoder is None):
+            raise ValueError("camera_decoder and camera_encoder come together")
+        self.cam_dec = CameraDecoder(cfg.camera_decoder) if cfg.camera_decoder else None
+        self.cam_enc = CameraEncoder(cfg.camera_encoder) if cfg.camera_encoder else None
+        if (cfg.gaussian_head is None) != (cfg.gaussian_adapter is None):
+            raise ValueError("gaussian_head and gaussian_adapter come together")
+        self.gs_head = GaussianDPTHead(cfg.gaussian_head) if cfg.gaussian_head else None
+        self.gs_adapter = GaussianAdapter(cfg.gaussian_adapter) if cfg.gaussian_adapter else None
+
+    @property
+    def patch_size(self) -> int:
+        return self.backbone.patch_size
+
+    @property
+    def predicts_cameras(self) -> bool:
+        return isinstance(self.head, DualDPTHead)
+
+    def forward(
+        self,
+        images: Tensor,
+        extrinsics: Optional[Tensor] = None,
+        intrinsics: Optional[Tensor] = None,
+        export_feat_layers: Sequence[int] = (),
+        infer_gs: bool = False,
+        use_ray_pose: bool = False,
+        ref_view_strategy: str = "saddle_balanced",
+        ray_decomposition: str = "qr",
+        chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+    ) -> DA3Output:
+        """Depth, confidence and cameras of S views of each of B scenes.
+
+        Args:
+            images: (B, S, 3, H, W) ImageNet-normalised images, H and W multiples of 14.
+            extrinsics: (B, S, 3|4, 4) known world-to-camera poses for pose conditioning (with ``intrinsics``).
+            intrinsics: (B, S, 3, 3) known pixel intrinsics for H x W.
+            export_feat_layers: backbone blocks whose normed features to return in ``aux``.
+            infer_gs: also predict 3D Gaussians (models with a GS head only).
+            use_ray_pose: cameras from the ray maps (confidence-weighted solve) instead of the camera decoder.
+            ref_view_strategy: "first", "middle", "saddle_balanced" or "saddle_sim_range".
+            ray_decomposition: how the ray solve splits its homography: "qr" is exact for any principal point;
+                "ql" reproduces upstream, which is off where the principal point is not centred.
+            chunk_size: views per pass through the heads (bounds memory); None for all at once.
+        """
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ShapeError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
+        if (extrinsics is None) != (intrinsics is None):
+            raise InputError("pose conditioning needs both extrinsics and intrinsics")
+        if ray_decomposition not in RAY_DECOMPOSITIONS:
+            raise InputError(f"ray_decomposition must be one of {RAY_DECOMPOSITIONS}, not {ray_decomposition!r}")
+        if infer_gs and self.gs_head is None:
+            raise InputError("this model has no Gaussian head: infer_gs needs DA3-GIANT or DA3NESTED-GIANT-LARGE")
+        if (extrinsics is not None or use_ray_pose) and not self.predicts_cameras:
+            raise InputError("this monocular model takes no cameras and predicts none")
+        H, W = images.shape[-2:]
+
+        cam_token = None
+        if extrinsics is not None:
+            with float32_region(images.device):
+                cam_token = self.cam_enc(extrinsics.float(), intrinsics.float(), (H, W))
+        features, aux_features = self.backbone(
+            images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
+        )
+        with float32_region(images.device):
+            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size)
+            out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
+            if self.predicts_cameras:
+                if use_ray_pose:
+                    out.extrinsics, out.intrinsics = camera_from_rays(
+                        head.ray, head.ray_conf, (H, W), decomposition=ray_decomposition
+                    )
+                else:
+                    pose_encoding = self.cam_dec(features[-1][1])
+                    out.extrinsics, out.intrinsics = pose_encoding_to_extrinsics(pose_encoding, (H, W))
+            if infer_gs:
+                if extrinsics is not None:
+                    # upstream rescales the Gaussians by the Umeyama scale between predicted and given cameras
+                    raise InputError("infer_gs with known cameras is not supported yet; drop the extrinsics")
+                raw = self.gs_head(features, images, patch_start_idx=0, chunk_size=chunk_size)
+                out.gaussians = self.gs_adapter(
+                    out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians
+                )
+        if out.sky is not None:
+            out.depth = fill_sky_with_far_depth(out.depth, out.sky)
+        p = self.patch_size
+        for layer, feature in zip(export_feat_layers, aux_features):
+            out.aux[f"feat_layer_{int(layer)}"] = feature.reshape(*feature.shape[:2], H // p, W // p, -1)
+        return out
+
+
+class NestedDepthAnything3Net(nn.Module):
+    """DA3NESTED: an any-view network (``da3.*``) scaled to metres by a metric network (``da3_metric.*``)."""
+
+    def __init__(self, anyview: DA3NetConfig, metric: DA3NetConfig) -> None:
+        super().__init__()
+        self.da3 = DepthAnything3Net(anyview)
+        self.da3_metric = DepthAnything3Net(metric)
+        if not self.da3.predicts_cameras or self.da3_metric.predicts_cameras:
+            raise ValueError("the nested model pairs an any-view network with a monocular metric one")
+
+    @property
+    def patch_size(self) -> int:
+        return self.da3.patch_size
+
+    predicts_cameras = True
+
+    def forward(
+        self,
+        images: Tensor,
+        extrinsics: Optional[Tensor] = None,
+        intrinsics: Optional[Tensor] = None,
+        export_feat_layers: Sequence[int] = (),
+        infer_gs: bool = False,
+        use_ray_pose: bool = False,
+        ref_view_strategy: str = "saddle_balanced",
+        ray_decomposition: str = "qr",
+        chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+    ) -> DA3Output:
+        """As :meth:`DepthAnything3Net.forward`; depth and camera translations come out in metres."""
+        out = self.da3(
+            images, extrinsics, intrinsics, export_feat_layers=export_feat_layers, infer_gs=infer_gs,
+            use_ray_pose=use_ray_pose, ref_view_strategy=ref_view_strategy, ray_decomposition=ray_decomposition,
+            chunk_size=chunk_size,
+        )  # fmt: skip
+        metric = self.da3_metric(images, chunk_size=chunk_size)
+        with float32_region(images.device):
+            aligned = align_to_metric(out.depth, out.depth_conf, out.extrinsics, out.intrinsics, metric.depth,
+                                      metric.sky)  # fmt: skip
+        out.depth, out.depth_conf = aligned.depth, aligned.depth_conf
+        out.extrinsics, out.metric_scale = aligned.extrinsics[..., :3, :], aligned.scale
+        out.sky = metric.sky
+        return out
+
+
+def build_da3_network(name: str) -> nn.Module:
+    """The network of an upstream configuration name ("da3-small", ..., "da3nested-giant-large")."""
+    if name == "da3nested-giant-large":
+        return NestedDepthAnything3Net(DA3_CONFIGS["da3-giant"], DA3_CONFIGS["da3metric-large"])
+    if name not in DA3_CONFIGS:
+        known = ", ".join([*DA3_CONFIGS, "da3nested-giant-large"])
+        raise InputError(f"unknown DA3 configuration {name!r}; expected one of {known}")
+    return DepthAnything3Net(DA3_CONFIGS[name])
+
+
+__all__ = [
+    "DA3_CONFIGS",
+    "DA3NetConfig",
+    "DA3Output",
+    "DepthAnything3Net",
+    "NestedDepthAnything3Net",
+    "build_da3_network",
+]
