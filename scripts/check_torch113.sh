@@ -26,4 +26,6 @@ fi
 "$venv/bin/python" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   tests/test_models.py tests/test_checkpoints.py tests/test_hub_and_api.py tests/test_trace.py \
+  tests/test_geometry.py tests/test_da3_backbone.py tests/test_da3_heads.py tests/test_da3_camera.py \
+  tests/test_da3_parity.py tests/test_da3_loading.py \
   tests/test_v2_parity.py tests/test_io_images.py tests/test_io_video.py tests/test_export_depth_maps.py tests/test_cli.py
