@@ -31,6 +31,7 @@ from anydepth.models.da3.reference_view import (
     select_reference_view,
 )
 from anydepth.models.dinov2 import DinoV2Config
+from parity import p99_rel_err
 from random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -45,15 +46,6 @@ with np.load(FIXTURES / "da3_backbone.npz", allow_pickle=False) as _z:
 CASES = json.loads(str(FIX["cases_json"]))
 NETS = json.loads(str(FIX["nets_json"]))
 KEYS = json.loads((FIXTURES / "da3_backbone_keys.json").read_text())
-
-
-def p99_rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """99th percentile of |ours - theirs| / (|theirs| + eps), eps = 1e-6 * max|theirs|."""
-    ours = np.asarray(ours, dtype=np.float64)
-    theirs = np.asarray(theirs, dtype=np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    eps = 1e-6 * float(np.abs(theirs).max())
-    return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
 
 
 @cache

@@ -42,6 +42,7 @@ from anydepth.models.da3.camera import (
     CameraEncoder,
     CameraEncoderConfig,
 )
+from parity import p99_rel_err
 from random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -67,15 +68,6 @@ SIZE_PARAMS = [s if s in ("small", "base") else pytest.param(s, marks=pytest.mar
 
 def fx(case: str, name: str) -> torch.Tensor:
     return torch.from_numpy(FIX[f"{case}__{name}"])
-
-
-def p99_rel_err(ours, theirs) -> float:
-    """99th percentile of |ours - theirs| / (|theirs| + eps), eps = 1e-6 * max|theirs|."""
-    ours = np.asarray(ours, dtype=np.float64)
-    theirs = np.asarray(theirs, dtype=np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    eps = 1e-6 * max(float(np.abs(theirs).max()), 1e-30)
-    return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
 
 
 def assert_close(ours: torch.Tensor, theirs: torch.Tensor, record_property=None, label: str = "") -> None:

@@ -19,14 +19,13 @@ import torch
 from torch import Tensor
 
 from anydepth.errors import ShapeError
+from anydepth.geometry.rotations import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from anydepth.models.da3.gaussian_head import (
     GAUSSIAN_DPT_CONFIG_VITG,
     GaussianAdapter,
     GaussianAdapterConfig,
     GaussianDPTConfig,
     GaussianDPTHead,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
     rotate_sh,
 )
 from anydepth.models.da3.heads import (
@@ -39,6 +38,7 @@ from anydepth.models.da3.heads import (
     expand_shared_head_keys,
     uv_position_embedding,
 )
+from parity import p99_rel_err
 from random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -65,15 +65,6 @@ OURS = {
     "da3mono-large/head": lambda: DPTSkyHead(DPT_SKY_CONFIG_VITL),
     "da3metric-large/head": lambda: DPTSkyHead(DPT_SKY_CONFIG_VITL),
 }
-
-
-def p99_rel_err(ours: Tensor, theirs: np.ndarray) -> float:
-    """99th percentile of |ours - theirs| / (|theirs| + eps), eps = 1e-6 * max|theirs|."""
-    ours = ours.detach().double().numpy()
-    theirs = np.asarray(theirs, dtype=np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    eps = 1e-6 * float(np.abs(theirs).max())
-    return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
 
 
 def assert_close_scaled(actual: Tensor, expected: Tensor) -> None:
@@ -382,7 +373,7 @@ def _sh_basis(d: Tensor) -> Tensor:
 
 def test_rotate_sh_makes_the_colour_along_d_the_old_colour_along_r_transpose_d():
     g = torch.Generator().manual_seed(0)
-    rotation = quaternion_to_matrix(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    rotation = quaternion_to_rotation_matrix(torch.randn(4, 4, generator=g, dtype=torch.float64))
     coefficients = torch.randn(4, 9, generator=g, dtype=torch.float64)
     directions = torch.nn.functional.normalize(torch.randn(4, 16, 3, generator=g, dtype=torch.float64), dim=-1)
     rotated = rotate_sh(coefficients, rotation)
@@ -396,8 +387,8 @@ def test_quaternion_round_trip_and_sign():
     g = torch.Generator().manual_seed(1)
     q = torch.nn.functional.normalize(torch.randn(64, 4, generator=g, dtype=torch.float64), dim=-1)
     q = torch.where(q[..., 3:] < 0, -q, q)
-    torch.testing.assert_close(matrix_to_quaternion(quaternion_to_matrix(q)), q)
+    torch.testing.assert_close(rotation_matrix_to_quaternion(quaternion_to_rotation_matrix(q)), q)
     # 90 degrees about z: (x, y, z, w) = (0, 0, sin 45, cos 45)
     rz = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     s = math.sqrt(0.5)
-    torch.testing.assert_close(matrix_to_quaternion(rz), torch.tensor([0.0, 0.0, s, s], dtype=torch.float64))
+    torch.testing.assert_close(rotation_matrix_to_quaternion(rz), torch.tensor([0.0, 0.0, s, s], dtype=torch.float64))

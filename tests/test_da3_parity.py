@@ -11,6 +11,7 @@ import torch
 
 from anydepth.layers import set_fused_attention
 from anydepth.models.da3.network import build_da3_network
+from parity import p99_rel_err
 from random_weights import fill_
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -18,11 +19,6 @@ DATA = np.load(FIXTURES / "da3_parity.npz")
 CASES = json.loads(str(DATA["cases_json"]))
 KEYS = json.loads((FIXTURES / "da3_keys.json").read_text())
 HEAVY = {"da3nested-giant-large"}  # 1.4 B parameters: built once, in the slow set
-
-
-def p99_rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
-    eps = 1e-6 * max(float(np.abs(theirs).max()), 1e-12)
-    return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
 
 
 _NETS = {}

@@ -21,6 +21,7 @@ from anydepth.compat import DepthAnythingV2
 from anydepth.errors import WeightsError
 from anydepth.layers import set_fused_attention
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
+from parity import p99_rel_err
 from random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,15 +45,6 @@ V2_KEYS = json.loads((FIXTURES / "v2_keys.json").read_text())
 HF = _load_npz("v2_hf_parity.npz")
 HF_CASES = json.loads(str(HF["cases_json"]))
 HF_KEYS = json.loads((FIXTURES / "v2_hf_keys.json").read_text())
-
-
-def p99_rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """99th percentile of |ours - theirs| / (|theirs| + eps), eps = 1e-6 * max|theirs|."""
-    ours = np.asarray(ours, dtype=np.float64)
-    theirs = np.asarray(theirs, dtype=np.float64)
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    eps = 1e-6 * float(np.abs(theirs).max())
-    return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
 
 
 @cache

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from anydepth.errors import ShapeError
+from anydepth.geometry.rotations import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from anydepth.layers.precision import float32_region
 from anydepth.models.da3.heads import DEFAULT_CHUNK_SIZE, DPTTrunk, output_branch
 
@@ -312,69 +313,8 @@ def _world_rotations(raw: Tensor, cam_to_world: Tensor) -> Tensor:
         (B, S, H, W, 4) unit quaternions, scalar last, scalar >= 0.
     """
     unit = raw / (raw.norm(dim=-1, keepdim=True) + 1e-8)
-    cam_rotation = quaternion_to_matrix(unit[..., [3, 0, 1, 2]])
-    return matrix_to_quaternion(cam_to_world[:, :, None, None] @ cam_rotation)
-
-
-def quaternion_to_matrix(quaternions: Tensor) -> Tensor:
-    """Rotation matrices of scalar-last quaternions (x, y, z, w); they need not be normalised.
-
-    Args:
-        quaternions: (..., 4).
-
-    Returns:
-        (..., 3, 3).
-    """
-    i, j, k, r = quaternions.unbind(-1)
-    two_s = 2.0 / (quaternions * quaternions).sum(-1)
-    matrix = torch.stack(
-        (
-            1 - two_s * (j * j + k * k),
-            two_s * (i * j - k * r),
-            two_s * (i * k + j * r),
-            two_s * (i * j + k * r),
-            1 - two_s * (i * i + k * k),
-            two_s * (j * k - i * r),
-            two_s * (i * k - j * r),
-            two_s * (j * k + i * r),
-            1 - two_s * (i * i + j * j),
-        ),
-        dim=-1,
-    )
-    return matrix.reshape(*quaternions.shape[:-1], 3, 3)
-
-
-def matrix_to_quaternion(matrix: Tensor) -> Tensor:
-    """Scalar-last unit quaternions (x, y, z, w) with w >= 0 of rotation matrices.
-
-    Each of the four algebraically equivalent solutions divides by one of |w|, |x|, |y|, |z|; the one with the
-    largest divisor is taken, which keeps the result accurate near 180-degree rotations.
-
-    Args:
-        matrix: (..., 3, 3).
-
-    Returns:
-        (..., 4).
-    """
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = matrix.reshape(*matrix.shape[:-2], 9).unbind(-1)
-    abs_rijk = (
-        torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
-        .clamp(min=0.0)
-        .sqrt()
-    )  # 2 |r|, 2 |i|, 2 |j|, 2 |k|
-    candidates = torch.stack(
-        [
-            torch.stack([abs_rijk[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),
-            torch.stack([m21 - m12, abs_rijk[..., 1] ** 2, m10 + m01, m02 + m20], dim=-1),
-            torch.stack([m02 - m20, m10 + m01, abs_rijk[..., 2] ** 2, m12 + m21], dim=-1),
-            torch.stack([m10 - m01, m20 + m02, m21 + m12, abs_rijk[..., 3] ** 2], dim=-1),
-        ],
-        dim=-2,
-    ) / (2.0 * abs_rijk[..., None].clamp(min=0.1))  # (..., 4 candidates, (r, i, j, k))
-    best = abs_rijk.argmax(dim=-1)[..., None, None].expand(*abs_rijk.shape[:-1], 1, 4)
-    rijk = candidates.gather(-2, best)[..., 0, :]
-    xyzw = rijk[..., [1, 2, 3, 0]]
-    return torch.where(xyzw[..., 3:] < 0, -xyzw, xyzw)
+    cam_rotation = quaternion_to_rotation_matrix(unit[..., [3, 0, 1, 2]])
+    return rotation_matrix_to_quaternion(cam_to_world[:, :, None, None] @ cam_rotation)
 
 
 def rotate_sh(harmonics: Tensor, rotation: Tensor) -> Tensor:
