@@ -1,0 +1,141 @@
+"""Export format strings ("mini_npz-glb"): parsing and validation before inference, and the dispatcher."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from anydepth.errors import InputError
+from anydepth.export.colmap import export_colmap
+from anydepth.export.glb import export_glb
+from anydepth.export.npz import export_mini_npz, export_npz
+from anydepth.export.ply import export_ply
+from anydepth.io.atomic import PathLike
+from anydepth.prediction import Prediction
+
+logger = logging.getLogger(__name__)
+
+EXPORTERS: Dict[str, Callable[..., Any]] = {
+    "mini_npz": export_mini_npz,
+    "npz": export_npz,
+    "glb": export_glb,
+    "ply": export_ply,
+    "colmap": export_colmap,
+}
+"""Format name -> ``exporter(prediction, export_dir, **options)``; each returns the path(s) it wrote."""
+
+POINT_FORMATS = ("glb", "ply", "colmap")
+"""Formats that lift depth to 3D points: they need depth, not relative disparity."""
+
+
+def _valid_names() -> str:
+    return ", ".join(sorted(EXPORTERS))
+
+
+def parse_export_format(
+    export_format: str,
+    depth_kind: Optional[str] = None,
+    has_cameras: Optional[bool] = None,
+    num_views: Optional[int] = None,
+) -> Tuple[str, ...]:
+    """Split and check a format string such as ``"mini_npz-glb"``; call it before inference.
+
+    What the model will predict is optional: give it to also reject combinations the model cannot serve
+    (point exports of relative disparity; COLMAP of several views without poses).
+
+    Args:
+        export_format: names joined by ``-``, e.g. ``"npz"``, ``"mini_npz-glb-colmap"``.
+        depth_kind: the model's ``depth_kind`` ("depth", "disparity", "metric"), if known.
+        has_cameras: whether the model predicts (or is given) camera poses, if known.
+        num_views: how many views will be exported, if known.
+
+    Returns:
+        The format names, in the given order.
+
+    Raises:
+        InputError: one line naming the bad part and listing the valid names.
+    """
+    if not isinstance(export_format, str) or not export_format.strip():
+        raise InputError(f"empty export format {export_format!r}; use names joined by '-' from: {_valid_names()}")
+    names = tuple(part.strip().lower() for part in export_format.split("-"))
+    for name in names:
+        if not name:
+            raise InputError(
+                f"empty part in export format {export_format!r}; join names from {_valid_names()} with '-'"
+            )
+        if name not in EXPORTERS:
+            raise InputError(f"unknown export format {name!r} in {export_format!r}; choose from: {_valid_names()}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"export format {repeated[0]!r} appears more than once in {export_format!r}")
+    if depth_kind == "disparity":
+        points = [name for name in names if name in POINT_FORMATS]
+        if points:
+            raise InputError(
+                f"export format {points[0]!r} needs depth, but the model predicts relative disparity; "
+                f"use a metric or DA3 model, or drop it from {export_format!r}"
+            )
+    if "colmap" in names and has_cameras is False and (num_views is None or num_views > 1):
+        raise InputError("export format 'colmap' needs camera poses for several views; this model predicts none")
+    return names
+
+
+def _parameters(function: Callable[..., Any]) -> List[str]:
+    return list(inspect.signature(function).parameters)[2:]  # after (prediction, export_dir)
+
+
+def _options_per_format(names: Tuple[str, ...], options: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Route options: ``glb={...}`` goes to that exporter (as upstream's ``export_kwargs``), a plain keyword to
+    every selected exporter that takes it; a keyword no selected exporter takes is an error."""
+    nested = {name: options[name] for name in EXPORTERS if isinstance(options.get(name), dict)}
+    flat = {key: value for key, value in options.items() if key not in nested}
+    accepted = {name: _parameters(EXPORTERS[name]) for name in names}
+    for key in flat:
+        if not any(key in params for params in accepted.values()):
+            raise InputError(f"export option {key!r} is not used by {'-'.join(names)!r}")
+    routed = {}
+    for name in names:
+        own = dict(nested.get(name, {}))
+        for key in own:
+            if key not in accepted[name]:
+                raise InputError(f"export option {key!r} is not an option of {name!r}: {', '.join(accepted[name])}")
+        routed[name] = {**{k: v for k, v in flat.items() if k in accepted[name]}, **own}
+    return routed
+
+
+def export(
+    prediction: Prediction, export_dir: PathLike, export_format: str = "mini_npz", **options: Any
+) -> Dict[str, List[Path]]:
+    """Write ``prediction`` in every format of ``export_format`` under ``export_dir``, in upstream's layout.
+
+    Everything is checked before the first file is written: format names, option names, and what the
+    prediction must hold (``npz`` needs processed images; point formats need depth). Each file is written
+    atomically.
+
+    Args:
+        prediction: the prediction to export; never modified.
+        export_dir: the export folder; created if missing.
+        export_format: names joined by ``-`` (see :func:`parse_export_format`).
+        **options: plain keywords (``num_max_points=...``, ``conf_thresh_percentile=...``, ``show_cameras=...``)
+            go to every selected exporter that takes them; ``glb={...}``, ``colmap={...}`` go to one exporter.
+
+    Returns:
+        Format name -> the paths written.
+    """
+    names = parse_export_format(
+        export_format,
+        depth_kind=prediction.depth_kind,
+        has_cameras=prediction.extrinsics is not None,
+        num_views=len(prediction),
+    )
+    routed = _options_per_format(names, options)
+    if "npz" in names and prediction.processed_images is None:
+        raise InputError("npz export needs prediction.processed_images; use mini_npz for depth and cameras only")
+    written: Dict[str, List[Path]] = {}
+    for name in names:
+        result = EXPORTERS[name](prediction, export_dir, **routed[name])
+        written[name] = list(result) if isinstance(result, (list, tuple)) else [result]
+        logger.info("exported %s to %s", name, export_dir)
+    return written
