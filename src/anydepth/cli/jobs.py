@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from anydepth.errors import AnyDepthError, InputError, require
+from anydepth.pipelines.background import BackgroundWriter, prefetch
 from anydepth.pipelines.mono import MonoDepthModel
 
 logger = logging.getLogger(__name__)
@@ -158,12 +160,16 @@ def run_images(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), unit="img", desc=model.preset.name)
-    for pred in model.infer_iter(readable(), input_size=input_size, batch_size=batch_size):
-        stem, image = order.popleft()
-        write_image_outputs(stem, image, pred.depth[0], opts, model.depth_kind, model.preset.max_depth)
-        report.done += 1
-        if bar is not None:
-            bar.update(1)
+    # the next images are decoded and finished outputs encoded while the model runs
+    with BackgroundWriter(depth=2 * batch_size) as writer:
+        inputs = prefetch(readable(), depth=2 * batch_size)
+        for pred in model.infer_iter(inputs, input_size=input_size, batch_size=batch_size):
+            stem, image = order.popleft()
+            kind, max_depth = model.depth_kind, model.preset.max_depth
+            writer.submit(functools.partial(write_image_outputs, stem, image, pred.depth[0], opts, kind, max_depth))
+            report.done += 1
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     return report
@@ -196,11 +202,21 @@ def run_video(
     stem = Path(path).stem
     out_video = opts.outdir / f"{stem}.mp4"
     seq_dir = opts.outdir / f"{stem}_depth"
+    kind, max_depth = model.depth_kind, model.preset.max_depth
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(path, fps=fps, stride=stride, max_frames=max_frames))
         frames_q: collections.deque = collections.deque()
-        writer = None
+        video = stack.enter_context(VideoWriter(out_video, fps=reader.out_fps))
         npy = stack.enter_context(NpyFrameWriter(opts.outdir / f"{stem}_depth.npy")) if "npy" in opts.raw else None
+
+        def write(index: int, frame: np.ndarray, depth: np.ndarray) -> None:
+            video.write(visualise(frame, depth, opts))
+            if npy is not None:
+                npy.write(depth)
+            if "png16" in opts.raw:
+                _save_png16(seq_dir / f"{index:06d}.png", depth, kind, max_depth)
+            if "exr" in opts.raw:
+                dm.save_exr(seq_dir / f"{index:06d}.exr", depth)
 
         def frames() -> Iterator[np.ndarray]:
             for frame in reader:
@@ -212,22 +228,16 @@ def run_video(
             from tqdm.auto import tqdm
 
             bar = stack.enter_context(tqdm(total=reader.num_frames, unit="frame", desc=stem))
+        # entered last, so it finishes its queued writes before the video and .npy writers close
+        writer = stack.enter_context(BackgroundWriter(depth=2 * batch_size))
         index = 0
-        for pred in model.infer_iter(frames(), input_size=input_size, batch_size=batch_size):
-            frame, depth = frames_q.popleft(), pred.depth[0]
-            vis = visualise(frame, depth, opts)
-            if writer is None:
-                writer = stack.enter_context(VideoWriter(out_video, fps=reader.out_fps))
-            writer.write(vis)
-            if npy is not None:
-                npy.write(depth)
-            if "png16" in opts.raw:
-                _save_png16(seq_dir / f"{index:06d}.png", depth, model.depth_kind, model.preset.max_depth)
-            if "exr" in opts.raw:
-                dm.save_exr(seq_dir / f"{index:06d}.exr", depth)
+        inputs = prefetch(frames(), depth=2 * batch_size)
+        for pred in model.infer_iter(inputs, input_size=input_size, batch_size=batch_size):
+            writer.submit(functools.partial(write, index, frames_q.popleft(), pred.depth[0]))
             index += 1
             if bar is not None:
                 bar.update(1)
+        writer.close()
         if index == 0:
             raise InputError(f"{path}: the video has no frames to process")
     return out_video

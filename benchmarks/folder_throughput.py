@@ -1,0 +1,69 @@
+"""Images per second and peak RSS of ``anydepth images`` on a folder of synthetic photos (dav2-small).
+
+Writes N synthetic 640x480 JPEGs and a random dav2-small checkpoint (the cost does not depend on the weights),
+runs the real command line in a child process and prints one JSON line::
+
+    PYTHONPATH=src python benchmarks/folder_throughput.py --images 200 --input-size 518
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from anydepth.api import build_network
+from random_weights import random_state_dict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--input-size", type=int, default=518)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+    rng = np.random.RandomState(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = tmp / "photos"
+        folder.mkdir()
+        yy, xx = np.mgrid[0:480, 0:640]
+        for i in range(args.images):
+            img = np.stack([(xx + 3 * i) % 256, (yy + i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+            img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{i:04d}.jpg", quality=90)
+        weights = tmp / "depth_anything_v2_vits.pth"
+        net = build_network("dav2-small")
+        torch.save(random_state_dict({k: v.shape for k, v in net.state_dict().items()}, 0), weights)
+        del net
+        cmd = [sys.executable, "-m", "anydepth", "images", str(folder), "--weights", str(weights), "--quiet",
+               "--input-size", str(args.input_size), "--batch-size", str(args.batch_size), "--device", "cpu",
+               "--precision", args.precision, "--outdir", str(tmp / "out"), "--raw", "png16"]  # fmt: skip
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit("anydepth images failed")
+        print(json.dumps({
+            "images": args.images, "size": "640x480", "input_size": args.input_size,
+            "precision": args.precision, "batch_size": args.batch_size,
+            "images_per_s": round(args.images / seconds, 3), "seconds": round(seconds, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
