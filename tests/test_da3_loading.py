@@ -81,10 +81,12 @@ def test_hub_cache_and_wrong_architecture(da3_small_folder, tmp_path):
         anydepth.load_network("da3-base", weights=folder, device="cpu")
 
 
-def test_load_model_points_to_load_network_until_the_pipeline_exists(da3_small_folder):
+def test_load_model_gives_the_multiview_pipeline(da3_small_folder):
+    from anydepth.pipelines.multiview import MultiViewModel
+
     folder, _ = da3_small_folder
-    with pytest.raises(InputError, match="load_network"):
-        anydepth.load_model("da3-small", weights=folder, device="cpu")
+    model = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
+    assert isinstance(model, MultiViewModel) and model.predicts_cameras
 
 
 def test_infer_gs_without_gaussian_head_is_refused():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import torch
 
@@ -16,11 +16,13 @@ from anydepth.checkpoints import (
     load_strict,
     read_state_dict,
 )
-from anydepth.errors import InputError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.runtime import resolve_device, resolve_precision
 from anydepth.presets import PRESETS, Preset, get_preset
+
+if TYPE_CHECKING:
+    from anydepth.pipelines.multiview import MultiViewModel
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +107,8 @@ def load_model(
     revision: Optional[str] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     local_files_only: bool = False,
-) -> MonoDepthModel:
-    """A ready-to-run model.
+) -> Union[MonoDepthModel, MultiViewModel]:
+    """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones.
 
     Args:
         name: preset name (see :func:`list_models`).
@@ -127,14 +129,13 @@ def load_model(
     from anydepth.hub import resolve_weights
 
     preset = get_preset(name)
-    if preset.family != "dav2":
-        raise InputError(
-            f"{name}: the {preset.family} inference pipeline is not available yet; "
-            f"anydepth.load_network({name!r}, weights=...) returns the network itself"
-        )
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     net = load_network_weights(build_network(preset), preset, path)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
+    if preset.family == "da3":
+        from anydepth.pipelines.multiview import MultiViewModel
+
+        return MultiViewModel(net.to(dev), preset, dev, prec)
     return MonoDepthModel(net.to(dev), preset, dev, prec)
