@@ -19,10 +19,10 @@ def _fake_hub_cache(cache, repo_id, filename, source, revision="main"):
     """The folder layout huggingface_hub keeps: refs/<rev> -> snapshots/<commit>/<file>."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / revision).write_text(commit)
     snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
+    snap.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, snap / filename)
     return snap / filename
 

@@ -1,5 +1,6 @@
 """Drop-in facades with the upstream class names and signatures."""
 
+from anydepth.compat.depth_anything_3 import DepthAnything3
 from anydepth.compat.depth_anything_v2 import DepthAnythingV2
 
-__all__ = ["DepthAnythingV2"]
+__all__ = ["DepthAnything3", "DepthAnythingV2"]

@@ -1,0 +1,68 @@
+"""The DepthAnything3 facade: upstream constructor, from_pretrained (folder and hub cache), inference + exports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+import anydepth
+from anydepth.compat import DepthAnything3
+from anydepth.errors import InputError, WeightsError
+from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
+from test_da3_pipeline import _views
+from test_hub_and_api import _fake_hub_cache
+
+
+def test_constructor_builds_the_named_architecture():
+    model = DepthAnything3(model_name="da3-small")
+    assert model.model_name == "da3-small" and model.precision == "auto"
+    assert all(k.startswith("model.") for k in model.state_dict())  # the hub files' key layout
+    with pytest.raises(InputError, match="da3-small"):
+        DepthAnything3(model_name="da3-tiny")
+
+
+def test_from_pretrained_folder_matches_native_and_exports(da3_small_folder, tmp_path):  # noqa: F811
+    folder, _ = da3_small_folder
+    model = DepthAnything3.from_pretrained(folder, precision="fp32").to("cpu")
+    native = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
+    views = _views()
+    keep = [v.copy() for v in views]
+    pred = model.inference(views, process_res=56, export_dir=tmp_path, export_format="mini_npz-glb", num_max_points=300)
+    assert all(np.array_equal(a, b) for a, b in zip(views, keep))
+    ref = native.infer(views, process_res=56, ray_decomposition="ql")
+    np.testing.assert_array_equal(pred.depth, ref.depth)
+    np.testing.assert_array_equal(pred.extrinsics, ref.extrinsics)
+    with np.load(tmp_path / "exports" / "mini_npz" / "results.npz") as npz:
+        np.testing.assert_allclose(npz["depth"], pred.depth, atol=1e-7)
+    scene = trimesh.load(tmp_path / "scene.glb")
+    points = [g for g in scene.geometry.values() if isinstance(g, trimesh.PointCloud)]
+    assert points and len(points[0].vertices) <= 300
+
+
+def test_bad_export_format_is_refused_before_inference(da3_small_folder, tmp_path):  # noqa: F811
+    folder, _ = da3_small_folder
+    model = DepthAnything3.from_pretrained(folder, precision="fp32")
+    calls = []
+    model.model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(InputError, match="glbx"):
+        model.inference(_views(), process_res=56, export_dir=tmp_path, export_format="mini_npz-glbx")
+    assert not calls and not any(tmp_path.iterdir())
+
+
+def test_from_pretrained_hub_cache(da3_small_folder, tmp_path):  # noqa: F811
+    folder, _ = da3_small_folder
+    for name in ("config.json", "model.safetensors"):
+        _fake_hub_cache(tmp_path, "depth-anything/DA3-SMALL", name, folder / name)
+    model = DepthAnything3.from_pretrained("depth-anything/DA3-SMALL", cache_dir=tmp_path, local_files_only=True)
+    assert model.model_name == "da3-small"
+    with pytest.raises(WeightsError, match="DA3-BASE"):
+        DepthAnything3.from_pretrained("depth-anything/DA3-BASE", cache_dir=tmp_path, local_files_only=True)
+
+
+def test_forward_on_tensors(da3_small_folder):  # noqa: F811
+    folder, _ = da3_small_folder
+    model = DepthAnything3.from_pretrained(folder, precision="fp32")
+    out = model(torch.randn(1, 2, 3, 28, 42))
+    assert out.depth.shape == (1, 2, 28, 42) and out.extrinsics.shape == (1, 2, 3, 4)
