@@ -70,6 +70,8 @@ def _options(
     from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
     from anydepth.presets import get_preset
 
+    if get_preset(model).family == "da3":
+        raise InputError(f"{model} is a multi-view DA3 model; run it with `anydepth auto PATH --model {model}`")
     opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     get_preset(model)
     opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
@@ -224,6 +226,65 @@ def video_cmd(
         )
         if not quiet:
             typer.echo(f"wrote {out}", err=True)
+
+    _guarded(body)
+
+
+@app.command("auto")
+def auto_cmd(
+    path: str = typer.Argument(..., help="An image, a folder / glob / .txt list of images, or a video."),
+    model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset; `anydepth models --family da3`."),
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    export_dir: Path = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="Export folder."),
+    export_format: str = typer.Option(
+        "glb", "--export-format", help="Formats joined by '-': mini_npz, npz, glb, ply, colmap."
+    ),
+    process_res: int = typer.Option(504, "--process-res", help="Processing resolution."),
+    process_res_method: str = typer.Option(
+        "upper_bound_resize",
+        "--process-res-method",
+        help="upper_bound_resize, lower_bound_resize, upper_bound_crop or lower_bound_crop.",
+    ),
+    ref_view_strategy: str = typer.Option(
+        "saddle_balanced", "--ref-view-strategy", help="first, middle, saddle_balanced or saddle_sim_range."
+    ),
+    use_ray_pose: bool = typer.Option(False, "--use-ray-pose", help="Cameras from the ray maps."),
+    conf_thresh_percentile: float = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut."),
+    num_max_points: int = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud."),
+    show_cameras: bool = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta."),
+    fps: float = typer.Option(1.0, "--fps", help="[Video] Frames per second to sample."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="At most this many views."),
+    quiet: bool = QuietOpt,
+    revision: Optional[str] = RevisionOpt,
+) -> None:
+    """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene."""
+
+    def body() -> None:
+        from anydepth.cli.scene import collect_views, describe, run_scene
+        from anydepth.export.formats import parse_export_format
+        from anydepth.presets import get_preset
+
+        if get_preset(model).family != "da3":
+            raise InputError(f"auto runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
+        parse_export_format(export_format)  # a bad format fails before any work
+        views = collect_views(path, fps=fps, max_frames=max_frames)
+        loaded = _load(model, weights, device, precision, revision)
+        infer_options = {
+            "process_res": process_res,
+            "process_res_method": process_res_method,
+            "ref_view_strategy": ref_view_strategy,
+            "use_ray_pose": use_ray_pose,
+        }
+        glb_options = {
+            "conf_thresh_percentile": conf_thresh_percentile,
+            "num_max_points": num_max_points,
+            "show_cameras": show_cameras,
+        }
+        prediction = run_scene(loaded, views, export_dir, export_format, infer_options, glb_options)
+        if not quiet:
+            typer.echo(f"{describe(prediction)}; exported {export_format} to {export_dir}", err=True)
 
     _guarded(body)
 

@@ -1,0 +1,65 @@
+"""`anydepth auto`: one scene of views through a DA3 model, exported in upstream's layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycolmap
+import trimesh
+from PIL import Image
+
+from test_cli import _assert_one_line_error, _run, _video
+from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
+from test_da3_pipeline import _views
+
+
+def _scene_folder(tmp_path):
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for i, view in enumerate(_views()):
+        Image.fromarray(view).save(folder / f"view{i}.png")
+    return folder
+
+
+def test_auto_folder_exports_every_format(tmp_path, da3_small_folder):  # noqa: F811
+    weights, _ = da3_small_folder
+    out = tmp_path / "scene"
+    code, output = _run(
+        "auto", _scene_folder(tmp_path), "--weights", weights, "--export-dir", out, "--export-format",
+        "mini_npz-glb-ply-colmap", "--process-res", "56", "--num-max-points", "400", "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    with np.load(out / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape == (3, 42, 56) and npz["extrinsics"].shape == (3, 3, 4)
+    scene = trimesh.load(out / "scene.glb")
+    clouds = [g for g in scene.geometry.values() if isinstance(g, trimesh.PointCloud)]
+    assert clouds and len(clouds[0].vertices) <= 400
+    reconstruction = pycolmap.Reconstruction(str(out))
+    assert len(reconstruction.images) == 3
+    assert {(c.width, c.height) for c in reconstruction.cameras.values()} == {(80, 60)}  # original image size
+
+
+def test_auto_video(tmp_path, da3_small_folder):  # noqa: F811
+    weights, _ = da3_small_folder
+    video = _video(tmp_path / "clip.mp4", frames=12, fps=10)
+    out = tmp_path / "scene"
+    code, output = _run(
+        "auto", video, "--weights", weights, "--export-dir", out, "--export-format", "mini_npz", "--fps", "5",
+        "--process-res", "56", "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    with np.load(out / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape[0] == 6  # 12 frames at 10 fps sampled at 5 fps
+
+
+def test_auto_errors(tmp_path, da3_small_folder):  # noqa: F811
+    weights, _ = da3_small_folder
+    folder = _scene_folder(tmp_path)
+    out = tmp_path / "scene"
+    code, output = _run("auto", folder, "--weights", weights, "--export-dir", out, "--export-format", "glb-bogus")
+    _assert_one_line_error(code, output, "bogus")
+    assert not out.exists()
+    code, output = _run("auto", folder, "--model", "dav2-small", "--export-dir", out)
+    _assert_one_line_error(code, output, "dav2-small")
+    code, output = _run("images", folder, "--model", "da3-small", "--outdir", out)
+    _assert_one_line_error(code, output, "anydepth auto")
+    assert not out.exists()
