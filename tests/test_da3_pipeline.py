@@ -77,11 +77,21 @@ def test_output_at_input_resolution(model):
     processed = model.infer(views, process_res=56)
     full = model.infer(views, process_res=56, output="input")
     assert full.depth.shape == (3, 60, 80) and full.conf.shape == (3, 60, 80)
+    assert full.processed_images.shape == (3, 60, 80, 3)  # colours at the maps' size, for the exporters
     np.testing.assert_allclose(full.intrinsics[:, 0], processed.intrinsics[:, 0] * 80 / 56, rtol=1e-5)
     np.testing.assert_allclose(full.intrinsics[:, 1], processed.intrinsics[:, 1] * 60 / 42, rtol=1e-5)
     mixed = [*_views(2), _views(1, 50, 90)[0]]
     with pytest.raises(InputError, match="output='processed'"):
         model.infer(mixed, process_res=56, output="input")
+
+
+def test_input_resolution_prediction_exports(model, tmp_path):
+    full = model.infer(_views(), process_res=56, output="input")
+    export(full, tmp_path, "ply", num_max_points=10**6)
+    from plyfile import PlyData
+
+    vertices = PlyData.read(str(tmp_path / "scene.ply"))["vertex"]
+    assert 0 < vertices.count <= 3 * 60 * 80
 
 
 def test_prediction_exports_read_back(model, tmp_path):

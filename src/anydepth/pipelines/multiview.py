@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -160,6 +161,9 @@ def _to_input_resolution(pred: Prediction, inputs: DA3Inputs) -> Prediction:
         kwargs = {"align_corners": False} if mode == "bilinear" else {}
         return F.interpolate(t, size=(H, W), mode=mode, **kwargs)[:, 0].numpy()
 
+    images = None
+    if pred.processed_images is not None:  # colours for the exporters, at the size of the maps
+        images = np.stack([cv2.resize(im, (W, H), interpolation=cv2.INTER_LINEAR) for im in pred.processed_images])
     intrinsics = None
     if pred.intrinsics is not None:
         intrinsics = pred.intrinsics.copy()
@@ -172,6 +176,6 @@ def _to_input_resolution(pred: Prediction, inputs: DA3Inputs) -> Prediction:
         extrinsics=pred.extrinsics,
         intrinsics=intrinsics,
         sky=up(pred.sky),
-        processed_images=pred.processed_images,
+        processed_images=images,
         aux=pred.aux,
     )
