@@ -145,8 +145,8 @@ class DepthAnything3(nn.Module):
         """Run the model on the views of one scene and optionally export, as upstream's ``inference``.
 
         Unlike upstream, export formats are checked before inference starts, the caller's arrays are never
-        modified, and COLMAP cameras come out at the original image sizes. ``render_*`` and ``feat_vis_fps``
-        belong to the Gaussian-video and feature-visualisation exports, which are not available yet.
+        modified, and COLMAP cameras come out at the original image sizes. ``render_*`` belong to the
+        Gaussian-video export, which is not available yet.
         """
         from anydepth.export.formats import export, parse_export_format
 
@@ -158,6 +158,7 @@ class DepthAnything3(nn.Module):
                 depth_kind=self.preset.depth_kind,
                 has_cameras=self.model.predicts_cameras or extrinsics is not None,
                 num_views=len(images),
+                has_features=bool(export_feat_layers),
             )
         if render_exts is not None or render_ixts is not None or render_hw is not None:
             raise InputError("render_exts/render_ixts/render_hw drive the gs_video export, which is not available yet")
@@ -181,6 +182,8 @@ class DepthAnything3(nn.Module):
                     conf_thresh_percentile=conf_thresh_percentile, num_max_points=num_max_points,
                     show_cameras=show_cameras,
                 )  # fmt: skip
+            if "feat_vis" in options:
+                options["feat_vis"].setdefault("fps", feat_vis_fps)
             if "colmap" in options:
                 options["colmap"].setdefault("conf_thresh_percentile", conf_thresh_percentile)
                 if all(isinstance(i, (str, Path)) for i in images):

@@ -9,9 +9,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anydepth.errors import InputError
 from anydepth.export.colmap import export_colmap
+from anydepth.export.depth_vis import export_depth_vis
+from anydepth.export.feat_vis import check_feat_vis_input, export_feat_vis, feature_layers
 from anydepth.export.glb import export_glb
 from anydepth.export.npz import export_mini_npz, export_npz
 from anydepth.export.ply import export_ply
+from anydepth.export.raw_depth import export_exr, export_png16
 from anydepth.io.atomic import PathLike
 from anydepth.prediction import Prediction
 
@@ -23,11 +26,21 @@ EXPORTERS: Dict[str, Callable[..., Any]] = {
     "glb": export_glb,
     "ply": export_ply,
     "colmap": export_colmap,
+    "depth_vis": export_depth_vis,
+    "feat_vis": export_feat_vis,
+    "exr": export_exr,
+    "png16": export_png16,
 }
 """Format name -> ``exporter(prediction, export_dir, **options)``; each returns the path(s) it wrote."""
 
 POINT_FORMATS = ("glb", "ply", "colmap")
 """Formats that lift depth to 3D points: they need depth, not relative disparity."""
+
+IMAGE_FORMATS = ("npz", "depth_vis", "feat_vis")
+"""Formats that need ``prediction.processed_images``."""
+
+OPTION_ALIASES: Dict[str, Tuple[str, str]] = {"feat_vis_fps": ("feat_vis", "fps")}
+"""Upstream's flat option names -> (format, that exporter's option)."""
 
 
 def _valid_names() -> str:
@@ -39,17 +52,20 @@ def parse_export_format(
     depth_kind: Optional[str] = None,
     has_cameras: Optional[bool] = None,
     num_views: Optional[int] = None,
+    has_features: Optional[bool] = None,
 ) -> Tuple[str, ...]:
     """Split and check a format string such as ``"mini_npz-glb"``; call it before inference.
 
     What the model will predict is optional: give it to also reject combinations the model cannot serve
-    (point exports of relative disparity; COLMAP of several views without poses).
+    (point exports of relative disparity; COLMAP of several views without poses; feature visualisation
+    without features).
 
     Args:
         export_format: names joined by ``-``, e.g. ``"npz"``, ``"mini_npz-glb-colmap"``.
         depth_kind: the model's ``depth_kind`` ("depth", "disparity", "metric"), if known.
         has_cameras: whether the model predicts (or is given) camera poses, if known.
         num_views: how many views will be exported, if known.
+        has_features: whether backbone features will be returned (``export_feat_layers`` given), if known.
 
     Returns:
         The format names, in the given order.
@@ -79,6 +95,8 @@ def parse_export_format(
             )
     if "colmap" in names and has_cameras is False and (num_views is None or num_views > 1):
         raise InputError("export format 'colmap' needs camera poses for several views; this model predicts none")
+    if "feat_vis" in names and has_features is False:
+        raise InputError("export format 'feat_vis' needs backbone features; pass export_feat_layers=[...] (e.g. [11])")
     return names
 
 
@@ -89,6 +107,11 @@ def _parameters(function: Callable[..., Any]) -> List[str]:
 def _options_per_format(names: Tuple[str, ...], options: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Route options: ``glb={...}`` goes to that exporter (as upstream's ``export_kwargs``), a plain keyword to
     every selected exporter that takes it; a keyword no selected exporter takes is an error."""
+    options = dict(options)
+    for alias, (name, key) in OPTION_ALIASES.items():
+        if alias in options and name in names:
+            value = options.pop(alias)
+            options[name] = {key: value, **(options.get(name) or {})}  # an explicit nested value wins
     nested = {name: options[name] for name in EXPORTERS if isinstance(options.get(name), dict)}
     flat = {key: value for key, value in options.items() if key not in nested}
     accepted = {name: _parameters(EXPORTERS[name]) for name in names}
@@ -111,15 +134,16 @@ def export(
     """Write ``prediction`` in every format of ``export_format`` under ``export_dir``, in upstream's layout.
 
     Everything is checked before the first file is written: format names, option names, and what the
-    prediction must hold (``npz`` needs processed images; point formats need depth). Each file is written
-    atomically.
+    prediction must hold (``npz``, ``depth_vis`` and ``feat_vis`` need processed images; point formats need
+    depth; ``feat_vis`` needs ``aux["feat_layer_<i>"]`` features). Each file is written atomically.
 
     Args:
         prediction: the prediction to export; never modified.
         export_dir: the export folder; created if missing.
         export_format: names joined by ``-`` (see :func:`parse_export_format`).
         **options: plain keywords (``num_max_points=...``, ``conf_thresh_percentile=...``, ``show_cameras=...``)
-            go to every selected exporter that takes them; ``glb={...}``, ``colmap={...}`` go to one exporter.
+            go to every selected exporter that takes them; ``glb={...}``, ``colmap={...}`` go to one exporter;
+            ``feat_vis_fps=...`` is upstream's name of ``feat_vis={"fps": ...}``.
 
     Returns:
         Format name -> the paths written.
@@ -129,10 +153,16 @@ def export(
         depth_kind=prediction.depth_kind,
         has_cameras=prediction.extrinsics is not None,
         num_views=len(prediction),
+        has_features=bool(feature_layers(prediction)),
     )
     routed = _options_per_format(names, options)
     if "npz" in names and prediction.processed_images is None:
         raise InputError("npz export needs prediction.processed_images; use mini_npz for depth and cameras only")
+    missing_images = [name for name in names if name in IMAGE_FORMATS and prediction.processed_images is None]
+    if missing_images:
+        raise InputError(f"{missing_images[0]} export needs prediction.processed_images")
+    if "feat_vis" in names:
+        check_feat_vis_input(prediction)
     written: Dict[str, List[Path]] = {}
     for name in names:
         result = EXPORTERS[name](prediction, export_dir, **routed[name])
