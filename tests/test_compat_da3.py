@@ -66,3 +66,17 @@ def test_forward_on_tensors(da3_small_folder):  # noqa: F811
     model = DepthAnything3.from_pretrained(folder, precision="fp32")
     out = model(torch.randn(1, 2, 3, 28, 42))
     assert out.depth.shape == (1, 2, 28, 42) and out.extrinsics.shape == (1, 2, 3, 4)
+
+
+def test_inference_visual_exports(da3_small_folder, tmp_path):  # noqa: F811
+    folder, _ = da3_small_folder
+    model = DepthAnything3.from_pretrained(folder, precision="fp32")
+    with pytest.raises(InputError, match="export_feat_layers"):
+        model.inference(_views(), process_res=56, export_dir=tmp_path, export_format="feat_vis")
+    model.inference(
+        _views(), process_res=56, export_dir=tmp_path, export_format="depth_vis-feat_vis", export_feat_layers=[3],
+        feat_vis_fps=5,
+    )  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "depth_vis").iterdir()) == ["0000.jpg", "0001.jpg", "0002.jpg"]
+    assert len(list((tmp_path / "feat_vis" / "feat_layer_3").glob("*.jpg"))) == 3
+    assert (tmp_path / "feat_vis" / "feat_layer_3.mp4").is_file()
