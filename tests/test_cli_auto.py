@@ -38,6 +38,20 @@ def test_auto_folder_exports_every_format(tmp_path, da3_small_folder):  # noqa: 
     assert {(c.width, c.height) for c in reconstruction.cameras.values()} == {(80, 60)}  # original image size
 
 
+def test_auto_feature_visualisation(tmp_path, da3_small_folder):  # noqa: F811
+    weights, _ = da3_small_folder
+    out = tmp_path / "scene"
+    code, output = _run(
+        "auto", _scene_folder(tmp_path), "--weights", weights, "--export-dir", out, "--export-format",
+        "depth_vis-feat_vis", "--export-feat", "3,5", "--process-res", "56", "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    assert len(list((out / "depth_vis").glob("*.jpg"))) == 3
+    assert {p.name for p in (out / "feat_vis").iterdir()} >= {"feat_layer_3", "feat_layer_5"}
+    code, output = _run("auto", tmp_path / "views", "--export-format", "feat_vis", "--export-dir", tmp_path / "x")
+    _assert_one_line_error(code, output, "export_feat_layers")
+
+
 def test_auto_video(tmp_path, da3_small_folder):  # noqa: F811
     weights, _ = da3_small_folder
     video = _video(tmp_path / "clip.mp4", frames=12, fps=10)

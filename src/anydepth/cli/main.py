@@ -254,6 +254,8 @@ def auto_cmd(
     conf_thresh_percentile: float = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut."),
     num_max_points: int = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud."),
     show_cameras: bool = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta."),
+    export_feat: Optional[str] = typer.Option(None, "--export-feat", help="Backbone blocks for feat_vis, e.g. 5,11."),
+    feat_vis_fps: float = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video."),
     fps: float = typer.Option(1.0, "--fps", help="[Video] Frames per second to sample."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="At most this many views."),
     quiet: bool = QuietOpt,
@@ -268,7 +270,11 @@ def auto_cmd(
 
         if get_preset(model).family != "da3":
             raise InputError(f"auto runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
-        parse_export_format(export_format)  # a bad format fails before any work
+        try:
+            feat_layers = [int(v) for v in export_feat.split(",") if v.strip()] if export_feat else []
+        except ValueError:
+            raise InputError(f"--export-feat {export_feat!r}: give block indices separated by commas") from None
+        parse_export_format(export_format, has_features=bool(feat_layers))  # a bad format fails before any work
         views = collect_views(path, fps=fps, max_frames=max_frames)
         loaded = _load(model, weights, device, precision, revision)
         infer_options = {
@@ -276,11 +282,13 @@ def auto_cmd(
             "process_res_method": process_res_method,
             "ref_view_strategy": ref_view_strategy,
             "use_ray_pose": use_ray_pose,
+            "export_feat_layers": feat_layers,
         }
         glb_options = {
             "conf_thresh_percentile": conf_thresh_percentile,
             "num_max_points": num_max_points,
             "show_cameras": show_cameras,
+            "feat_vis_fps": feat_vis_fps,
         }
         prediction = run_scene(loaded, views, export_dir, export_format, infer_options, glb_options)
         if not quiet:

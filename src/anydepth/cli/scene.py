@@ -50,12 +50,18 @@ def run_scene(
     from anydepth.export.formats import export, parse_export_format
 
     formats = parse_export_format(
-        export_format, depth_kind=model.preset.depth_kind, has_cameras=model.predicts_cameras, num_views=len(views)
+        export_format,
+        depth_kind=model.preset.depth_kind,
+        has_cameras=model.predicts_cameras,
+        num_views=len(views),
+        has_features=bool(infer_options.get("export_feat_layers")),
     )
     prediction = model.infer(views, **infer_options)
     options: Dict[str, Dict[str, Any]] = {}
     if "glb" in formats:
-        options["glb"] = dict(glb_options)
+        options["glb"] = {k: v for k, v in glb_options.items() if k != "feat_vis_fps"}
+    if "feat_vis" in formats:
+        options["feat_vis"] = {"fps": glb_options["feat_vis_fps"]}
     if "colmap" in formats:
         options["colmap"] = {"conf_thresh_percentile": glb_options["conf_thresh_percentile"]}
         if all(isinstance(v, (str, Path)) for v in views):
