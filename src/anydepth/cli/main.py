@@ -232,7 +232,10 @@ def video_cmd(
 
 @app.command("auto")
 def auto_cmd(
-    path: str = typer.Argument(..., help="An image, a folder / glob / .txt list of images, or a video."),
+    ctx: typer.Context,
+    path: str = typer.Argument(
+        ..., help="An image, a folder / glob / .txt list of images, a video, or a COLMAP dataset (images/, sparse/0/)."
+    ),
     model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset; `anydepth models --family da3`."),
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
@@ -258,26 +261,52 @@ def auto_cmd(
     feat_vis_fps: float = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video."),
     fps: float = typer.Option(1.0, "--fps", help="[Video] Frames per second to sample."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="At most this many views."),
+    sparse_subdir: str = typer.Option("sparse/0", "--sparse-subdir", help="[COLMAP] Folder of the model."),
+    images_subdir: str = typer.Option("images", "--images-subdir", help="[COLMAP] Folder of the images."),
+    align_to_input_ext_scale: bool = typer.Option(
+        True,
+        "--align-to-input-ext-scale/--no-align-to-input-ext-scale",
+        help="[COLMAP] Report the dataset's cameras and scale depth to them (else: move them into the prediction).",
+    ),
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
 ) -> None:
-    """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene."""
+    """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
+
+    A COLMAP dataset's cameras condition the model (pose conditioning) and the outputs are reported in its frame.
+    """
 
     def body() -> None:
         from anydepth.cli.scene import collect_views, describe, run_scene
         from anydepth.export.formats import parse_export_format
+        from anydepth.io.colmap import is_colmap_dataset, read_colmap_views
         from anydepth.presets import get_preset
 
+        command = ctx.info_name or "auto"
         if get_preset(model).family != "da3":
-            raise InputError(f"auto runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
+            raise InputError(f"{command} runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
+        colmap = is_colmap_dataset(path, sparse_subdir)
+        if command == "colmap" and not colmap:
+            raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
         try:
             feat_layers = [int(v) for v in export_feat.split(",") if v.strip()] if export_feat else []
         except ValueError:
             raise InputError(f"--export-feat {export_feat!r}: give block indices separated by commas") from None
         parse_export_format(export_format, has_features=bool(feat_layers))  # a bad format fails before any work
-        views = collect_views(path, fps=fps, max_frames=max_frames)
+        cameras = {}
+        if colmap:
+            dataset = read_colmap_views(path, sparse_subdir, images_subdir)
+            views = list(dataset.image_paths)[:max_frames] if max_frames else list(dataset.image_paths)
+            cameras = {
+                "extrinsics": dataset.extrinsics[: len(views)],
+                "intrinsics": dataset.intrinsics[: len(views)],
+                "align_to_input_ext_scale": align_to_input_ext_scale,
+            }
+        else:
+            views = collect_views(path, fps=fps, max_frames=max_frames)
         loaded = _load(model, weights, device, precision, revision)
         infer_options = {
+            **cameras,
             "process_res": process_res,
             "process_res_method": process_res_method,
             "ref_view_strategy": ref_view_strategy,
@@ -295,6 +324,13 @@ def auto_cmd(
             typer.echo(f"{describe(prediction)}; exported {export_format} to {export_dir}", err=True)
 
     _guarded(body)
+
+
+app.command(
+    "colmap",
+    help="Depth of a COLMAP dataset (images/ + sparse/0/) with a DA3 model, conditioned on its cameras and "
+    "reported in its frame; options as for `auto`.",
+)(auto_cmd)
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -22,8 +22,6 @@ def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None)
     from anydepth.io.inputs import expand_inputs, is_video_path
 
     path = Path(spec)
-    if path.is_dir() and ((path / "sparse").is_dir() or (path / "cameras.bin").exists()):
-        raise InputError(f"{spec} looks like a COLMAP dataset; COLMAP inputs are not supported yet")
     if path.is_file() and is_video_path(path):
         from anydepth.io.video import VideoReader
 
@@ -52,7 +50,7 @@ def run_scene(
     formats = parse_export_format(
         export_format,
         depth_kind=model.preset.depth_kind,
-        has_cameras=model.predicts_cameras,
+        has_cameras=model.predicts_cameras or infer_options.get("extrinsics") is not None,
         num_views=len(views),
         has_features=bool(infer_options.get("export_feat_layers")),
     )
