@@ -52,6 +52,18 @@ def test_auto_feature_visualisation(tmp_path, da3_small_folder):  # noqa: F811
     _assert_one_line_error(code, output, "export_feat_layers")
 
 
+def test_auto_exports_at_input_resolution(tmp_path, da3_small_folder):  # noqa: F811
+    weights, _ = da3_small_folder
+    out = tmp_path / "scene"
+    code, output = _run(
+        "auto", _scene_folder(tmp_path), "--weights", weights, "--export-dir", out, "--export-format", "mini_npz",
+        "--process-res", "56", "--export-at-input-res", "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    with np.load(out / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape == (3, 60, 80)
+
+
 def test_auto_video(tmp_path, da3_small_folder):  # noqa: F811
     weights, _ = da3_small_folder
     video = _video(tmp_path / "clip.mp4", frames=12, fps=10)

@@ -261,6 +261,9 @@ def auto_cmd(
     feat_vis_fps: float = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video."),
     fps: float = typer.Option(1.0, "--fps", help="[Video] Frames per second to sample."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="At most this many views."),
+    input_res: bool = typer.Option(
+        False, "--export-at-input-res", help="Maps and exports at the input images' size (resize methods only)."
+    ),
     sparse_subdir: str = typer.Option("sparse/0", "--sparse-subdir", help="[COLMAP] Folder of the model."),
     images_subdir: str = typer.Option("images", "--images-subdir", help="[COLMAP] Folder of the images."),
     align_to_input_ext_scale: bool = typer.Option(
@@ -312,6 +315,7 @@ def auto_cmd(
             "ref_view_strategy": ref_view_strategy,
             "use_ray_pose": use_ray_pose,
             "export_feat_layers": feat_layers,
+            "output": "input" if input_res else "processed",
         }
         glb_options = {
             "conf_thresh_percentile": conf_thresh_percentile,
