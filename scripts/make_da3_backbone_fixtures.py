@@ -73,7 +73,7 @@ from depth_anything_3.model.dinov2.dinov2 import DinoV2  # noqa: E402
 from depth_anything_3.registry import MODEL_REGISTRY  # noqa: E402
 from depth_anything_3.utils.constants import THRESH_FOR_REF_SELECTION  # noqa: E402
 
-from random_weights import random_state_dict  # noqa: E402
+from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PRESET_GROUPS = ["da3-small", "da3-base", "da3-large", "da3-giant", "da3mono-large", "da3metric-large"]
@@ -153,20 +153,6 @@ def normalise(rgb_uint8: np.ndarray) -> np.ndarray:
     """(..., H, W, 3) RGB uint8 -> (..., 3, H, W) float32 ImageNet-normalised."""
     x = (rgb_uint8.astype(np.float32) / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(np.moveaxis(x, -1, -3)).astype(np.float32)
-
-
-def shapes_of(sd) -> dict:
-    return {k: [int(s) for s in v.shape] for k, v in sd.items()}
-
-
-def write_keys(path: Path, keys: dict) -> None:
-    """``{group: {key: shape}}`` as JSON with one key per line, in state-dict order (readable diffs)."""
-    groups = []
-    for group, shapes in keys.items():
-        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in shapes.items())
-        groups.append(f" {json.dumps(group)}: {{\n{body}\n }}")
-    path.write_text("{\n" + ",\n".join(groups) + "\n}\n")
-    assert json.loads(path.read_text()) == keys
 
 
 def net_args(cfg) -> dict:
@@ -393,7 +379,7 @@ def main() -> None:
         )
     )
     np.savez_compressed(FIXTURES / "da3_backbone.npz", **arrays)
-    write_keys(FIXTURES / "da3_backbone_keys.json", keys)
+    write_key_lists(FIXTURES / "da3_backbone_keys.json", keys)
     for f in ("da3_backbone.npz", "da3_backbone_keys.json"):
         print(f"{f}: {(FIXTURES / f).stat().st_size / 1024:.1f} KiB")
 

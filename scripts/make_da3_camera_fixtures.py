@@ -57,7 +57,7 @@ from depth_anything_3.utils import alignment as up_alignment  # noqa: E402
 from depth_anything_3.utils import geometry as up_geometry  # noqa: E402
 from depth_anything_3.utils import ray_utils  # noqa: E402
 
-from random_weights import random_state_dict  # noqa: E402
+from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SIZES = {"small": (384, 768), "base": (768, 1536), "large": (1024, 2048), "giant": (1536, 3072)}  # enc, dec
@@ -322,10 +322,6 @@ def make_alignment_cases(arrays: dict, cases: list) -> None:
 # -------------------------------------------------------------------------------------------------- modules
 
 
-def shapes_of(sd) -> dict:
-    return {k: [int(s) for s in v.shape] for k, v in sd.items()}
-
-
 def make_module_cases(arrays: dict, cases: list) -> dict:
     keys = {"cam_dec": {}, "cam_enc": {}}
     rs = np.random.RandomState(5)
@@ -355,19 +351,6 @@ def make_module_cases(arrays: dict, cases: list) -> dict:
     return keys
 
 
-def write_keys(path: Path, keys: dict) -> None:
-    """``{module: {size: {key: shape}}}`` as JSON, one key per line, in state-dict order (readable diffs)."""
-    modules = []
-    for module, sizes in keys.items():
-        blocks = []
-        for size, shapes in sizes.items():
-            body = ",\n".join(f"   {json.dumps(k)}: {json.dumps(v)}" for k, v in shapes.items())
-            blocks.append(f"  {json.dumps(size)}: {{\n{body}\n  }}")
-        modules.append(f" {json.dumps(module)}: {{\n" + ",\n".join(blocks) + "\n }")
-    path.write_text("{\n" + ",\n".join(modules) + "\n}\n")
-    assert json.loads(path.read_text()) == keys
-
-
 def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     arrays: dict = {}
@@ -394,7 +377,7 @@ def main() -> None:
         meta_json=np.array(json.dumps(meta)),
         **arrays,
     )
-    write_keys(FIXTURES / "da3_camera_keys.json", keys)
+    write_key_lists(FIXTURES / "da3_camera_keys.json", keys)
     size = (FIXTURES / "da3_camera.npz").stat().st_size
     print(f"wrote {len(arrays)} arrays, {len(cases)} cases, {size / 1024:.0f} KiB")
 

@@ -64,7 +64,7 @@ from depth_anything_3.model.dualdpt import DualDPT  # noqa: E402
 from depth_anything_3.model.gsdpt import GSDPT  # noqa: E402
 from depth_anything_3.utils.geometry import map_pdf_to_opacity  # noqa: E402
 
-from random_weights import random_state_dict  # noqa: E402
+from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 CONFIG_DIR = Path(depth_anything_3.__path__[0]) / "configs"
@@ -73,22 +73,6 @@ PARTS = ["head", "gs_head", "gs_adapter"]
 SMALL_WIDTHS = dict(dim_in=768, features=64, out_channels=[48, 96, 192, 384])
 PATCH = 14
 FIXTURE_GS_KEYS = "fixture-gsdpt-small/gs_head"
-
-
-def shapes_of(sd) -> dict:
-    return {k: [int(s) for s in v.shape] for k, v in sd.items()}
-
-
-def write_keys(path: Path, keys: dict, dropped: dict) -> None:
-    """Key lists as JSON with one key per line, in state-dict order (readable diffs)."""
-    groups = []
-    for group, shapes in keys.items():
-        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in shapes.items())
-        groups.append(f" {json.dumps(group)}: {{\n{body}\n }}" if body else f" {json.dumps(group)}: {{}}")
-    body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in dropped.items())
-    groups.append(f' "dropped_by_save_model": {{\n{body}\n }}')
-    path.write_text("{\n" + ",\n".join(groups) + "\n}\n")
-    assert json.loads(path.read_text()) == {**keys, "dropped_by_save_model": dropped}
 
 
 def shared_groups(sd) -> list:
@@ -375,7 +359,7 @@ def main() -> None:
     torch.manual_seed(0)
     keys = list_keys()
     dropped = dropped_by_save_model(keys)
-    write_keys(FIXTURES / "da3_head_keys.json", keys, dropped)
+    write_key_lists(FIXTURES / "da3_head_keys.json", {**keys, "dropped_by_save_model": dropped})
     make_cases(keys, dropped)
 
 

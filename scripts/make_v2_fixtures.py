@@ -74,7 +74,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import cv2  # noqa: E402
 from depth_anything_v2.dpt import DepthAnythingV2  # noqa: E402
 
-from random_weights import random_state_dict  # noqa: E402
+from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -164,20 +164,6 @@ def check_spread(name: str, depth: np.ndarray, max_depth=None) -> None:
         assert saturated < 0.2, f"{name}: {saturated:.0%} of the sigmoid output is saturated"
 
 
-def shapes_of(sd) -> dict:
-    return {k: [int(s) for s in v.shape] for k, v in sd.items()}
-
-
-def write_keys(path: Path, keys: dict) -> None:
-    """``{group: {key: shape}}`` as JSON with one key per line, in state-dict order (readable diffs)."""
-    groups = []
-    for group, shapes in keys.items():
-        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in shapes.items())
-        groups.append(f" {json.dumps(group)}: {{\n{body}\n }}")
-    path.write_text("{\n" + ",\n".join(groups) + "\n}\n")
-    assert json.loads(path.read_text()) == keys
-
-
 def build_upstream(encoder: str, max_depth=None) -> nn.Module:
     features, out_channels = HEAD_WIDTHS[encoder]
     if max_depth is None:
@@ -236,7 +222,7 @@ def make_v2() -> None:
         del model
         gc.collect()
         print(f"keys {encoder}: {len(keys[encoder])}")
-    write_keys(FIXTURES / "v2_keys.json", keys)
+    write_key_lists(FIXTURES / "v2_keys.json", keys)
 
 
 # ---------------------------------------------------------------------------------------------- transformers
@@ -416,7 +402,7 @@ def make_hf() -> None:
         )
     )
     np.savez_compressed(FIXTURES / "v2_hf_parity.npz", **arrays)
-    write_keys(FIXTURES / "v2_hf_keys.json", {k: keys[k] for k in ("small", "large", "giant")})
+    write_key_lists(FIXTURES / "v2_hf_keys.json", {k: keys[k] for k in ("small", "large", "giant")})
 
 
 def versions() -> dict:

@@ -61,3 +61,27 @@ def fill_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         if tensor.is_floating_point():
             tensor.data.copy_(torch.from_numpy(_values(name, tuple(tensor.shape), seed).astype(np.float32)))
     return module
+
+
+def shapes_of(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, list]:
+    """``{key: shape}`` of a state dict, shapes as lists (JSON-ready), in state-dict order."""
+    return {k: [int(s) for s in v.shape] for k, v in state_dict.items()}
+
+
+def write_key_lists(path, tree: Mapping) -> None:
+    """Write nested ``{group: ... {key: shape}}`` maps as JSON with one key per line (readable fixture diffs)."""
+    import json
+    from pathlib import Path
+
+    def render(node, indent: int) -> str:
+        if not isinstance(node, Mapping):
+            return json.dumps(node)
+        if not node:
+            return "{}"
+        pad = " " * (indent + 1)
+        items = ",\n".join(f"{pad}{json.dumps(k)}: {render(v, indent + 1)}" for k, v in node.items())
+        return "{\n" + items + "\n" + " " * indent + "}"
+
+    path = Path(path)
+    path.write_text(render(tree, 0) + "\n")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(tree))
