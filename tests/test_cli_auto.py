@@ -86,6 +86,55 @@ def test_auto_errors(tmp_path, da3_small_folder):  # noqa: F811
     assert not out.exists()
     code, output = _run("auto", folder, "--model", "dav2-small", "--export-dir", out)
     _assert_one_line_error(code, output, "dav2-small")
-    code, output = _run("images", folder, "--model", "da3-small", "--outdir", out)
-    _assert_one_line_error(code, output, "anydepth auto")
+    code, output = _run("images", folder, "--model", "da3-small", "--raw", "npy", "--outdir", out)
+    _assert_one_line_error(code, output, "--raw", "--export-format")
+    code, output = _run("images", folder, "--model", "dav2-small", "--export-format", "glb", "--outdir", out)
+    _assert_one_line_error(code, output, "--export-format", "DA3")
     assert not out.exists()
+
+
+def test_image_images_video_commands_run_da3_models(tmp_path, da3_small_folder):  # noqa: F811
+    """The V2-style commands take a DA3 model (named by --model, or by the --model-dir folder's config)."""
+    weights, _ = da3_small_folder
+    folder = _scene_folder(tmp_path)
+    Image.fromarray(_views()[0]).save(folder / "extra.jpg")
+    common = ["--export-format", "mini_npz", "--process-res", "56", "--quiet", "--device", "cpu"]
+    code, output = _run(
+        "image", folder / "view0.png", "--model-dir", weights, "--export-dir", tmp_path / "one", *common
+    )
+    assert code == 0, output
+    with np.load(tmp_path / "one" / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape == (1, 42, 56) and npz["extrinsics"].shape == (1, 3, 4)
+    code, output = _run(
+        "images", folder, "--model", "da3-small", "--weights", weights, "--image-extensions", "png",
+        "--export-dir", tmp_path / "many", *common,
+    )  # fmt: skip
+    assert code == 0, output
+    with np.load(tmp_path / "many" / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape[0] == 3  # the .jpg is filtered out
+    video = _video(tmp_path / "clip.mp4", frames=12, fps=10)
+    code, output = _run("video", video, "--weights", weights, "--fps", "2.5", "--export-dir", tmp_path / "vid", *common)
+    assert code == 0, output
+    with np.load(tmp_path / "vid" / "exports" / "mini_npz" / "results.npz") as npz:
+        assert npz["depth"].shape[0] == 3  # 12 frames at 10 fps sampled at 2.5 fps
+
+
+def test_auto_cleanup_empties_only_a_dedicated_export_dir(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+    weights, _ = da3_small_folder
+    folder = _scene_folder(tmp_path)
+    out = tmp_path / "scene"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "stale.txt").write_text("x")
+    (out / "keep.txt").write_text("x")
+    args = ["--weights", weights, "--export-format", "mini_npz", "--process-res", "56", "--quiet", "--device", "cpu"]
+    code, output = _run("auto", folder, "--export-dir", out, *args)
+    assert code == 0 and (out / "keep.txt").exists(), output  # without the flag nothing else is touched
+    code, output = _run("auto", folder, "--export-dir", out, "--auto-cleanup", *args)
+    assert code == 0, output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "exports", "exports/mini_npz", "exports/mini_npz/results.npz",
+    ]  # fmt: skip
+    monkeypatch.chdir(out)
+    code, output = _run("auto", folder, "--export-dir", ".", "--auto-cleanup", *args)
+    _assert_one_line_error(code, output, "--auto-cleanup")
+    assert (out / "exports" / "mini_npz" / "results.npz").exists()

@@ -41,6 +41,19 @@ def test_from_pretrained_folder_matches_native_and_exports(da3_small_folder, tmp
     assert points and len(points[0].vertices) <= 300
 
 
+def test_free_poses_come_back_as_upstream_shapes_them(da3_small_folder):  # noqa: F811
+    from test_da3_pipeline import _cameras
+
+    folder, _ = da3_small_folder
+    model = DepthAnything3.from_pretrained(folder, precision="fp32")
+    ext, K = _cameras()
+    pinned = model.inference(_views(), extrinsics=ext, intrinsics=K, process_res=56)
+    free = model.inference(_views(), extrinsics=ext, intrinsics=K, process_res=56, align_to_input_ext_scale=False)
+    assert pinned.extrinsics.shape == (3, 3, 4) and free.extrinsics.shape == (3, 4, 4)
+    np.testing.assert_array_equal(free.extrinsics[:, 3], np.tile([0.0, 0.0, 0.0, 1.0], (3, 1)))
+    np.testing.assert_allclose(pinned.extrinsics, ext[:, :3], atol=1e-5)
+
+
 def test_bad_export_format_is_refused_before_inference(da3_small_folder, tmp_path):  # noqa: F811
     folder, _ = da3_small_folder
     model = DepthAnything3.from_pretrained(folder, precision="fp32")

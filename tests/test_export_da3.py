@@ -124,6 +124,19 @@ def test_mini_npz_and_npz_keys_shapes_values(scene, tmp_path):
         np.testing.assert_array_equal(full["conf"], np.round(scene.conf, 2))
 
 
+def test_top_level_export_is_the_same_function(scene, tmp_path):
+    import anydepth
+    import anydepth.export.formats  # the submodules stay importable beside the call
+
+    written = anydepth.export(scene, tmp_path, "mini_npz-ply", num_max_points=50)
+    assert set(written) == {"mini_npz", "ply"}
+    with np.load(written["mini_npz"][0]) as mini:
+        np.testing.assert_array_equal(mini["extrinsics"], scene.extrinsics)
+    with pytest.raises(InputError, match="bogus"):
+        anydepth.export(scene, tmp_path / "x", "bogus")
+    assert anydepth.export.formats.export is export and not (tmp_path / "x").exists()
+
+
 def test_npz_without_optional_arrays(tmp_path):
     depth = np.full((1, 4, 5), 2.0, dtype=np.float32)
     export(Prediction(depth=depth, depth_kind="metric"), tmp_path, "mini_npz")

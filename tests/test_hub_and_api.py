@@ -185,3 +185,22 @@ def test_unreachable_hub_uses_cache_at_once(vits_weights, tmp_path, monkeypatch)
     cached = _fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
     assert resolve_weights(preset, cache_dir=tmp_path).resolve() == cached.resolve()
     assert time.perf_counter() - start < 10  # no retry back-off
+
+
+def test_guess_preset_from_weights(tmp_path):
+    from anydepth.presets import guess_preset
+
+    assert guess_preset("depth-anything/DA3-SMALL") == "da3-small"
+    assert guess_preset("depth-anything/Depth-Anything-V2-Large-hf") == "dav2-large-hf"
+    pth = tmp_path / "depth_anything_v2_metric_vkitti_vitb.pth"
+    pth.write_bytes(b"")
+    assert guess_preset(str(pth)) == "dav2-metric-outdoor-base"
+    (tmp_path / "renamed.pth").write_bytes(b"")
+    assert guess_preset(str(tmp_path / "renamed.pth")) is None
+    folder = tmp_path / "DA3"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_name": "da3metric-large"}')
+    assert guess_preset(str(folder)) == "da3metric-large"
+    (folder / "config.json").write_text("not json")
+    assert guess_preset(str(folder)) is None
+    assert guess_preset("someone/else") is None

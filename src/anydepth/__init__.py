@@ -1,5 +1,6 @@
 """anydepth: depth, cameras and geometry from images and videos with the Depth Anything family."""
 
+from anydepth import export
 from anydepth.api import ModelInfo, build_network, list_models, load_model, load_network
 from anydepth.errors import AnyDepthError, InputError, WeightsError
 from anydepth.prediction import Prediction
@@ -14,6 +15,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "build_network",
+    "export",
     "list_models",
     "load_model",
     "load_network",

@@ -186,3 +186,36 @@ def get_preset(name: str) -> Preset:
         raise UnknownModelError(
             f"unknown model {name!r}.{hint} Run `anydepth models` to list the {len(PRESETS)} presets."
         ) from None
+
+
+def guess_preset(weights: str) -> Optional[str]:
+    """The preset that ``weights`` belongs to, when it says so itself; None when it does not.
+
+    Recognises a hub repo id of a preset ("depth-anything/DA3-SMALL"), an official checkpoint file name
+    ("depth_anything_v2_vitl.pth") and a DA3 folder whose ``config.json`` names its ``model_name``. Lets
+    ``--weights`` / ``--model-dir`` stand alone, as upstream's ``--model-dir`` and ``--encoder`` do.
+    """
+    import json
+    from pathlib import Path
+
+    text = str(weights)
+    for preset in PRESETS.values():
+        spec = preset.weights
+        if spec is not None and spec.repo_id.lower() == text.lower():
+            return preset.name
+    path = Path(text).expanduser()
+    if path.is_file():
+        for preset in PRESETS.values():
+            if preset.weights is not None and preset.weights.layout == "v2" and preset.weights.filename == path.name:
+                return preset.name
+        return None
+    config = path / "config.json"
+    if path.is_dir() and config.is_file():
+        try:
+            arch = json.loads(config.read_text()).get("model_name")
+        except (OSError, ValueError, AttributeError):
+            return None
+        for preset in PRESETS.values():
+            if preset.family == "da3" and preset.arch == arch:
+                return preset.name
+    return None

@@ -21,8 +21,15 @@ app = typer.Typer(
 _state = {"debug": False}
 
 # options shared by the depth commands (typer needs the defaults at definition time)
-ModelOpt = typer.Option("dav2-small", "--model", "-m", help="Preset name; `anydepth models` lists them.")
-WeightsOpt = typer.Option(None, "--weights", "-w", help="Local weights file or folder, or a hub repo id.")
+ModelOpt = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Preset name (`anydepth models` lists them); default: the preset --weights names, else dav2-small.",
+)
+WeightsOpt = typer.Option(
+    None, "--weights", "-w", "--model-dir", help="Local weights file or folder, or a hub repo id."
+)
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
 PrecisionOpt = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto.")
 InputSizeOpt = typer.Option(518, "--input-size", help="Shorter side the network sees (multiple of 14 after resize).")
@@ -34,6 +41,34 @@ NoVisOpt = typer.Option(False, "--no-vis", help="Skip the colourised visualisati
 BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per forward pass.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 RevisionOpt = typer.Option(None, "--revision", help="Hub branch, tag or commit of the weights.")
+
+# options of the DA3 (multi-view) commands, with upstream `da3` names; image/images/video take them for da3-* models
+ExportDirOpt = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="[DA3] Export folder.")
+ExportFormatOpt = typer.Option(
+    None,
+    "--export-format",
+    help="[DA3] Formats joined by '-': mini_npz, npz, glb, ply, colmap, depth_vis, feat_vis, exr, png16 (default glb).",
+)
+ProcessResOpt = typer.Option(504, "--process-res", help="[DA3] Processing resolution.")
+ProcessResMethodOpt = typer.Option(
+    "upper_bound_resize",
+    "--process-res-method",
+    help="[DA3] upper_bound_resize, lower_bound_resize, upper_bound_crop or lower_bound_crop.",
+)
+RefViewOpt = typer.Option(
+    "saddle_balanced", "--ref-view-strategy", help="[DA3] first, middle, saddle_balanced or saddle_sim_range."
+)
+RayPoseOpt = typer.Option(False, "--use-ray-pose", help="[DA3] Cameras from the ray maps.")
+ConfOpt = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut (percentile).")
+MaxPointsOpt = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud.")
+CamerasOpt = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta.")
+FeatOpt = typer.Option(None, "--export-feat", help="[FEAT_VIS] Backbone blocks to visualise, e.g. 5,11.")
+FeatFpsOpt = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video.")
+InputResOpt = typer.Option(
+    False, "--export-at-input-res", help="[DA3] Maps and exports at the input images' size (resize methods only)."
+)
+CleanupOpt = typer.Option(False, "--auto-cleanup", help="[DA3] Empty the export folder before writing.")
+MaxViewsOpt = typer.Option(None, "--max-frames", min=1, help="At most this many views / frames.")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -57,6 +92,21 @@ def _guarded(fn: Callable[[], None]) -> None:
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
 
+def _pick_model(model: Optional[str], weights: Optional[str], default: str) -> str:
+    """--model, else the preset that --weights names (hub id, official file name, DA3 config), else the default."""
+    from anydepth.presets import guess_preset
+
+    if model:
+        return model
+    return (guess_preset(weights) if weights else None) or default
+
+
+def _is_da3(model: str) -> bool:
+    from anydepth.presets import get_preset
+
+    return get_preset(model).family == "da3"
+
+
 def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str]):
     from anydepth.api import load_model
 
@@ -70,10 +120,8 @@ def _options(
     from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
     from anydepth.presets import get_preset
 
-    if get_preset(model).family == "da3":
-        raise InputError(f"{model} is a multi-view DA3 model; run it with `anydepth auto PATH --model {model}`")
-    opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     get_preset(model)
+    opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
     if not opts.vis and not opts.raw and not video:
         raise InputError("--no-vis leaves nothing to write; add --raw png16,npy,npz or exr")
@@ -121,10 +169,86 @@ def _run_images(paths, model, weights, device, precision, revision, input_size, 
         raise typer.Exit(1)
 
 
+def _v2_only(model: str, **given: bool) -> None:
+    """Refuses options of the V2 commands that a DA3 model does not take."""
+    named = [name for name, was_given in given.items() if was_given]
+    if named:
+        raise InputError(
+            f"{', '.join(named)} are for V2 models; {model} writes its results with --export-format "
+            "(e.g. depth_vis-exr-png16) into --export-dir"
+        )
+
+
+def _da3_only(model: str, export_format: Optional[str]) -> None:
+    if export_format is not None:
+        raise InputError(f"--export-format needs a DA3 model (da3-*); {model} writes --raw outputs into --outdir")
+
+
+def _scene_options(
+    export_dir: Path,
+    export_format: Optional[str],
+    process_res: int,
+    process_res_method: str,
+    ref_view_strategy: str,
+    use_ray_pose: bool,
+    conf_thresh_percentile: float,
+    num_max_points: int,
+    show_cameras: bool,
+    export_feat: Optional[str],
+    feat_vis_fps: float,
+    export_at_input_res: bool,
+    auto_cleanup: bool,
+):
+    from anydepth.cli.scene import SceneOptions
+
+    return SceneOptions(
+        export_dir=export_dir,
+        export_format=export_format or "glb",
+        process_res=process_res,
+        process_res_method=process_res_method,
+        ref_view_strategy=ref_view_strategy,
+        use_ray_pose=use_ray_pose,
+        conf_thresh_percentile=conf_thresh_percentile,
+        num_max_points=num_max_points,
+        show_cameras=show_cameras,
+        export_feat=export_feat,
+        feat_vis_fps=feat_vis_fps,
+        export_at_input_res=export_at_input_res,
+        auto_cleanup=auto_cleanup,
+    )
+
+
+def _run_scene(
+    command: str,
+    views_of: Callable[[], list],
+    model: str,
+    weights: Optional[str],
+    device: str,
+    precision: str,
+    revision: Optional[str],
+    scene,
+    quiet: bool,
+    cameras_of: Optional[Callable[[int], dict]] = None,
+) -> None:
+    """A DA3 command: check the options, gather the views, load the model, infer, export."""
+    from anydepth.cli.scene import describe, run_scene
+    from anydepth.export.formats import parse_export_format
+
+    if not _is_da3(model):
+        raise InputError(f"{command} runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
+    parse_export_format(scene.export_format, has_features=bool(scene.feat_layers()))  # fails before any work
+    views = views_of()
+    cameras = cameras_of(len(views)) if cameras_of else None
+    loaded = _load(model, weights, device, precision, revision)
+    prediction = run_scene(loaded, views, scene, cameras)
+    if not quiet:
+        typer.echo(f"{describe(prediction)}; exported {scene.export_format} to {scene.export_dir}", err=True)
+
+
 @app.command("image")
 def image_cmd(
     path: Path = typer.Argument(..., help="Image file."),
-    model: str = ModelOpt,
+    model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
@@ -134,17 +258,42 @@ def image_cmd(
     grayscale: bool = GrayOpt,
     raw: Optional[str] = RawOpt,
     no_vis: bool = NoVisOpt,
+    export_dir: Path = ExportDirOpt,
+    export_format: Optional[str] = ExportFormatOpt,
+    process_res: int = ProcessResOpt,
+    process_res_method: str = ProcessResMethodOpt,
+    ref_view_strategy: str = RefViewOpt,
+    use_ray_pose: bool = RayPoseOpt,
+    conf_thresh_percentile: float = ConfOpt,
+    num_max_points: int = MaxPointsOpt,
+    show_cameras: bool = CamerasOpt,
+    export_feat: Optional[str] = FeatOpt,
+    feat_vis_fps: float = FeatFpsOpt,
+    export_at_input_res: bool = InputResOpt,
+    auto_cleanup: bool = CleanupOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
 ) -> None:
-    """Depth of one image."""
+    """Depth of one image (V2 models: visualisation and --raw maps in --outdir; DA3 models: --export-format)."""
 
     def body() -> None:
         from anydepth.io.images import read_image
 
-        opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
-        read_image(path)  # fail on a bad input before loading any weights
-        _run_images([path], model, weights, device, precision, revision, input_size, opts, 1, quiet)
+        name = _pick_model(model, weights, "dav2-small")
+        if _is_da3(name):
+            _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
+            scene = _scene_options(
+                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
+                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
+                export_at_input_res, auto_cleanup,
+            )  # fmt: skip
+            read_image(path)  # fail on a bad input before loading any weights
+            _run_scene("image", lambda: [path], name, weights, device, precision, revision, scene, quiet)
+            return
+        _da3_only(name, export_format)
+        opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
+        read_image(path)
+        _run_images([path], name, weights, device, precision, revision, input_size, opts, 1, quiet)
 
     _guarded(body)
 
@@ -152,7 +301,7 @@ def image_cmd(
 @app.command("images")
 def images_cmd(
     inputs: str = typer.Argument(..., help="A folder, a glob pattern ('photos/*.jpg') or a .txt list of paths."),
-    model: str = ModelOpt,
+    model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
@@ -163,17 +312,53 @@ def images_cmd(
     raw: Optional[str] = RawOpt,
     no_vis: bool = NoVisOpt,
     batch_size: int = BatchOpt,
+    image_extensions: Optional[str] = typer.Option(
+        None, "--image-extensions", help="Only files with these comma-separated extensions, e.g. png,jpg."
+    ),
+    export_dir: Path = ExportDirOpt,
+    export_format: Optional[str] = ExportFormatOpt,
+    process_res: int = ProcessResOpt,
+    process_res_method: str = ProcessResMethodOpt,
+    ref_view_strategy: str = RefViewOpt,
+    use_ray_pose: bool = RayPoseOpt,
+    conf_thresh_percentile: float = ConfOpt,
+    num_max_points: int = MaxPointsOpt,
+    show_cameras: bool = CamerasOpt,
+    export_feat: Optional[str] = FeatOpt,
+    feat_vis_fps: float = FeatFpsOpt,
+    export_at_input_res: bool = InputResOpt,
+    auto_cleanup: bool = CleanupOpt,
+    max_frames: Optional[int] = MaxViewsOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
 ) -> None:
-    """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line)."""
+    """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line).
+
+    V2 models treat each image on its own; a DA3 model treats them as views of one scene (depth and cameras).
+    """
 
     def body() -> None:
+        from anydepth.cli.scene import filter_extensions
         from anydepth.io.inputs import expand_inputs
 
-        opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
-        paths = expand_inputs(inputs)
-        _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet)
+        name = _pick_model(model, weights, "dav2-small")
+
+        def paths() -> list:
+            found = filter_extensions(expand_inputs(inputs), image_extensions)
+            return found[:max_frames] if max_frames else found
+
+        if _is_da3(name):
+            _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
+            scene = _scene_options(
+                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
+                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
+                export_at_input_res, auto_cleanup,
+            )  # fmt: skip
+            _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet)
+            return
+        _da3_only(name, export_format)
+        opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
+        _run_images(paths(), name, weights, device, precision, revision, input_size, opts, batch_size, quiet)
 
     _guarded(body)
 
@@ -181,7 +366,7 @@ def images_cmd(
 @app.command("video")
 def video_cmd(
     path: Path = typer.Argument(..., help="Video file."),
-    model: str = ModelOpt,
+    model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
@@ -190,29 +375,60 @@ def video_cmd(
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,
     raw: Optional[str] = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate."),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", help="Sample the video at this frame rate (default: every frame; DA3 models: 1.0)."
+    ),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every k-th frame."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    max_frames: Optional[int] = MaxViewsOpt,
     batch_size: int = BatchOpt,
+    export_dir: Path = ExportDirOpt,
+    export_format: Optional[str] = ExportFormatOpt,
+    process_res: int = ProcessResOpt,
+    process_res_method: str = ProcessResMethodOpt,
+    ref_view_strategy: str = RefViewOpt,
+    use_ray_pose: bool = RayPoseOpt,
+    conf_thresh_percentile: float = ConfOpt,
+    num_max_points: int = MaxPointsOpt,
+    show_cameras: bool = CamerasOpt,
+    export_feat: Optional[str] = FeatOpt,
+    feat_vis_fps: float = FeatFpsOpt,
+    export_at_input_res: bool = InputResOpt,
+    auto_cleanup: bool = CleanupOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
 ) -> None:
-    """Per-frame depth of a video, streamed frame by frame (memory does not grow with the video's length)."""
+    """Depth of a video. V2 models: per frame, streamed (memory does not grow with the video's length).
+    DA3 models: frames sampled at --fps are the views of one scene (depth and cameras)."""
 
     def body() -> None:
         from anydepth.cli.jobs import run_video
-        from anydepth.io.video import VideoReader
-
-        opts = _options(model, outdir, pred_only, grayscale, raw, False, video=True)
         from anydepth.io.inputs import is_image_path
+        from anydepth.io.video import VideoReader
 
         if fps is not None and fps <= 0:
             raise InputError(f"--fps {fps} must be positive")
         if is_image_path(path):
             raise InputError(f"{path} is an image, not a video; use `anydepth image {path}`")
+        name = _pick_model(model, weights, "dav2-small")
+        if _is_da3(name):
+            from anydepth.cli.scene import collect_views
+
+            _v2_only(name, **{"--raw": raw is not None, "--pred-only": pred_only, "--stride": stride != 1})
+            scene = _scene_options(
+                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
+                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
+                export_at_input_res, auto_cleanup,
+            )  # fmt: skip
+            with VideoReader(path):  # fail on an unreadable video before loading any weights
+                pass
+            views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
+            _run_scene("video", views, name, weights, device, precision, revision, scene, quiet)
+            return
+        _da3_only(name, export_format)
+        opts = _options(name, outdir, pred_only, grayscale, raw, False, video=True)
         with VideoReader(path):  # fail on an unreadable video before loading any weights
             pass
-        loaded = _load(model, weights, device, precision, revision)
+        loaded = _load(name, weights, device, precision, revision)
         out = run_video(
             loaded,
             path,
@@ -236,34 +452,30 @@ def auto_cmd(
     path: str = typer.Argument(
         ..., help="An image, a folder / glob / .txt list of images, a video, or a COLMAP dataset (images/, sparse/0/)."
     ),
-    model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset; `anydepth models --family da3`."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="DA3 preset (`anydepth models --family da3`); default: from --weights, else da3-small.",
+    ),
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
-    export_dir: Path = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="Export folder."),
-    export_format: str = typer.Option(
-        "glb", "--export-format", help="Formats joined by '-': mini_npz, npz, glb, ply, colmap."
-    ),
-    process_res: int = typer.Option(504, "--process-res", help="Processing resolution."),
-    process_res_method: str = typer.Option(
-        "upper_bound_resize",
-        "--process-res-method",
-        help="upper_bound_resize, lower_bound_resize, upper_bound_crop or lower_bound_crop.",
-    ),
-    ref_view_strategy: str = typer.Option(
-        "saddle_balanced", "--ref-view-strategy", help="first, middle, saddle_balanced or saddle_sim_range."
-    ),
-    use_ray_pose: bool = typer.Option(False, "--use-ray-pose", help="Cameras from the ray maps."),
-    conf_thresh_percentile: float = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut."),
-    num_max_points: int = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud."),
-    show_cameras: bool = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta."),
-    export_feat: Optional[str] = typer.Option(None, "--export-feat", help="Backbone blocks for feat_vis, e.g. 5,11."),
-    feat_vis_fps: float = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video."),
+    export_dir: Path = ExportDirOpt,
+    export_format: Optional[str] = ExportFormatOpt,
+    process_res: int = ProcessResOpt,
+    process_res_method: str = ProcessResMethodOpt,
+    ref_view_strategy: str = RefViewOpt,
+    use_ray_pose: bool = RayPoseOpt,
+    conf_thresh_percentile: float = ConfOpt,
+    num_max_points: int = MaxPointsOpt,
+    show_cameras: bool = CamerasOpt,
+    export_feat: Optional[str] = FeatOpt,
+    feat_vis_fps: float = FeatFpsOpt,
     fps: float = typer.Option(1.0, "--fps", help="[Video] Frames per second to sample."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="At most this many views."),
-    input_res: bool = typer.Option(
-        False, "--export-at-input-res", help="Maps and exports at the input images' size (resize methods only)."
-    ),
+    max_frames: Optional[int] = MaxViewsOpt,
+    export_at_input_res: bool = InputResOpt,
+    auto_cleanup: bool = CleanupOpt,
     sparse_subdir: str = typer.Option("sparse/0", "--sparse-subdir", help="[COLMAP] Folder of the model."),
     images_subdir: str = typer.Option("images", "--images-subdir", help="[COLMAP] Folder of the images."),
     align_to_input_ext_scale: bool = typer.Option(
@@ -280,52 +492,38 @@ def auto_cmd(
     """
 
     def body() -> None:
-        from anydepth.cli.scene import collect_views, describe, run_scene
-        from anydepth.export.formats import parse_export_format
+        from anydepth.cli.scene import collect_views
         from anydepth.io.colmap import is_colmap_dataset, read_colmap_views
-        from anydepth.presets import get_preset
 
         command = ctx.info_name or "auto"
-        if get_preset(model).family != "da3":
-            raise InputError(f"{command} runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
+        name = _pick_model(model, weights, "da3-small")
+        scene = _scene_options(
+            export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
+            conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
+            export_at_input_res, auto_cleanup,
+        )  # fmt: skip
         colmap = is_colmap_dataset(path, sparse_subdir)
         if command == "colmap" and not colmap:
             raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
-        try:
-            feat_layers = [int(v) for v in export_feat.split(",") if v.strip()] if export_feat else []
-        except ValueError:
-            raise InputError(f"--export-feat {export_feat!r}: give block indices separated by commas") from None
-        parse_export_format(export_format, has_features=bool(feat_layers))  # a bad format fails before any work
-        cameras = {}
-        if colmap:
-            dataset = read_colmap_views(path, sparse_subdir, images_subdir)
-            views = list(dataset.image_paths)[:max_frames] if max_frames else list(dataset.image_paths)
-            cameras = {
-                "extrinsics": dataset.extrinsics[: len(views)],
-                "intrinsics": dataset.intrinsics[: len(views)],
+        if not colmap:
+            views = lambda: collect_views(path, fps=fps, max_frames=max_frames)  # noqa: E731
+            _run_scene(command, views, name, weights, device, precision, revision, scene, quiet)
+            return
+        dataset = {}
+
+        def views() -> list:
+            dataset["views"] = read_colmap_views(path, sparse_subdir, images_subdir)
+            paths = list(dataset["views"].image_paths)
+            return paths[:max_frames] if max_frames else paths
+
+        def cameras(n: int) -> dict:
+            return {
+                "extrinsics": dataset["views"].extrinsics[:n],
+                "intrinsics": dataset["views"].intrinsics[:n],
                 "align_to_input_ext_scale": align_to_input_ext_scale,
             }
-        else:
-            views = collect_views(path, fps=fps, max_frames=max_frames)
-        loaded = _load(model, weights, device, precision, revision)
-        infer_options = {
-            **cameras,
-            "process_res": process_res,
-            "process_res_method": process_res_method,
-            "ref_view_strategy": ref_view_strategy,
-            "use_ray_pose": use_ray_pose,
-            "export_feat_layers": feat_layers,
-            "output": "input" if input_res else "processed",
-        }
-        glb_options = {
-            "conf_thresh_percentile": conf_thresh_percentile,
-            "num_max_points": num_max_points,
-            "show_cameras": show_cameras,
-            "feat_vis_fps": feat_vis_fps,
-        }
-        prediction = run_scene(loaded, views, export_dir, export_format, infer_options, glb_options)
-        if not quiet:
-            typer.echo(f"{describe(prediction)}; exported {export_format} to {export_dir}", err=True)
+
+        _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, cameras)
 
     _guarded(body)
 

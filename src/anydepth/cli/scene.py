@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -12,6 +14,86 @@ from anydepth.errors import InputError
 from anydepth.prediction import Prediction
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SceneOptions:
+    """What a DA3 command does with one scene: processing, export formats and their options (upstream's names)."""
+
+    export_dir: Path
+    export_format: str = "glb"
+    process_res: int = 504
+    process_res_method: str = "upper_bound_resize"
+    ref_view_strategy: str = "saddle_balanced"
+    use_ray_pose: bool = False
+    conf_thresh_percentile: float = 40.0
+    num_max_points: int = 1_000_000
+    show_cameras: bool = True
+    export_feat: Optional[str] = None
+    feat_vis_fps: float = 15.0
+    export_at_input_res: bool = False
+    auto_cleanup: bool = False
+
+    def feat_layers(self) -> List[int]:
+        try:
+            return [int(v) for v in self.export_feat.split(",") if v.strip()] if self.export_feat else []
+        except ValueError:
+            raise InputError(f"--export-feat {self.export_feat!r}: give block indices separated by commas") from None
+
+    def infer_options(self) -> Dict[str, Any]:
+        return {
+            "process_res": self.process_res,
+            "process_res_method": self.process_res_method,
+            "ref_view_strategy": self.ref_view_strategy,
+            "use_ray_pose": self.use_ray_pose,
+            "export_feat_layers": self.feat_layers(),
+            "output": "input" if self.export_at_input_res else "processed",
+        }
+
+    def export_options(self) -> Dict[str, Any]:
+        return {
+            "conf_thresh_percentile": self.conf_thresh_percentile,
+            "num_max_points": self.num_max_points,
+            "show_cameras": self.show_cameras,
+            "feat_vis_fps": self.feat_vis_fps,
+        }
+
+
+def clean_export_dir(folder: Path) -> None:
+    """Empty an export folder before new results go in (``--auto-cleanup``); refuses folders that hold more.
+
+    The filesystem root, the home folder, the working folder and any folder above it are never removed.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(f"--export-dir {folder} is a file, not a folder")
+    resolved = folder.resolve()
+    cwd = Path.cwd().resolve()
+    if (
+        resolved == Path(resolved.anchor)
+        or resolved == Path.home().resolve()
+        or cwd == resolved
+        or (resolved in cwd.parents)
+    ):
+        raise InputError(f"--auto-cleanup refuses to empty {folder}: pick a dedicated --export-dir")
+    for child in resolved.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def filter_extensions(paths: Sequence[Path], extensions: Optional[str]) -> List[Path]:
+    """The paths whose suffix is one of the comma-separated ``extensions`` ("png,jpg"); all when None."""
+    if not extensions:
+        return list(paths)
+    wanted = {"." + e.strip().lower().lstrip(".") for e in extensions.split(",") if e.strip()}
+    kept = [p for p in paths if Path(p).suffix.lower() in wanted]
+    if not kept:
+        raise InputError(f"no input has one of the extensions {extensions}")
+    return kept
 
 
 def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None) -> List[Any]:
@@ -37,24 +119,29 @@ def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None)
 
 
 def run_scene(
-    model: Any,
-    views: List[Any],
-    export_dir: Path,
-    export_format: str,
-    infer_options: Dict[str, Any],
-    glb_options: Dict[str, Any],
+    model: Any, views: List[Any], scene: SceneOptions, cameras: Optional[Dict[str, Any]] = None
 ) -> Prediction:
-    """Check the export formats, run the model on the views of one scene, export; returns the prediction."""
+    """Check the export formats, run the model on the views of one scene, export; returns the prediction.
+
+    Args:
+        model: a loaded DA3 :class:`~anydepth.pipelines.multiview.MultiViewModel`.
+        views: image paths or RGB arrays.
+        scene: processing and export options.
+        cameras: known cameras for pose conditioning: ``extrinsics``, ``intrinsics``, ``align_to_input_ext_scale``.
+    """
     from anydepth.export.formats import export, parse_export_format
 
+    cameras = cameras or {}
+    infer_options = {**cameras, **scene.infer_options()}
     formats = parse_export_format(
-        export_format,
+        scene.export_format,
         depth_kind=model.preset.depth_kind,
-        has_cameras=model.predicts_cameras or infer_options.get("extrinsics") is not None,
+        has_cameras=model.predicts_cameras or cameras.get("extrinsics") is not None,
         num_views=len(views),
-        has_features=bool(infer_options.get("export_feat_layers")),
+        has_features=bool(infer_options["export_feat_layers"]),
     )
     prediction = model.infer(views, **infer_options)
+    glb_options = scene.export_options()
     options: Dict[str, Dict[str, Any]] = {}
     if "glb" in formats:
         options["glb"] = {k: v for k, v in glb_options.items() if k != "feat_vis_fps"}
@@ -64,7 +151,9 @@ def run_scene(
         options["colmap"] = {"conf_thresh_percentile": glb_options["conf_thresh_percentile"]}
         if all(isinstance(v, (str, Path)) for v in views):
             options["colmap"]["image_paths"] = [str(v) for v in views]
-    export(prediction, export_dir, "-".join(formats), **options)
+    if scene.auto_cleanup:
+        clean_export_dir(scene.export_dir)
+    export(prediction, scene.export_dir, "-".join(formats), **options)
     return prediction
 
 

@@ -146,7 +146,8 @@ class DepthAnything3(nn.Module):
 
         Unlike upstream, export formats are checked before inference starts, the caller's arrays are never
         modified, and COLMAP cameras come out at the original image sizes. ``render_*`` belong to the
-        Gaussian-video export, which is not available yet.
+        Gaussian-video export, which is not available yet. As upstream, the extrinsics are (N, 4, 4) when known
+        poses are given with ``align_to_input_ext_scale=False`` (the exports keep (N, 3, 4)).
         """
         from anydepth.export.formats import export, parse_export_format
 
@@ -189,6 +190,11 @@ class DepthAnything3(nn.Module):
                 if all(isinstance(i, (str, Path)) for i in images):
                     options["colmap"].setdefault("image_paths", [str(i) for i in images])
             export(prediction, export_dir, "-".join(formats), **{k: v for k, v in options.items() if v})
+        if extrinsics is not None and not align_to_input_ext_scale:
+            # upstream hands the aligned poses back as (N, 4, 4) in this one case ((N, 3, 4) everywhere else)
+            n = len(prediction.extrinsics)
+            bottom = np.broadcast_to(np.array([0, 0, 0, 1], prediction.extrinsics.dtype), (n, 1, 4))
+            prediction.extrinsics = np.concatenate([prediction.extrinsics, bottom], axis=1)
         return prediction
 
 
