@@ -139,7 +139,10 @@ def run_scene(
         has_cameras=model.predicts_cameras or cameras.get("extrinsics") is not None,
         num_views=len(views),
         has_features=bool(infer_options["export_feat_layers"]),
+        has_gaussians=model.predicts_gaussians,
     )
+    if "gs_ply" in formats:
+        infer_options["infer_gs"] = True
     prediction = model.infer(views, **infer_options)
     glb_options = scene.export_options()
     options: Dict[str, Dict[str, Any]] = {}

@@ -160,6 +160,7 @@ class DepthAnything3(nn.Module):
                 has_cameras=self.model.predicts_cameras or extrinsics is not None,
                 num_views=len(images),
                 has_features=bool(export_feat_layers),
+                has_gaussians=infer_gs and self.model.predicts_gaussians,
             )
         if render_exts is not None or render_ixts is not None or render_hw is not None:
             raise InputError("render_exts/render_ixts/render_hw drive the gs_video export, which is not available yet")

@@ -12,6 +12,7 @@ from anydepth.export.colmap import export_colmap
 from anydepth.export.depth_vis import export_depth_vis
 from anydepth.export.feat_vis import check_feat_vis_input, export_feat_vis, feature_layers
 from anydepth.export.glb import export_glb
+from anydepth.export.gs_ply import export_gs_ply
 from anydepth.export.npz import export_mini_npz, export_npz
 from anydepth.export.ply import export_ply
 from anydepth.export.raw_depth import export_exr, export_png16
@@ -30,6 +31,7 @@ EXPORTERS: Dict[str, Callable[..., Any]] = {
     "feat_vis": export_feat_vis,
     "exr": export_exr,
     "png16": export_png16,
+    "gs_ply": export_gs_ply,
 }
 """Format name -> ``exporter(prediction, export_dir, **options)``; each returns the path(s) it wrote."""
 
@@ -53,6 +55,7 @@ def parse_export_format(
     has_cameras: Optional[bool] = None,
     num_views: Optional[int] = None,
     has_features: Optional[bool] = None,
+    has_gaussians: Optional[bool] = None,
 ) -> Tuple[str, ...]:
     """Split and check a format string such as ``"mini_npz-glb"``; call it before inference.
 
@@ -66,6 +69,7 @@ def parse_export_format(
         has_cameras: whether the model predicts (or is given) camera poses, if known.
         num_views: how many views will be exported, if known.
         has_features: whether backbone features will be returned (``export_feat_layers`` given), if known.
+        has_gaussians: whether 3D Gaussians will be predicted (``infer_gs=True``), if known.
 
     Returns:
         The format names, in the given order.
@@ -80,6 +84,11 @@ def parse_export_format(
         if not name:
             raise InputError(
                 f"empty part in export format {export_format!r}; join names from {_valid_names()} with '-'"
+            )
+        if name == "gs_video":
+            raise InputError(
+                "export format 'gs_video' (a rendered Gaussian splat video) is not available: it needs a Gaussian "
+                "rasteriser; export gs_ply and open it in a 3DGS viewer"
             )
         if name not in EXPORTERS:
             raise InputError(f"unknown export format {name!r} in {export_format!r}; choose from: {_valid_names()}")
@@ -97,6 +106,10 @@ def parse_export_format(
         raise InputError("export format 'colmap' needs camera poses for several views; this model predicts none")
     if "feat_vis" in names and has_features is False:
         raise InputError("export format 'feat_vis' needs backbone features; pass export_feat_layers=[...] (e.g. [11])")
+    if "gs_ply" in names and has_gaussians is False:
+        raise InputError(
+            "export format 'gs_ply' needs 3D Gaussians: use DA3-GIANT or DA3NESTED-GIANT-LARGE with infer_gs=True"
+        )
     return names
 
 
@@ -154,6 +167,7 @@ def export(
         has_cameras=prediction.extrinsics is not None,
         num_views=len(prediction),
         has_features=bool(feature_layers(prediction)),
+        has_gaussians="gaussians" in prediction.aux,
     )
     routed = _options_per_format(names, options)
     if "npz" in names and prediction.processed_images is None:

@@ -43,6 +43,11 @@ class MultiViewModel:
     def predicts_cameras(self) -> bool:
         return bool(getattr(self.net, "predicts_cameras", False))
 
+    @property
+    def predicts_gaussians(self) -> bool:
+        """Whether the network has a Gaussian head (``infer_gs=True`` works)."""
+        return bool(getattr(self.net, "predicts_gaussians", False))
+
     def __repr__(self) -> str:
         return f"MultiViewModel({self.preset.name!r}, device={self.device}, precision={self.precision!r})"
 
@@ -131,6 +136,7 @@ class MultiViewModel:
         aux = {name: _to_numpy(feat[0]) for name, feat in out.aux.items()}
         if out.gaussians is not None:
             aux["gaussians"] = out.gaussians
+            aux["gaussians_hw"] = tuple(out.depth.shape[-2:])
         pred = Prediction(
             depth=_to_numpy(depth),
             depth_kind=depth_kind,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Union
 
+import torch
 from torch import Tensor, nn
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.geometry.depth_alignment import align_to_metric, fill_sky_with_far_depth
 from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
 from anydepth.geometry.ray_pose import camera_from_rays
+from anydepth.geometry.sim3 import umeyama
 from anydepth.layers.precision import float32_region
 from anydepth.models.da3.backbone import DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.camera import (
@@ -135,6 +137,10 @@ class DepthAnything3Net(nn.Module):
     def predicts_cameras(self) -> bool:
         return isinstance(self.head, DualDPTHead)
 
+    @property
+    def predicts_gaussians(self) -> bool:
+        return self.gs_head is not None
+
     def forward(
         self,
         images: Tensor,
@@ -192,12 +198,10 @@ class DepthAnything3Net(nn.Module):
                     pose_encoding = self.cam_dec(features[-1][1])
                     out.extrinsics, out.intrinsics = pose_encoding_to_extrinsics(pose_encoding, (H, W))
             if infer_gs:
-                if extrinsics is not None:
-                    # upstream rescales the Gaussians by the Umeyama scale between predicted and given cameras
-                    raise InputError("infer_gs with known cameras is not supported yet; drop the extrinsics")
+                pose_scales = None if extrinsics is None else gaussian_pose_scales(out.extrinsics, extrinsics)
                 raw = self.gs_head(features, images, patch_start_idx=0, chunk_size=chunk_size)
                 out.gaussians = self.gs_adapter(
-                    out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians
+                    out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians, pose_scales
                 )
         if out.sky is not None:
             out.depth = fill_sky_with_far_depth(out.depth, out.sky)
@@ -205,6 +209,25 @@ class DepthAnything3Net(nn.Module):
         for layer, feature in zip(export_feat_layers, aux_features):
             out.aux[f"feat_layer_{int(layer)}"] = feature.reshape(*feature.shape[:2], H // p, W // p, -1)
         return out
+
+
+def gaussian_pose_scales(predicted: Tensor, given: Tensor) -> Optional[Tensor]:
+    """(B,) scales that carry the Gaussians from the predicted cameras' units to the given cameras' units.
+
+    The Umeyama similarity from the predicted to the given camera centres, per scene, its scale clamped to
+    [1/3, 3] as upstream does; None when the given cameras are the predicted ones. Where upstream's fit raises
+    (two views, collinear centres) it falls back to 1; ours fits those too.
+    """
+    predicted = predicted.float()[..., :3, :4]
+    given = given.float()[..., :3, :4]
+    if torch.equal(predicted, given):
+        return None
+
+    def centres(w2c: Tensor) -> Tensor:
+        return -(w2c[..., :3].transpose(-1, -2) @ w2c[..., 3:])[..., 0]
+
+    scales = torch.stack([umeyama(centres(p), centres(g)).scale for p, g in zip(predicted, given)])
+    return scales.clamp(1.0 / 3.0, 3.0)
 
 
 class NestedDepthAnything3Net(nn.Module):
@@ -222,6 +245,10 @@ class NestedDepthAnything3Net(nn.Module):
         return self.da3.patch_size
 
     predicts_cameras = True
+
+    @property
+    def predicts_gaussians(self) -> bool:
+        return self.da3.predicts_gaussians
 
     def forward(
         self,
