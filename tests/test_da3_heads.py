@@ -392,3 +392,17 @@ def test_quaternion_round_trip_and_sign():
     rz = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     s = math.sqrt(0.5)
     torch.testing.assert_close(rotation_matrix_to_quaternion(rz), torch.tensor([0.0, 0.0, s, s], dtype=torch.float64))
+
+
+@torch.no_grad()
+def test_ray_branch_runs_only_when_asked():
+    feats, (h, w) = features("dualdpt_small"), image_size("dualdpt_small")
+    head = dualdpt_small()
+    calls = []
+    head.scratch.output_conv1_aux[-1].register_forward_hook(lambda *args: calls.append(1))
+    full = head(feats, h, w)
+    assert len(calls) == 1
+    depth_only = head(feats, h, w, rays=False)
+    assert len(calls) == 1 and depth_only.ray is None and depth_only.ray_conf is None
+    torch.testing.assert_close(depth_only.depth, full.depth, rtol=0, atol=0)
+    torch.testing.assert_close(depth_only.depth_conf, full.depth_conf, rtol=0, atol=0)

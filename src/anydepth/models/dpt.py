@@ -85,7 +85,8 @@ class DPTHead(nn.Module):
                 readout = cls_token.unsqueeze(1).expand_as(tokens)
                 tokens = self.readout_projects[i](torch.cat((tokens, readout), dim=-1))
             x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], grid_h, grid_w)
-            levels.append(self.resize_layers[i](self.projects[i](x)))
+            # channels-last maps take oneDNN's direct convolution path, without layout reorders between layers
+            levels.append(self.resize_layers[i](self.projects[i](x.contiguous(memory_format=torch.channels_last))))
 
         s = self.scratch
         l1, l2, l3, l4 = s.layer1_rn(levels[0]), s.layer2_rn(levels[1]), s.layer3_rn(levels[2]), s.layer4_rn(levels[3])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -166,7 +166,9 @@ class GaussianDPTHead(DPTTrunk):
             densities=densities.reshape(*batch_views, *densities.shape[1:]),
         )
 
-    def _forward_views(self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor) -> Tuple[Tensor, ...]:
+    def _forward_views(
+        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, **options: Any
+    ) -> Tuple[Tensor, ...]:
         (images,) = per_view
         fused = self._main_map(self._level_maps(tokens, height, width), height, width)
         fused = self._add_pos_embed(fused + self.images_merger(images), width / height)

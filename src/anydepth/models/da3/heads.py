@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -308,6 +308,8 @@ class DPTTrunk(nn.Module):
         for i, x in enumerate(tokens):
             x = self.norm(x)
             x = x.permute(0, 2, 1).reshape(x.shape[0], x.shape[-1], grid_h, grid_w)
+            # channels-last maps take oneDNN's direct convolution path, without layout reorders between layers
+            x = x.contiguous(memory_format=torch.channels_last)
             x = self._add_pos_embed(self.projects[i](x), aspect_ratio)
             levels.append(self.resize_layers[i](x))
         return levels
@@ -339,7 +341,9 @@ class DPTTrunk(nn.Module):
         fused = self.scratch.output_conv1(self._fuse(maps))
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
-    def _forward_views(self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor) -> Tuple[Tensor, ...]:
+    def _forward_views(
+        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, **options: Any
+    ) -> Tuple[Tensor, ...]:
         raise NotImplementedError
 
     def _run(
@@ -350,8 +354,11 @@ class DPTTrunk(nn.Module):
         patch_start_idx: int,
         chunk_size: Optional[int],
         per_view: Sequence[Tensor] = (),
+        **options: Any,
     ) -> Tuple[Tuple[int, int], Tuple[Tensor, ...]]:
         """Checks the inputs, flattens views, runs ``_forward_views`` in float32 on chunks of views.
+
+        ``options`` go to ``_forward_views`` as keywords.
 
         Returns:
             ((B, S), outputs with a leading B * S dimension).
@@ -365,7 +372,7 @@ class DPTTrunk(nn.Module):
             flat += [x.flatten(0, 1).to(dtype) for x in per_view]
 
             def run(*chunk: Tensor) -> Tuple[Tensor, ...]:
-                return self._forward_views(list(chunk[:4]), height, width, *chunk[4:])
+                return self._forward_views(list(chunk[:4]), height, width, *chunk[4:], **options)
 
             outputs = map_view_chunks(run, flat, chunk_size)
         return (B, S), outputs
@@ -414,6 +421,7 @@ class DualDPTHead(DPTTrunk):
         width: int,
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+        rays: bool = True,
     ) -> HeadOutput:
         """Depth and rays from the backbone's four output levels, in float32 even under autocast.
 
@@ -422,21 +430,30 @@ class DualDPTHead(DPTTrunk):
             height, width: image size; the patch grid is ``(height // 14, width // 14)``.
             patch_start_idx: tokens before this index are not patches (0 for the DA3 backbone's outputs).
             chunk_size: views per pass through the head (memory bound); None runs all B * S views at once.
+            rays: also run the ray branch (about half the head's work); only the ray-pose solve reads it.
 
         Returns:
-            HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and ray (B, S, 8*gh, 8*gw, 6), ray_conf.
+            HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and, with ``rays``, ray (B, S, 8*gh, 8*gw, 6)
+            and ray_conf.
         """
-        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size)
+        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, rays=rays)
+        if not rays:
+            depth, depth_conf = _reshape_views(outputs, batch_views)
+            return HeadOutput(depth=depth, depth_conf=depth_conf)
         depth, depth_conf, ray, ray_conf = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, depth_conf=depth_conf, ray=ray, ray_conf=ray_conf)
 
-    def _forward_views(self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor) -> Tuple[Tensor, ...]:
+    def _forward_views(
+        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, rays: bool = True
+    ) -> Tuple[Tensor, ...]:
         s, aspect = self.scratch, width / height
         maps = self._level_maps(tokens, height, width)
 
         main = self._add_pos_embed(self._main_map(maps, height, width), aspect)
         logits = s.output_conv2(main)
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
+        if not rays:
+            return depth, depth_conf
 
         # the ray branch stays at the fusion resolution (8x the grid); only its last level is an output
         aux = s.output_conv1_aux[-1](self._fuse(maps, suffix="_aux"))
@@ -481,7 +498,9 @@ class DPTSkyHead(DPTTrunk):
         depth, sky = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, sky=sky)
 
-    def _forward_views(self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor) -> Tuple[Tensor, ...]:
+    def _forward_views(
+        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, **options: Any
+    ) -> Tuple[Tensor, ...]:
         fused = self._main_map(self._level_maps(tokens, height, width), height, width)
         fused = self._add_pos_embed(fused, width / height)
         s = self.scratch

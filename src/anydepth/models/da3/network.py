@@ -187,7 +187,8 @@ class DepthAnything3Net(nn.Module):
             images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
         )
         with float32_region(images.device):
-            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size)
+            head_options = {"rays": use_ray_pose} if self.predicts_cameras else {}
+            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size, **head_options)
             out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
             if self.predicts_cameras:
                 if use_ray_pose:
