@@ -1,0 +1,211 @@
+"""Speed against upstream, side by side in one run: DA3-small on 4 views and Depth Anything V2 vits ``infer_image``.
+
+Every configuration runs in its own child process (upstream's in its side virtualenv, made by
+``../shared/upstream/make-upstream-env.sh DIR``) on the same inputs and the same deterministic random weights
+(``tests/random_weights.py``; they cost what the official ones cost). The rounds alternate between the sides so
+that other load on the machine hits both alike. Prints a Markdown table: median seconds, speed-up against
+upstream's default API, images/s, the child's peak RSS, and the achieved GFLOP/s of the network against this
+machine's measured matmul peak::
+
+    PYTHONPATH=src python benchmarks/speed.py --upstream-python /path/to/upvenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PRELUDE = r"""
+import json, resource, statistics, sys, time
+import numpy as np, torch
+sys.path.insert(0, {tests!r})
+from random_weights import fill_, random_state_dict
+torch.manual_seed(0)
+rng = np.random.RandomState(0)
+yy, xx = np.mgrid[0:{height}, 0:{width}]
+views = [np.clip(np.stack([(xx * 0.4 + 9 * i) % 256, (yy * 0.5 + 5 * i) % 256, (xx + yy) * 0.2 % 256], -1)
+         + rng.normal(0, 10, ({height}, {width}, 3)), 0, 255).astype(np.uint8) for i in range({views})]
+
+def timed(fn):
+    fn()  # warm-up: first-call allocations, oneDNN kernel selection
+    times = []
+    for _ in range({repeats}):
+        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+def report(seconds, flops=None):
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({{"s": seconds, "rss_mib": rss, "flops": flops}}))
+"""
+
+# children: (label, side, body); bodies end with report(...)
+_DA3_UPSTREAM = r"""
+from depth_anything_3.api import DepthAnything3
+api = DepthAnything3(model_name="da3-small")
+api.model.load_state_dict(random_state_dict({k: tuple(v.shape) for k, v in api.model.state_dict().items()}, 0))
+api.eval()
+report(timed(lambda: api.inference([v.copy() for v in views], process_res=504)))
+"""
+
+_DA3_OURS = r"""
+import anydepth
+from anydepth.pipelines.multiview import MultiViewModel
+from anydepth.pipelines.runtime import resolve_precision
+from anydepth.presets import get_preset
+preset = get_preset("da3-small")
+net = fill_(anydepth.build_network(preset)).eval()
+dev = torch.device("cpu")
+model = MultiViewModel(net, preset, dev, resolve_precision({precision!r}, dev))  # what load_model("da3-small") builds
+flops = None
+try:
+    from torch.utils.flop_counter import FlopCounterMode
+    from anydepth.pipelines.da3_preprocess import preprocess_da3
+    x = preprocess_da3(views, process_res=504).images[None]
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(x)
+    flops = counter.get_total_flops()
+except ImportError:
+    pass
+report(timed(lambda: model.infer(views, process_res=504)), flops)
+"""
+
+_V2_UPSTREAM = r"""
+from depth_anything_v2.dpt import DepthAnythingV2
+model = DepthAnythingV2(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+model.load_state_dict(random_state_dict({k: v.shape for k, v in model.state_dict().items()}, 0))
+model.eval()
+image = views[0][..., ::-1].copy()
+report(timed(lambda: model.infer_image(image, 518)))
+"""
+
+_V2_OURS = r"""
+from anydepth.compat import DepthAnythingV2
+model = DepthAnythingV2(encoder="vits", features=64, out_channels=[48, 96, 192, 384], precision={precision!r})
+model.load_state_dict(random_state_dict({k: v.shape for k, v in model.state_dict().items()}, 0))
+model.eval()
+image = views[0][..., ::-1].copy()
+flops = None
+try:
+    from torch.utils.flop_counter import FlopCounterMode
+    x, _ = model.image2tensor(image, 518)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x)
+    flops = counter.get_total_flops()
+except ImportError:
+    pass
+with torch.inference_mode():
+    report(timed(lambda: model.infer_image(image, 518)), flops)
+"""
+
+_V2_NATIVE = r"""
+import anydepth
+from anydepth.pipelines.mono import MonoDepthModel
+from anydepth.pipelines.runtime import resolve_precision
+from anydepth.presets import get_preset
+preset = get_preset("dav2-small")
+net = fill_(anydepth.build_network(preset)).eval()
+dev = torch.device("cpu")
+model = MonoDepthModel(net, preset, dev, resolve_precision("auto", dev))  # what load_model("dav2-small") builds
+report(timed(lambda: model.infer(views[0])))
+"""
+
+
+def _matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _run_child(python: str, body: str, fmt: Dict[str, object]) -> Dict[str, float]:
+    code = _PRELUDE.format(**fmt) + body.replace("{precision!r}", repr(fmt.get("precision", "auto")))
+    env = {"PYTHONPATH": str(ROOT / "src")} if python == sys.executable else {}
+    import os
+
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream-python", required=True, help="python of the upstream side environment")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per child (median)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best median is kept")
+    parser.add_argument("--only", choices=("da3", "v2"), default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    peaks = {"float32": _matmul_peak_gflops("float32"), "bfloat16": _matmul_peak_gflops("bfloat16")}
+    common = {"tests": str(ROOT / "tests"), "height": 480, "width": 640, "repeats": args.repeats}
+    suites = {
+        "da3": (
+            "DA3-small, 4 views of 640x480, process_res 504",
+            4,
+            [
+                ("upstream `DepthAnything3.inference` (default: fp16 autocast on CPU)", args.upstream_python,
+                 _DA3_UPSTREAM, None),
+                ("anydepth `load_model('da3-small').infer` (default: precision auto)", sys.executable, _DA3_OURS,
+                 "auto"),
+                ("anydepth, precision fp32 (upstream's float32 numbers)", sys.executable, _DA3_OURS, "fp32"),
+            ],
+        ),
+        "v2": (
+            "Depth Anything V2 vits, one 640x480 image, input_size 518",
+            1,
+            [
+                ("upstream `DepthAnythingV2.infer_image` (fp32, its only mode)", args.upstream_python, _V2_UPSTREAM,
+                 None),
+                ("anydepth `load_model('dav2-small').infer` (default: precision auto)", sys.executable, _V2_NATIVE,
+                 "auto"),
+                ("anydepth `compat.DepthAnythingV2.infer_image`, precision auto", sys.executable, _V2_OURS, "auto"),
+                ("anydepth `compat.DepthAnythingV2.infer_image`, precision fp32 (default)", sys.executable, _V2_OURS,
+                 "fp32"),
+            ],
+        ),
+    }  # fmt: skip
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak measured here: "
+          f"fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s; "
+          f"median of {args.repeats} calls, best of {args.rounds} alternating rounds\n")  # fmt: skip
+    for key, (title, views, configs) in suites.items():
+        if args.only and key != args.only:
+            continue
+        results: List[Dict[str, float]] = [{} for _ in configs]
+        for _ in range(args.rounds):
+            for i, (_, python, body, precision) in enumerate(configs):
+                out = _run_child(python, body, {**common, "views": views, "precision": precision})
+                if not results[i] or out["s"] < results[i]["s"]:
+                    results[i] = out
+        base = results[0]["s"]
+        print(f"**{title}**\n")
+        print("| run | s | speed-up | images/s | peak RSS | GFLOP/s (share of the bf16 / fp32 peak) |")
+        print("|---|--:|--:|--:|--:|--|")
+        for (label, _, _, precision), out in zip(configs, results):
+            gflops = ""
+            if out.get("flops"):
+                rate = out["flops"] / out["s"] / 1e9
+                peak = peaks["bfloat16" if precision == "auto" else "float32"]
+                gflops = f"{rate:.0f} ({100 * rate / peak:.0f}% of {peak:.0f}; {out['flops'] / 1e9:.0f} GFLOP)"
+            print(f"| {label} | {out['s']:.3f} | {base / out['s']:.2f}x | {views / out['s']:.2f} | "
+                  f"{out['rss_mib']:.0f} MiB | {gflops} |")  # fmt: skip
+        print()
+
+
+if __name__ == "__main__":
+    main()
