@@ -250,7 +250,8 @@ def test_rope_tables_against_explicit_formula():
     for n, (y, x) in enumerate(positions.tolist()):
         angles = [y * f for f in inv_freq] * 2 + [x * f for f in inv_freq] * 2
         torch.testing.assert_close(cos[n], torch.tensor(angles).cos())
-        torch.testing.assert_close(sin[n], torch.tensor(angles).sin())
+        signs = torch.tensor([-1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0])  # (a, b) -> (a cos - b sin, b cos + a sin)
+        torch.testing.assert_close(sin[n], signs * torch.tensor(angles).sin())
 
 
 # ------------------------------------------------------------------------------------------- behaviour, tiny net

@@ -69,7 +69,7 @@ class Attention(nn.Module):
 
         Args:
             x: (B, N, C) tokens.
-            rope: optional rotary tables ``(cos, sin)`` from :func:`anydepth.layers.rope.rope_tables`, each
+            rope: optional rotary tables ``(cos, signed_sin)`` from :func:`anydepth.layers.rope.rope_tables`, each
                 broadcastable to (B, heads, N, head_dim); queries and keys are rotated after their norms.
 
         Returns:

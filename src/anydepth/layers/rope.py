@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-# (cos, sin), each (..., N, head_dim), broadcastable against (B, heads, N, head_dim) queries and keys
+# (cos, signed sin), each (..., N, head_dim), broadcastable against (B, heads, N, head_dim) queries and keys
 RopeTables = Tuple[Tensor, Tensor]
 
 
@@ -59,19 +59,23 @@ def rope_tables(
         dtype: dtype of the returned tables (that of the queries and keys they will rotate).
 
     Returns:
-        ``(cos, sin)``, each (..., N, head_dim): per head, ``[cos_y, cos_y, cos_x, cos_x]`` in quarters.
+        ``(cos, signed_sin)``, each (..., N, head_dim): per head, ``[cos_y, cos_y, cos_x, cos_x]`` and
+        ``[-sin_y, sin_y, -sin_x, sin_x]`` in quarters. The sign of the rotation is folded into the sine
+        table once, so rotating a token takes no negation (exact: only signs move).
     """
     inv_freq = rope_inverse_frequencies(head_dim, base, positions.device)
     angles = positions.float().unsqueeze(-1) * inv_freq  # (..., N, 2, head_dim // 4)
     y, x = angles.unbind(-2)
-    angles = torch.cat((y, y, x, x), dim=-1)  # (..., N, head_dim)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    cos = torch.cat((y.cos(), y.cos(), x.cos(), x.cos()), dim=-1)  # (..., N, head_dim)
+    sin_y, sin_x = y.sin(), x.sin()
+    signed_sin = torch.cat((-sin_y, sin_y, -sin_x, sin_x), dim=-1)
+    return cos.to(dtype), signed_sin.to(dtype)
 
 
-def _rotate_pairs(x: Tensor) -> Tensor:
-    # within each half of the head (row half, column half): (a, b) -> (-b, a), pairing quarter 0 with 1, 2 with 3
+def _swap_pairs(x: Tensor) -> Tensor:
+    # within each half of the head (row half, column half) the quarters trade places: (a, b) -> (b, a)
     q0, q1, q2, q3 = x.chunk(4, dim=-1)
-    return torch.cat((-q1, q0, -q3, q2), dim=-1)
+    return torch.cat((q1, q0, q3, q2), dim=-1)
 
 
 def apply_rope(x: Tensor, tables: RopeTables) -> Tensor:
@@ -79,10 +83,10 @@ def apply_rope(x: Tensor, tables: RopeTables) -> Tensor:
 
     Args:
         x: (B, heads, N, head_dim).
-        tables: ``(cos, sin)`` from :func:`rope_tables`, broadcastable to ``x`` (e.g. (1, 1, N, head_dim)).
+        tables: ``(cos, signed_sin)`` from :func:`rope_tables`, broadcastable to ``x`` (e.g. (1, 1, N, head_dim)).
 
     Returns:
-        (B, heads, N, head_dim)
+        (B, heads, N, head_dim): within each half, pairs ``(a, b)`` become ``(a cos - b sin, b cos + a sin)``.
     """
-    cos, sin = tables
-    return x * cos + _rotate_pairs(x) * sin
+    cos, signed_sin = tables
+    return x * cos + _swap_pairs(x) * signed_sin
