@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
+from anydepth.layers.precision import active_autocast_dtype
 from anydepth.layers.rope import RopeTables
 
 
@@ -91,8 +92,12 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:  # x: (B, N, D)
-        x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        if active_autocast_dtype(x.device) is None:  # float32: the reference's two roundings, bit for bit
+            x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
+            return x + self.ls2(self.mlp(self.norm2(x)))
+        # mixed precision: x + gamma * branch in one pass over the tokens rather than a product and a sum
+        x = torch.addcmul(x, self.attn(self.norm1(x), rope=rope), self.ls1.gamma)
+        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
 
 
 def resize_pos_embed(pos_embed: Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> Tensor:
