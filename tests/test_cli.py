@@ -213,3 +213,16 @@ def test_console_script_entry_point(tmp_path, vits_weights):
     assert (tmp_path / "p.png").exists()
     proc = subprocess.run([sys.executable, "-m", "anydepth", "image", "--bogus"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_global_threads_option(tmp_path, vits_weights):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        img = _photo(tmp_path / "room.jpg")
+        code, output = _run("--threads", "1", "image", img, "--weights", vits_weights, "--outdir", tmp_path, *SIZE)
+        assert code == 0, output
+        assert torch.get_num_threads() == 1 and (tmp_path / "room.png").is_file()
+    finally:
+        torch.set_num_threads(before)

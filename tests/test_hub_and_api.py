@@ -204,3 +204,20 @@ def test_guess_preset_from_weights(tmp_path):
     (folder / "config.json").write_text("not json")
     assert guess_preset(str(folder)) is None
     assert guess_preset("someone/else") is None
+
+
+def test_threads_and_compile_options(vits_weights, monkeypatch, caplog):
+    import anydepth.pipelines.runtime as runtime
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda net: compiled.append(net) or net, raising=False)
+    before = torch.get_num_threads()
+    try:
+        model = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", num_threads=1, compile=True)
+        assert torch.get_num_threads() == 1 and compiled == [model.net]
+        monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+        with caplog.at_level("WARNING"):
+            net = runtime.compile_network(model.net, torch.device("cpu"))
+        assert net is model.net and len(compiled) == 1 and "C++ compiler" in caplog.text
+    finally:
+        torch.set_num_threads(before)

@@ -18,7 +18,7 @@ from anydepth.checkpoints import (
 )
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from anydepth.pipelines.mono import MonoDepthModel
-from anydepth.pipelines.runtime import resolve_device, resolve_precision
+from anydepth.pipelines.runtime import compile_network, resolve_device, resolve_precision, set_cpu_threads
 from anydepth.presets import PRESETS, Preset, get_preset
 
 if TYPE_CHECKING:
@@ -107,6 +107,8 @@ def load_model(
     revision: Optional[str] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     local_files_only: bool = False,
+    num_threads: Optional[int] = None,
+    compile: bool = False,
 ) -> Union[MonoDepthModel, MultiViewModel]:
     """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones.
 
@@ -119,6 +121,9 @@ def load_model(
         revision: hub branch, tag or commit.
         cache_dir: hub cache folder.
         local_files_only: use the hub cache only, never the network.
+        num_threads: CPU threads for torch's kernels (None: torch's default, one per core).
+        compile: run the network through ``torch.compile`` (torch >= 2 and, on the CPU, a C++ compiler; the
+            first call of each input size compiles). Off by default.
 
     Example:
         >>> model = anydepth.load_model("dav2-small", weights="depth_anything_v2_vits.pth")  # doctest: +SKIP
@@ -131,11 +136,14 @@ def load_model(
     preset = get_preset(name)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    set_cpu_threads(num_threads)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    net = load_network_weights(build_network(preset), preset, path)
+    net = load_network_weights(build_network(preset), preset, path).to(dev).eval()
+    if compile:
+        net = compile_network(net, dev)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
     if preset.family == "da3":
         from anydepth.pipelines.multiview import MultiViewModel
 
-        return MultiViewModel(net.to(dev), preset, dev, prec)
-    return MonoDepthModel(net.to(dev), preset, dev, prec)
+        return MultiViewModel(net, preset, dev, prec)
+    return MonoDepthModel(net, preset, dev, prec)

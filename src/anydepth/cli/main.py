@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Depth, cameras and geometry from images and videos with the Depth Anything family.",
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "threads": None, "compile": False}
 
 # options shared by the depth commands (typer needs the defaults at definition time)
 ModelOpt = typer.Option(
@@ -110,7 +110,15 @@ def _is_da3(model: str) -> bool:
 def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str]):
     from anydepth.api import load_model
 
-    return load_model(model, weights=weights, device=device, precision=precision, revision=revision)
+    return load_model(
+        model,
+        weights=weights,
+        device=device,
+        precision=precision,
+        revision=revision,
+        num_threads=_state["threads"],
+        compile=bool(_state["compile"]),
+    )
 
 
 def _options(
@@ -132,8 +140,14 @@ def _options(
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for the model (default: one per core)."
+    ),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="torch.compile the network (the first call of each input size compiles)."
+    ),
 ) -> None:
-    _state["debug"] = debug
+    _state.update(debug=debug, threads=threads, compile=compile_model)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import shutil
 from typing import ContextManager, Optional, Union
 
 import torch
@@ -83,3 +84,18 @@ def set_cpu_threads(num_threads: Optional[int]) -> None:
     """Use ``num_threads`` intra-op threads for CPU inference (None leaves torch's default)."""
     if num_threads is not None and num_threads > 0:
         torch.set_num_threads(int(num_threads))
+
+
+def compile_network(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``torch.compile`` the network where this torch and machine can (fused elementwise kernels; the first call
+    of each input size compiles, which takes a minute or more); the network unchanged, with a warning, elsewhere.
+
+    CPU compilation needs a C++ compiler on the PATH; torch 1.x has no ``torch.compile``.
+    """
+    if not hasattr(torch, "compile"):
+        logger.warning("torch %s has no torch.compile; running the network uncompiled", torch.__version__)
+        return net
+    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        logger.warning("torch.compile on the CPU needs a C++ compiler (g++ or clang++); running uncompiled")
+        return net
+    return torch.compile(net)
