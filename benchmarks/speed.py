@@ -54,6 +54,14 @@ api.eval()
 report(timed(lambda: api.inference([v.copy() for v in views], process_res=504)))
 """
 
+_DA3_UPSTREAM_FP32 = (
+    r"""
+import contextlib
+torch.autocast = lambda *args, **kwargs: contextlib.nullcontext()  # float32 end to end, as the parity fixtures
+"""
+    + _DA3_UPSTREAM
+)
+
 _DA3_OURS = r"""
 import anydepth
 from anydepth.pipelines.multiview import MultiViewModel
@@ -163,6 +171,7 @@ def main() -> None:
                  _DA3_UPSTREAM, None),
                 ("anydepth `load_model('da3-small').infer` (default: precision auto)", sys.executable, _DA3_OURS,
                  "auto"),
+                ("upstream, float32 (autocast off)", args.upstream_python, _DA3_UPSTREAM_FP32, None),
                 ("anydepth, precision fp32 (upstream's float32 numbers)", sys.executable, _DA3_OURS, "fp32"),
             ],
         ),
