@@ -45,7 +45,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
-HEAD_WIDTHS = {"vits": (64, [48, 96, 192, 384]), "vitb": (128, [96, 192, 384, 768]), "vitl": (256, [256, 512, 1024, 1024])}  # fmt: skip
+HEAD_WIDTHS = {
+    "vits": (64, [48, 96, 192, 384]),
+    "vitb": (128, [96, 192, 384, 768]),
+    "vitl": (256, [256, 512, 1024, 1024]),
+}
 SEED = 3
 FRAME_HW = (18, 24)
 NUM_FRAMES = 48

@@ -278,7 +278,7 @@ class TemporalDPTHead(DPTHead):
         def over_time(module: TemporalModule, x: Tensor) -> Tensor:
             k = module.temporal_transformer.num_states
             part = None if cached is None else cached[len(states) : len(states) + k]
-            out, new = module(x.unflatten(0, (-1, num_frames)), part)
+            out, new = module(x.reshape(-1, num_frames, *x.shape[1:]), part)
             states.extend(new)
             return out.flatten(0, 1)
 
@@ -360,9 +360,9 @@ class VideoDepthAnythingNet(nn.Module):
         return depth[:, 0], states
 
     def forward(self, x: Tensor) -> Tensor:
-        B, T, C, H, W = x.shape
+        B, T, _, H, W = x.shape
         depth, _ = self.decode(self.encode(x.flatten(0, 1)), T, (H, W))
-        return depth.unflatten(0, (B, T))
+        return depth.reshape(B, T, H, W)
 
     def forward_stream(self, frame: Tensor, cached: Optional[List[Tensor]] = None) -> Tuple[Tensor, TemporalStates]:
         """One frame of a stream.

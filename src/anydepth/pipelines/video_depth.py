@@ -118,7 +118,7 @@ class WindowStitcher:
             scale, shift = fit_scale_shift(depth[:ANCHOR_SLOTS], [self._first, self._keyframe])
         else:
             scale, shift = fit_scale_shift(
-                list(depth[:ANCHOR_SLOTS]) + list(overlap), [self._first, self._keyframe] + self._pending
+                list(depth[:ANCHOR_SLOTS]) + list(overlap), [self._first, self._keyframe, *self._pending]
             )
         self.scales.append((float(scale), float(shift)))
         weights = np.linspace(0.0, 1.0, CROSSFADE)
