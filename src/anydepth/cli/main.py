@@ -72,6 +72,8 @@ def _options(
 
     if get_preset(model).family == "da3":
         raise InputError(f"{model} is a multi-view DA3 model; run it with `anydepth auto PATH --model {model}`")
+    if get_preset(model).family == "vda":
+        raise InputError(f"{model} is a video model; run it with `anydepth video VIDEO --model {model}`")
     opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     get_preset(model)
     opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
@@ -189,20 +191,35 @@ def video_cmd(
     outdir: Path = OutdirOpt,
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,
-    raw: Optional[str] = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr."),
+    raw: Optional[str] = typer.Option(
+        None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr (vda-* models also npz)."
+    ),
     fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every k-th frame."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     batch_size: int = BatchOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    vda_mode: str = typer.Option("windowed", "--vda-mode", help="[vda-*] windowed (best) or streaming (one frame)."),
+    vda_align: str = typer.Option("overlap", "--vda-align", help="[vda-*] overlap, or keyframes as upstream."),
 ) -> None:
-    """Per-frame depth of a video, streamed frame by frame (memory does not grow with the video's length)."""
+    """Depth of a video, streamed frame by frame (memory does not grow with the video's length).
+
+    V2 models: per-frame depth. Video Depth Anything models (vda-*): temporally consistent depth.
+    """
 
     def body() -> None:
         from anydepth.cli.jobs import run_video
         from anydepth.io.video import VideoReader
+        from anydepth.presets import get_preset
 
+        if get_preset(model).family == "vda":
+            from anydepth.cli.video_depth_job import run_vda_command
+
+            args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
+            for line in run_vda_command(path, model, *args, quiet=quiet, mode=vda_mode, align=vda_align):
+                typer.echo(line, err=True)
+            return
         opts = _options(model, outdir, pred_only, grayscale, raw, False, video=True)
         from anydepth.io.inputs import is_image_path
 
