@@ -66,9 +66,22 @@ def _npy_to_npz(npy: Path, npz: Path, key: str = "depths") -> Path:
 
 
 def _frames_of(npy: Path) -> Iterator[np.ndarray]:
-    depths = np.load(npy, mmap_mode="r")
-    for depth in depths:
-        yield np.array(depth)  # one frame in memory at a time
+    """The frames of a (T, H, W) ``.npy``, read one at a time.
+
+    Plain reads, not a memory map: pages of a mapped file that has been read count as resident memory of this
+    process until the kernel needs them back, so a map would make peak RSS grow with the video's length.
+    """
+    with open(npy, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran or len(shape) != 3:
+            raise InputError(f"{npy}: not a (T, H, W) C-order array")
+        for _ in range(shape[0]):
+            frame = np.empty(shape[1:], dtype)
+            if f.readinto(memoryview(frame).cast("B")) != frame.nbytes:
+                raise InputError(f"{npy}: the file ends before its last frame")
+            yield frame
 
 
 def run_video_depth(
