@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
+import anydepth
 from anydepth.compat import VideoDepthAnything
 from anydepth.layers import set_fused_attention
-from anydepth.models.video_depth_anything import SinusoidalPositions
+from anydepth.models.video_depth_anything import SinusoidalPositions, TemporalTransformer
 from parity import p99_rel_err
 from random_weights import random_state_dict
 
@@ -60,6 +61,12 @@ def test_official_keys_load_strictly(encoder):
         model = VideoDepthAnything(encoder, features, list(out_channels))
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == KEYS[encoder]
+    preset = next(
+        p
+        for p in anydepth.list_models("vda")
+        if p.name == f"vda-{dict(vits='small', vitb='base', vitl='large')[encoder]}"
+    )
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - preset.params_m) < 0.05
 
 
 def test_positions_match_the_stored_sinusoid():
@@ -82,7 +89,7 @@ def test_forward_matches_upstream(fused):
     assert p99_rel_err(depth, VDA["expected_forward"]) <= TOLERANCE
 
 
-def test_forward_does_not_depend_on_the_frame_chunk():
+def test_forward_does_not_depend_on_the_chunk_sizes(monkeypatch):
     case = CASES["forward"]
     t, (h, w) = case["frames"], case["size"]
     clip = torch.from_numpy(np.random.RandomState(case["seed"]).standard_normal((1, t, 3, h, w)).astype(np.float32))
@@ -92,7 +99,10 @@ def test_forward_does_not_depend_on_the_frame_chunk():
         one = model(clip)
         model.frame_chunk = 4
         four = model(clip)
+        monkeypatch.setattr(TemporalTransformer, "sequence_chunk", 7)  # pixels' sequences over time, 7 at a time
+        sevens = model(clip)
     assert torch.allclose(one, four, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(sevens, four, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["windowed", "metric"])

@@ -173,8 +173,9 @@ def _da3_presets() -> List[Preset]:
     return presets
 
 
-# Video Depth Anything: size -> (encoder, hub title, parameters in millions as published)
-_VDA = {"small": ("vits", "Small", 28.4), "base": ("vitb", "Base", 113.1), "large": ("vitl", "Large", 381.8)}
+# Video Depth Anything: size -> (encoder, hub title, parameters in millions). Counted from the networks that load
+# the official files strictly; upstream's README gives 28.4M / 113.1M / 381.8M.
+_VDA = {"small": ("vits", "Small", 29.0), "base": ("vitb", "Base", 114.4), "large": ("vitl", "Large", 384.4)}
 
 
 def _vda_presets() -> List[Preset]:

@@ -180,8 +180,12 @@ class TemporalTransformerBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     """GroupNorm, per-position projection in, temporal blocks, projection out, plus the input.
 
-    Keys norm, proj_in, transformer_blocks.{i}, proj_out.
+    Keys norm, proj_in, transformer_blocks.{i}, proj_out. After the GroupNorm every pixel's sequence over time is
+    independent of the others, so they run ``sequence_chunk`` at a time: the feed-forward is 8x as wide as the
+    features, for every frame and pixel, and would otherwise set the peak memory of a window.
     """
+
+    sequence_chunk = 4096
 
     def __init__(self, channels: int, num_heads: int, max_len: int, num_blocks: int = 1, groups: int = 32) -> None:
         super().__init__()
@@ -196,21 +200,34 @@ class TemporalTransformer(nn.Module):
     def num_states(self) -> int:
         return sum(len(b.attention_blocks) for b in self.transformer_blocks)
 
-    def forward(self, x: Tensor, cached: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, TemporalStates]:
-        """x: (B, T, C, H, W) feature maps of consecutive frames -> the same shape, and the states to cache."""
-        B, T, C, H, W = x.shape
-        h = self.norm(x.flatten(0, 1))
-        # one sequence over time per batch element and pixel
-        h = h.reshape(B, T, C, H * W).permute(0, 3, 1, 2).reshape(B * H * W, T, C)
+    def _sequences(self, h: Tensor, cached: Optional[Sequence[Tensor]]) -> Tuple[Tensor, TemporalStates]:
         h = self.proj_in(h)
         states: TemporalStates = []
         for block in self.transformer_blocks:
             n = len(block.attention_blocks)
             h, block_states = block(h, None if cached is None else cached[len(states) : len(states) + n])
             states += block_states
-        h = self.proj_out(h)
+        return self.proj_out(h), states
+
+    def forward(
+        self, x: Tensor, cached: Optional[Sequence[Tensor]] = None, keep_states: bool = True
+    ) -> Tuple[Tensor, TemporalStates]:
+        """x: (B, T, C, H, W) feature maps of consecutive frames -> the same shape, and the states to cache
+        (an empty list without ``keep_states``)."""
+        B, T, C, H, W = x.shape
+        h = self.norm(x.flatten(0, 1))
+        # one sequence over time per batch element and pixel
+        h = h.reshape(B, T, C, H * W).permute(0, 3, 1, 2).reshape(B * H * W, T, C)
+        outs, chunk_states = [], []
+        for i in range(0, h.shape[0], self.sequence_chunk):
+            part = slice(i, i + self.sequence_chunk)
+            out, states = self._sequences(h[part], None if cached is None else [c[part] for c in cached])
+            outs.append(out)
+            if keep_states:
+                chunk_states.append(states)
+        h = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
         h = h.reshape(B, H * W, T, C).permute(0, 2, 3, 1).reshape(B, T, C, H, W)
-        return x + h, states
+        return x + h, [torch.cat(parts, dim=0) for parts in zip(*chunk_states)]
 
 
 class TemporalModule(nn.Module):
@@ -220,8 +237,10 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, num_heads, max_len)
 
-    def forward(self, x: Tensor, cached: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, TemporalStates]:
-        return self.temporal_transformer(x, cached)
+    def forward(
+        self, x: Tensor, cached: Optional[Sequence[Tensor]] = None, keep_states: bool = True
+    ) -> Tuple[Tensor, TemporalStates]:
+        return self.temporal_transformer(x, cached, keep_states)
 
 
 # --- head ------------------------------------------------------------------------------------------------------
@@ -268,17 +287,23 @@ class TemporalDPTHead(DPTHead):
         return FrameLevels(s.layer1_rn(levels[0]), s.layer2_rn(levels[1]), levels[2], levels[3])
 
     def temporal(
-        self, levels: FrameLevels, num_frames: int, cached: Optional[Sequence[Tensor]] = None
+        self,
+        levels: FrameLevels,
+        num_frames: int,
+        cached: Optional[Sequence[Tensor]] = None,
+        keep_states: bool = True,
     ) -> Tuple[Tensor, TemporalStates]:
         """Temporal part over clips of ``num_frames`` consecutive frames: the fused level-3 path
-        (N, features, 2 grid_h, 2 grid_w) and the eight temporal states."""
+        (N, features, 2 grid_h, 2 grid_w) and the eight temporal states (none without ``keep_states``)."""
         s = self.scratch
         states: TemporalStates = []
+        used = [0]  # cached states consumed so far
 
         def over_time(module: TemporalModule, x: Tensor) -> Tensor:
             k = module.temporal_transformer.num_states
-            part = None if cached is None else cached[len(states) : len(states) + k]
-            out, new = module(x.reshape(-1, num_frames, *x.shape[1:]), part)
+            part = None if cached is None else cached[used[0] : used[0] + k]
+            used[0] += k
+            out, new = module(x.reshape(-1, num_frames, *x.shape[1:]), part, keep_states)
             states.extend(new)
             return out.flatten(0, 1)
 
@@ -343,11 +368,17 @@ class VideoDepthAnythingNet(nn.Module):
         return _cat_levels(chunks)
 
     def decode(
-        self, levels: FrameLevels, num_frames: int, image_hw: Tuple[int, int], cached: Optional[List[Tensor]] = None
+        self,
+        levels: FrameLevels,
+        num_frames: int,
+        image_hw: Tuple[int, int],
+        cached: Optional[List[Tensor]] = None,
+        keep_states: bool = False,
     ) -> Tuple[Tensor, TemporalStates]:
-        """Temporal and per-frame decoding of N = B * num_frames frames -> ((N, H, W) depth, temporal states)."""
+        """Temporal and per-frame decoding of N = B * num_frames frames -> ((N, H, W) depth, temporal states;
+        the states only with ``keep_states``)."""
         with float32_region(levels.layer1_rn.device):
-            path3, states = self.head.temporal(levels, num_frames, cached)
+            path3, states = self.head.temporal(levels, num_frames, cached, keep_states)
             grid_h, grid_w = self._grid(*image_hw)
             out_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
             depths = []
@@ -375,7 +406,7 @@ class VideoDepthAnythingNet(nn.Module):
         Returns:
             ((B, H, W) depth, this frame's temporal states, each (B * h_i * w_i, 1, C_i)).
         """
-        return self.decode(self.encode(frame), 1, tuple(frame.shape[-2:]), cached)
+        return self.decode(self.encode(frame), 1, tuple(frame.shape[-2:]), cached, keep_states=True)
 
 
 class StreamingCache:
