@@ -95,9 +95,9 @@ def test_forward_does_not_depend_on_the_chunk_sizes(monkeypatch):
     clip = torch.from_numpy(np.random.RandomState(case["seed"]).standard_normal((1, t, 3, h, w)).astype(np.float32))
     model = _model()
     with torch.no_grad():
-        model.frame_chunk = 1
+        model.frame_chunk, model.decode_chunk = 1, 3
         one = model(clip)
-        model.frame_chunk = 4
+        model.frame_chunk, model.decode_chunk = 4, 1
         four = model(clip)
         monkeypatch.setattr(TemporalTransformer, "sequence_chunk", 7)  # pixels' sequences over time, 7 at a time
         sevens = model(clip)

@@ -156,9 +156,9 @@ def _windows(frames: Iterator[torch.Tensor]) -> Iterator[Tuple[torch.Tensor, int
                 exhausted = True
         if not buffer:
             return
-        window = buffer + [buffer[-1]] * (WINDOW - len(buffer))
-        yield torch.stack(window), read
-        buffer = buffer[STRIDE:]
+        window = torch.stack(buffer + [buffer[-1]] * (WINDOW - len(buffer)))
+        buffer = buffer[STRIDE:]  # before the window is used: its frames are not held twice meanwhile
+        yield window, read
 
 
 class VideoDepthRunner:
