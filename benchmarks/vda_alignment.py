@@ -20,11 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from synthetic_video import IMAGENET_MEAN, IMAGENET_STD, AffineDisparityNet, render_video
-
 from anydepth.bench import evaluate_video_depth
 from anydepth.pipelines.preprocess import normalize_resize
 from anydepth.pipelines.video_depth import STRIDE, WINDOW, VideoDepthRunner, _windows
+from synthetic_video import IMAGENET_MEAN, IMAGENET_STD, AffineDisparityNet, render_video
 
 
 def per_window(video, net) -> np.ndarray:

@@ -137,3 +137,12 @@ def test_windowed_alignment_matters():
         VDA["frames"][: case["frames"]], 24, input_size=case["size"], device="cpu", fp32=True
     )
     assert p99_rel_err(unscaled, expected) > 10 * TOLERANCE
+
+
+def test_mixed_precision_runs_close_to_float32():
+    # fp32=False is upstream's autocast (bf16 on the CPU); it must run and stay near the float32 result
+    frames = VDA["frames"][:6]
+    exact, _ = _model().infer_video_depth(frames, 24, input_size=28, device="cpu", fp32=True)
+    mixed, _ = _model().infer_video_depth(frames, 24, input_size=28, device="cpu", fp32=False)
+    assert mixed.dtype == np.float32 and np.isfinite(mixed).all()
+    assert np.mean(np.abs(mixed - exact)) / np.mean(np.abs(exact)) < 0.05
