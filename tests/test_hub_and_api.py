@@ -221,3 +221,11 @@ def test_threads_and_compile_options(vits_weights, monkeypatch, caplog):
         assert net is model.net and len(compiled) == 1 and "C++ compiler" in caplog.text
     finally:
         torch.set_num_threads(before)
+
+
+def test_guess_preset_from_a_video_checkpoint_name(tmp_path):
+    from anydepth.presets import guess_preset
+
+    pth = tmp_path / "video_depth_anything_vitb.pth"
+    pth.write_bytes(b"")
+    assert guess_preset(str(pth)) == "vda-base"

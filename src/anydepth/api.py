@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, List, Optional, Union
 import torch
 
 from anydepth.checkpoints import (
+    complete_vda_state_dict,
     convert_da3_state_dict,
     convert_hf_to_v2,
     detect_v2_layout,
@@ -23,6 +24,7 @@ from anydepth.presets import PRESETS, Preset, get_preset
 
 if TYPE_CHECKING:
     from anydepth.pipelines.multiview import MultiViewModel
+    from anydepth.pipelines.video_depth import VideoDepthModel
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,10 @@ def build_network(preset: Union[str, Preset]) -> torch.nn.Module:
         from anydepth.models.da3.network import build_da3_network
 
         return build_da3_network(preset.arch)
+    if preset.family == "vda":
+        from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
+
+        return VideoDepthAnythingNet(VideoDepthAnythingConfig.from_encoder(preset.encoder))
     return DepthAnythingV2Net(preset.config())
 
 
@@ -72,6 +78,8 @@ def load_network_weights(net: torch.nn.Module, preset: Preset, path: Path) -> to
     sd = read_state_dict(path)
     if preset.family == "da3":
         sd = convert_da3_state_dict(sd)
+    elif preset.family == "vda":
+        sd = complete_vda_state_dict(sd, net)
     elif detect_v2_layout(sd) == "hf":
         sd = convert_hf_to_v2(sd, depth=preset.config().encoder.depth, swiglu=preset.config().encoder.ffn == "swiglu")
     return load_strict(net, sd, source=str(path))
@@ -109,8 +117,9 @@ def load_model(
     local_files_only: bool = False,
     num_threads: Optional[int] = None,
     compile: bool = False,
-) -> Union[MonoDepthModel, MultiViewModel]:
-    """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones.
+) -> Union[MonoDepthModel, MultiViewModel, VideoDepthModel]:
+    """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones,
+    :class:`~anydepth.pipelines.video_depth.VideoDepthModel` for Video Depth Anything (``vda-*``).
 
     Args:
         name: preset name (see :func:`list_models`).
@@ -146,4 +155,8 @@ def load_model(
         from anydepth.pipelines.multiview import MultiViewModel
 
         return MultiViewModel(net, preset, dev, prec)
+    if preset.family == "vda":
+        from anydepth.pipelines.video_depth import VideoDepthModel
+
+        return VideoDepthModel(net, preset, dev, prec)
     return MonoDepthModel(net, preset, dev, prec)

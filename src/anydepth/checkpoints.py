@@ -136,6 +136,20 @@ def convert_da3_state_dict(sd: Mapping[str, Tensor]) -> StateDict:
     return expand_shared_head_keys(sd)
 
 
+def complete_vda_state_dict(sd: Mapping[str, Tensor], model: nn.Module) -> StateDict:
+    """A Video Depth Anything state dict with its temporal position tables (``*.pos_encoder.pe``) filled in
+    from ``model`` where the file lacks them.
+
+    The official ``.pth`` files store these fixed sinusoids; a file saved without buffers still loads, and every
+    other missing key is left for :func:`load_strict` to report.
+    """
+    out = dict(sd)
+    for key, value in model.state_dict().items():
+        if key.endswith(".pos_encoder.pe") and key not in out:
+            out[key] = value
+    return out
+
+
 def _short_list(keys: List[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 

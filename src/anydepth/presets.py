@@ -20,8 +20,9 @@ class WeightsSpec:
         repo_id: Hugging Face hub repository.
         filename: file inside the repository.
         revision: branch, tag or commit to download (pin a commit for reproducible deployments).
-        layout: key layout of the file: "v2" (official ``pretrained.*`` / ``depth_head.*``) or "hf"
-            (transformers ``backbone.*`` / ``neck.*`` / ``head.*``).
+        layout: key layout of the file: "v2" (official ``pretrained.*`` / ``depth_head.*``), "hf"
+            (transformers ``backbone.*`` / ``neck.*`` / ``head.*``), "da3" or "vda" (Video Depth Anything
+            ``pretrained.*`` / ``head.*``).
         license: licence of the weights, shown when they are first used.
     """
 
@@ -38,7 +39,7 @@ class Preset:
 
     Attributes:
         name: preset name used by ``load_model`` and ``--model``.
-        family: model family ("dav2").
+        family: model family ("dav2", "da3", "vda").
         encoder: DINOv2 size ("vits", "vitb", "vitl", "vitg").
         depth_kind: "disparity" (affine-invariant relative output) or "metric" (metres).
         params: parameter count in millions.
@@ -127,6 +128,7 @@ def _build_table() -> Dict[str, Preset]:
         )
     )
     table += _da3_presets()
+    table += _vda_presets()
     return {p.name: p for p in table}
 
 
@@ -171,6 +173,35 @@ def _da3_presets() -> List[Preset]:
     return presets
 
 
+# Video Depth Anything: size -> (encoder, hub title, parameters in millions). Counted from the networks that load
+# the official files strictly; upstream's README gives 28.4M / 113.1M / 381.8M.
+_VDA = {"small": ("vits", "Small", 29.0), "base": ("vitb", "Base", 114.4), "large": ("vitl", "Large", 384.4)}
+
+
+def _vda_presets() -> List[Preset]:
+    presets = []
+    for size, (encoder, title, params) in _VDA.items():
+        # licences as upstream's README states them for the relative models (Small Apache-2.0, Base/Large
+        # CC-BY-NC-4.0); the metric model cards are taken to follow the same split
+        lic = _LICENSES[size]
+        for metric in (False, True):
+            repo = f"depth-anything/{'Metric-' if metric else ''}Video-Depth-Anything-{title}"
+            filename = f"{'metric_' if metric else ''}video_depth_anything_{encoder}.pth"
+            kind = "metric" if metric else "disparity"
+            presets.append(
+                Preset(
+                    name=f"vda-{'metric-' if metric else ''}{size}",
+                    family="vda",
+                    encoder=encoder,
+                    depth_kind=kind,
+                    params=params,
+                    weights=WeightsSpec(repo, filename, lic, layout="vda"),
+                    description=f"Video Depth Anything {title}, {'metres' if metric else 'relative disparity'}",
+                )
+            )
+    return presets
+
+
 PRESETS: Dict[str, Preset] = _build_table()
 
 
@@ -206,7 +237,8 @@ def guess_preset(weights: str) -> Optional[str]:
     path = Path(text).expanduser()
     if path.is_file():
         for preset in PRESETS.values():
-            if preset.weights is not None and preset.weights.layout == "v2" and preset.weights.filename == path.name:
+            spec = preset.weights
+            if spec is not None and spec.layout in ("v2", "vda") and spec.filename == path.name:
                 return preset.name
         return None
     config = path / "config.json"

@@ -128,7 +128,8 @@ def _options(
     from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
     from anydepth.presets import get_preset
 
-    get_preset(model)
+    if get_preset(model).family == "vda":
+        raise InputError(f"{model} is a video model; run it with `anydepth video VIDEO --model {model}`")
     opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
     if not opts.vis and not opts.raw and not video:
@@ -388,7 +389,9 @@ def video_cmd(
     outdir: Path = OutdirOpt,
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,
-    raw: Optional[str] = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr."),
+    raw: Optional[str] = typer.Option(
+        None, "--raw", help="Raw depth outputs, comma-separated: npy, png16, exr (vda-* models also npz)."
+    ),
     fps: Optional[float] = typer.Option(
         None, "--fps", help="Sample the video at this frame rate (default: every frame; DA3 models: 1.0)."
     ),
@@ -410,14 +413,18 @@ def video_cmd(
     auto_cleanup: bool = CleanupOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    vda_mode: str = typer.Option("windowed", "--vda-mode", help="[vda-*] windowed (best) or streaming (one frame)."),
+    vda_align: str = typer.Option("overlap", "--vda-align", help="[vda-*] overlap, or keyframes as upstream."),
 ) -> None:
     """Depth of a video. V2 models: per frame, streamed (memory does not grow with the video's length).
+    Video Depth Anything models (vda-*): temporally consistent depth, streamed in windows.
     DA3 models: frames sampled at --fps are the views of one scene (depth and cameras)."""
 
     def body() -> None:
         from anydepth.cli.jobs import run_video
         from anydepth.io.inputs import is_image_path
         from anydepth.io.video import VideoReader
+        from anydepth.presets import get_preset
 
         if fps is not None and fps <= 0:
             raise InputError(f"--fps {fps} must be positive")
@@ -439,6 +446,13 @@ def video_cmd(
             _run_scene("video", views, name, weights, device, precision, revision, scene, quiet)
             return
         _da3_only(name, export_format)
+        if get_preset(name).family == "vda":
+            from anydepth.cli.video_depth_job import run_vda_command
+
+            args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
+            for line in run_vda_command(path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align):
+                typer.echo(line, err=True)
+            return
         opts = _options(name, outdir, pred_only, grayscale, raw, False, video=True)
         with VideoReader(path):  # fail on an unreadable video before loading any weights
             pass
