@@ -107,6 +107,7 @@ def load_model(
     revision: Optional[str] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     local_files_only: bool = False,
+    backend: str = "pytorch",
 ) -> Union[MonoDepthModel, MultiViewModel]:
     """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones.
 
@@ -119,6 +120,8 @@ def load_model(
         revision: hub branch, tag or commit.
         cache_dir: hub cache folder.
         local_files_only: use the hub cache only, never the network.
+        backend: "pytorch", or a runtime for an artefact of ``anydepth export`` given as ``weights``:
+            "onnxruntime", "openvino" or "torchscript" (see :mod:`anydepth.deploy.backends`).
 
     Example:
         >>> model = anydepth.load_model("dav2-small", weights="depth_anything_v2_vits.pth")  # doctest: +SKIP
@@ -128,6 +131,10 @@ def load_model(
     """
     from anydepth.hub import resolve_weights
 
+    if backend != "pytorch":
+        from anydepth.deploy.backends import load_exported_model
+
+        return load_exported_model(name, weights, backend, device=device, precision=precision)
     preset = get_preset(name)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
