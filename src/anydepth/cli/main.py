@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import typer
 
+from anydepth.cli import deploy as _deploy_cli
 from anydepth.errors import AnyDepthError, InputError
 
 app = typer.Typer(
@@ -34,6 +35,10 @@ NoVisOpt = typer.Option(False, "--no-vis", help="Skip the colourised visualisati
 BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per forward pass.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 RevisionOpt = typer.Option(None, "--revision", help="Hub branch, tag or commit of the weights.")
+BackendOpt = typer.Option(
+    "pytorch", "--backend", help="pytorch, or onnxruntime / openvino / torchscript for a model exported with "
+    "`anydepth export`, given by --weights.",
+)  # fmt: skip
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -57,10 +62,10 @@ def _guarded(fn: Callable[[], None]) -> None:
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
 
-def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str]):
+def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str], backend="pytorch"):
     from anydepth.api import load_model
 
-    return load_model(model, weights=weights, device=device, precision=precision, revision=revision)
+    return load_model(model, weights=weights, device=device, precision=precision, revision=revision, backend=backend)
 
 
 def _options(
@@ -100,12 +105,14 @@ def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family
         typer.echo(f"{r.name:32} {r.depth_kind:10} {r.params_m:7.1f}M  {r.license:14} {r.repo_id or '-'}")
 
 
-def _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet) -> None:
+def _run_images(
+    paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend, skip=False
+) -> None:
     from anydepth.cli.jobs import run_images
 
     if input_size < 14:
         raise InputError(f"--input-size {input_size} is too small; use at least 14")
-    loaded = _load(model, weights, device, precision, revision)
+    loaded = _load(model, weights, device, precision, revision, backend)
     report = run_images(
         loaded,
         paths,
@@ -114,9 +121,11 @@ def _run_images(paths, model, weights, device, precision, revision, input_size, 
         batch_size=batch_size,
         progress=not quiet,
         on_error=lambda msg: typer.echo(f"error: {msg}", err=True),
+        skip_existing=skip,
     )
     if not quiet:
-        typer.echo(f"{report.done} image(s) written to {opts.outdir}", err=True)
+        skipped = f" ({report.skipped} already done)" if report.skipped else ""
+        typer.echo(f"{report.done} image(s) written to {opts.outdir}{skipped}", err=True)
     if report.failures:
         raise typer.Exit(1)
 
@@ -136,6 +145,7 @@ def image_cmd(
     no_vis: bool = NoVisOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Depth of one image."""
 
@@ -144,7 +154,7 @@ def image_cmd(
 
         opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
         read_image(path)  # fail on a bad input before loading any weights
-        _run_images([path], model, weights, device, precision, revision, input_size, opts, 1, quiet)
+        _run_images([path], model, weights, device, precision, revision, input_size, opts, 1, quiet, backend)
 
     _guarded(body)
 
@@ -165,6 +175,8 @@ def images_cmd(
     batch_size: int = BatchOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
 ) -> None:
     """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line)."""
 
@@ -173,7 +185,10 @@ def images_cmd(
 
         opts = _options(model, outdir, pred_only, grayscale, raw, no_vis)
         paths = expand_inputs(inputs)
-        _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet)
+        _run_images(
+            paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend,
+            skip_existing,
+        )  # fmt: skip
 
     _guarded(body)
 
@@ -196,6 +211,7 @@ def video_cmd(
     batch_size: int = BatchOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Per-frame depth of a video, streamed frame by frame (memory does not grow with the video's length)."""
 
@@ -212,7 +228,7 @@ def video_cmd(
             raise InputError(f"{path} is an image, not a video; use `anydepth image {path}`")
         with VideoReader(path):  # fail on an unreadable video before loading any weights
             pass
-        loaded = _load(model, weights, device, precision, revision)
+        loaded = _load(model, weights, device, precision, revision, backend)
         out = run_video(
             loaded,
             path,
@@ -273,6 +289,7 @@ def auto_cmd(
     ),
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
 
@@ -307,7 +324,7 @@ def auto_cmd(
             }
         else:
             views = collect_views(path, fps=fps, max_frames=max_frames)
-        loaded = _load(model, weights, device, precision, revision)
+        loaded = _load(model, weights, device, precision, revision, backend)
         infer_options = {
             **cameras,
             "process_res": process_res,
@@ -335,6 +352,9 @@ app.command(
     help="Depth of a COLMAP dataset (images/ + sparse/0/) with a DA3 model, conditioned on its cameras and "
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
+
+
+_deploy_cli.register(app)  # anydepth export
 
 
 def main(argv: Optional[list] = None) -> None:
