@@ -411,6 +411,7 @@ def _export_onnx(static: StaticExport, request: ExportRequest, path: Path) -> No
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")  # torch 1.13, harmless
         torch.onnx.export(
             static.module,
             (static.example,),
@@ -551,8 +552,8 @@ def export_model(
 
     preset = get_preset(name)
     check_request(preset, request)
-    require_exporter(request.format)
     output_path(output, request.format, preset.name, request.size)
+    require_exporter(request.format)
     net = load_network(name, weights=weights, device="cpu", revision=revision)
     return export_network(net, preset, request, output)
 
