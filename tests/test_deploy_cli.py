@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from test_cli import _assert_one_line_error, _photo, _run
 from test_deploy import p99_relative
@@ -131,3 +132,27 @@ def test_images_skip_existing_and_report_failures_without_stopping(tmp_path, vit
     assert "1 image(s) written" in output and "(2 already done)" in output, output
     assert (out / "b_depth16.png").is_file()
     assert os.stat(out / "a.png").st_mtime == 1  # not rewritten
+
+
+def test_auto_runs_an_exported_da3_scene(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'anydepth[deploy]'")
+    from anydepth.deploy.export import ExportRequest, export_network
+    from anydepth.pipelines.da3_preprocess import preprocess_da3
+    from test_deploy import _photo as photo_array
+    from test_deploy import _tiny_da3
+
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    views = [photo_array(60, 80, seed=i) for i in range(3)]
+    for i, view in enumerate(views):
+        Image.fromarray(view).save(folder / f"{i}.png")
+    H, W = preprocess_da3(views, process_res=56).size
+    result = export_network(_tiny_da3(True), "da3-small", ExportRequest("onnx", H, W, views=3), tmp_path / "m")
+    args = ["--model", "da3-small", "--backend", "onnxruntime", "--weights", result.path, "--quiet"]
+    code, output = _run("auto", folder, *args, "--process-res", "56", "--export-format", "mini_npz", "--export-dir",
+                        tmp_path / "out")  # fmt: skip
+    assert code == 0, output
+    with np.load(tmp_path / "out" / "exports" / "mini_npz" / "results.npz") as data:
+        assert data["depth"].shape == (3, H, W) and data["extrinsics"].shape == (3, 3, 4)
+    code, output = _run("auto", folder, *args, "--process-res", "112", "--export-dir", tmp_path / "out2")
+    _assert_one_line_error(code, output, "export it again for this size")
