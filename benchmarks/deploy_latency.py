@@ -1,9 +1,10 @@
 """Exported models against the PyTorch path on this CPU: latency ratio, parity and artefact size per backend.
 
 Fills the preset's network with deterministic random weights (``tests/random_weights.py``; they cost the same as
-the official ones), exports it at one size with ``anydepth.deploy`` and times the network call of each backend on
-the same preprocessed input (median of ``--repeats``), plus one end-to-end ``infer`` of a 640x480 image whose
-processing size is the export size. Parity is the p99 relative error of the depth against PyTorch fp32::
+the official ones), exports it at one size with ``anydepth.deploy`` and times, per backend, the network call on
+one preprocessed input and an end-to-end ``infer`` of 640x480 images whose processing size is the export size.
+Backends are timed round-robin (median of ``--repeats`` rounds), so that load from other work on the machine
+hits every backend alike. Parity is the p99 relative error of the depth against PyTorch fp32::
 
     PYTHONPATH=src python benchmarks/deploy_latency.py --model dav2-small --size 518x686
     PYTHONPATH=src python benchmarks/deploy_latency.py --model da3-small --size 378x504 --views 4
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import torch
@@ -33,14 +35,10 @@ def p99_relative(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.quantile(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-12), 0.99))
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations, graph optimisation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -90,18 +88,11 @@ def main() -> None:
 
         return run
 
-    rows = []
-    reference = pipeline(net, "fp32")
-    want = infer(reference)
-    base = median_seconds(network_call(reference), args.repeats)
-    rows.append(("pytorch fp32", base, median_seconds(lambda: infer(reference), 1), 0.0, None))
+    # (name, model, artefact MiB); timed round-robin below, so that load from other work hits every backend alike
+    candidates = [("pytorch fp32", pipeline(net, "fp32"), None)]
     auto = resolve_precision("auto", cpu)
     if auto != "fp32":
-        fast = pipeline(net, auto)
-        err = p99_relative(infer(fast), want)
-        rows.append((f"pytorch {auto} (auto)", median_seconds(network_call(fast), args.repeats),
-                     median_seconds(lambda: infer(fast), 1), err, None))  # fmt: skip
-
+        candidates.append((f"pytorch {auto} (auto)", pipeline(net, auto), None))
     with tempfile.TemporaryDirectory() as tmp:
         exported = {}
         for backend in args.backends.split(","):
@@ -117,17 +108,31 @@ def main() -> None:
             model = load_exported_model(
                 preset.name, result.path, runtime, precision=precision, num_threads=args.threads
             )
-            err = p99_relative(infer(model), want)
-            rows.append((f"{runtime} {precision}", median_seconds(network_call(model), args.repeats),
-                         median_seconds(functools.partial(infer, model), 1), err, size_mb))  # fmt: skip
+            candidates.append((f"{runtime} {precision}", model, size_mb))
+
+        want = infer(candidates[0][1])
+        errors = [p99_relative(infer(model), want) for _, model, _ in candidates]  # also the warm-up
+        calls = [network_call(model) for _, model, _ in candidates]
+        for call in calls:
+            call()
+        network: List[List[float]] = [[] for _ in candidates]
+        end_to_end: List[List[float]] = [[] for _ in candidates]
+        for _ in range(args.repeats):
+            for i, (call, (_, model, _)) in enumerate(zip(calls, candidates)):
+                network[i].append(seconds(call))
+                end_to_end[i].append(seconds(functools.partial(infer, model)))
 
     what = f"{S} views of " if da3 else ""
-    print(f"{preset.name}, {what}{H}x{W}, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
-    print("| backend | network s | vs pytorch fp32 | end-to-end s | p99 rel. error | artefact MiB |")
-    print("|---|--:|--:|--:|--:|--:|")
-    for name, seconds, e2e, err, size_mb in rows:
+    print(f"{preset.name}, {what}{H}x{W}, {args.threads} threads, torch {torch.__version__}, "
+          f"median of {args.repeats} round-robin rounds")  # fmt: skip
+    print("| backend | network s | vs pytorch fp32 | end-to-end s | vs pytorch fp32 | p99 rel. error | artefact MiB |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    base, base_e2e = statistics.median(network[0]), statistics.median(end_to_end[0])
+    for (name, _, size_mb), net_s, e2e_s, err in zip(candidates, network, end_to_end, errors):
+        net_m, e2e_m = statistics.median(net_s), statistics.median(e2e_s)
         size = "-" if size_mb is None else f"{size_mb:.1f}"
-        print(f"| {name} | {seconds:.3f} | {base / seconds:.2f}x | {e2e:.3f} | {err:.1e} | {size} |")
+        print(f"| {name} | {net_m:.3f} | {base / net_m:.2f}x | {e2e_m:.3f} | {base_e2e / e2e_m:.2f}x | {err:.1e} | "
+              f"{size} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -238,6 +238,19 @@ def test_v2_backend_matches_the_pytorch_pipeline(fmt, tmp_path):
     assert got.depth_kind == want.depth_kind == "disparity"
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_swiglu_and_metric_heads_export(fmt, tmp_path):
+    """The giant encoder's SwiGLU blocks and the metric head's sigmoid x max_depth, at a non-square size."""
+    _needs(fmt)
+    net = random_net(tiny_config(max_depth=80.0, ffn="swiglu"))
+    result = export_network(net, "dav2-metric-outdoor-small", ExportRequest(fmt, 56, 42), tmp_path)
+    exported = load_exported_model("dav2-metric-outdoor-small", result.path, RUNTIMES[fmt])
+    x = torch.randn(1, 3, 56, 42)
+    with torch.no_grad():
+        got, want = exported.net(x), net(x)
+    assert p99_relative(got, want) <= 1e-3 and float(got.max()) <= 80.0
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_dynamic_batch(fmt, tmp_path):
     _needs(fmt)

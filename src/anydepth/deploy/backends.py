@@ -38,6 +38,9 @@ Runner = Callable[[Tensor], Sequence[Tensor]]
 def onnxruntime_runner(path: Path, num_threads: Optional[int] = None) -> Runner:
     ort = require("onnxruntime", "deploy")
     options = ort.SessionOptions()
+    # idle worker threads would otherwise spin for a while after each run, taking the CPU from the pipeline's
+    # decoding and writing threads (and from anything else in the process)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if num_threads:
         options.intra_op_num_threads = int(num_threads)
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from anydepth.deploy.manifest import Manifest, TensorSpec, manifest_path, write_manifest
-from anydepth.errors import InputError, MissingDependencyError
+from anydepth.errors import InputError, MissingDependencyError, require
 from anydepth.layers.attention import set_fused_attention
 from anydepth.models.dinov2 import resize_pos_embed
 from anydepth.presets import Preset, get_preset
@@ -137,20 +137,14 @@ def check_request(preset: Preset, request: ExportRequest) -> None:
 def require_exporter(fmt: str) -> None:
     """Check that the packages the format needs are importable (before weights are loaded)."""
     if fmt in ("onnx", "openvino"):
-        _require("onnx", "deploy")
+        require("onnx", "deploy")
     if fmt == "openvino":
-        _require("openvino", "deploy")
+        require("openvino", "deploy")
     if fmt == "neuron":
         try:
             import torch_neuron  # noqa: F401
         except ImportError:
             raise MissingDependencyError(NEURON_HINT) from None
-
-
-def _require(module: str, extra: str) -> None:
-    from anydepth.errors import require
-
-    require(module, extra)
 
 
 def _is_anyview(preset: Preset) -> bool:
@@ -174,7 +168,7 @@ class StaticExport:
 
 def _frozen_copy(net: nn.Module) -> nn.Module:
     """A float32 eval copy with the explicit attention path (SDPA is absent on torch 1.13 and Neuron)."""
-    net = copy.deepcopy(net).float().eval()
+    net = copy.deepcopy(net).float().cpu().eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return set_fused_attention(net, False)
@@ -435,7 +429,7 @@ def _export_openvino(static: StaticExport, request: ExportRequest, path: Path) -
 
 
 def _import_openvino():
-    _require("openvino", "deploy")
+    require("openvino", "deploy")
     import openvino
 
     return openvino
@@ -492,7 +486,7 @@ def export_network(
     require_exporter(request.format)
     path = output_path(output, request.format, preset.name, request.size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    static = WRAPPERS[preset.family](net.cpu(), preset, request)
+    static = WRAPPERS[preset.family](net, preset, request)
     logger.info("exporting %s to %s (%s, %dx%d)", preset.name, path, request.format, *request.size)
     # written under a temporary name in the same folder, then renamed: never a half-written artefact
     with tempfile.TemporaryDirectory(dir=str(path.parent), prefix=".anydepth-export-") as tmp:
