@@ -166,12 +166,16 @@ class StaticExport:
     extra: Dict[str, object] = field(default_factory=dict)
 
 
-def _frozen_copy(net: nn.Module) -> nn.Module:
-    """A float32 eval copy with the explicit attention path (SDPA is absent on torch 1.13 and Neuron)."""
+def _frozen_copy(net: nn.Module, fused_attention: bool = False) -> nn.Module:
+    """A float32 CPU eval copy, by default with the explicit attention path (softmax(q k^T) v in plain ops).
+
+    ONNX and Neuron get the explicit path (torch 1.13 has no SDPA, and it exports everywhere); a TorchScript
+    trace on torch >= 2 may keep SDPA, which is faster and traces, but then needs torch >= 2 to load.
+    """
     net = copy.deepcopy(net).float().cpu().eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return set_fused_attention(net, False)
+    return set_fused_attention(net, fused_attention)
 
 
 class StaticDepthAnythingV2(nn.Module):
@@ -181,9 +185,9 @@ class StaticDepthAnythingV2(nn.Module):
     ``pos_embed``; the backbone reads it instead of resizing its stored embedding bicubically at every call.
     """
 
-    def __init__(self, net: nn.Module, height: int, width: int) -> None:
+    def __init__(self, net: nn.Module, height: int, width: int, fused_attention: bool = False) -> None:
         super().__init__()
-        self.net = _frozen_copy(net)
+        self.net = _frozen_copy(net, fused_attention)
         self.height, self.width = int(height), int(width)
         encoder = self.net.pretrained
         grid = (self.height // PATCH, self.width // PATCH)
@@ -210,9 +214,17 @@ class StaticDepthAnything3(nn.Module):
     filled, sky (B, S, H, W). Position embedding and RoPE tables are buffers.
     """
 
-    def __init__(self, net: nn.Module, height: int, width: int, views: int, ref_view_strategy: str) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        height: int,
+        width: int,
+        views: int,
+        ref_view_strategy: str,
+        fused_attention: bool = False,
+    ) -> None:
         super().__init__()
-        self.net = _frozen_copy(net)
+        self.net = _frozen_copy(net, fused_attention)
         self.height, self.width, self.views = int(height), int(width), int(views)
         self.ref_view_strategy = ref_view_strategy
         backbone = self.net.backbone
@@ -312,7 +324,7 @@ def _wrap_v2(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticEx
         "bilinearly with align_corners=True"
     )
     return StaticExport(
-        module=StaticDepthAnythingV2(net, H, W),
+        module=StaticDepthAnythingV2(net, H, W, fused_attention=request.format == "torchscript"),
         example=torch.randn(request.batch, 3, H, W, generator=torch.Generator().manual_seed(0)),
         inputs=[TensorSpec("images", (B, 3, H, W))],
         outputs=[TensorSpec("depth", (B, H, W))],
@@ -324,7 +336,7 @@ def _wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
     H, W = request.size
     S = request.views
     B = None if request.dynamic else request.batch
-    module = StaticDepthAnything3(net, H, W, S, request.ref_view_strategy)
+    module = StaticDepthAnything3(net, H, W, S, request.ref_view_strategy, request.format == "torchscript")
     maps = (B, S, H, W)
     if module.predicts_cameras:
         outputs = [
