@@ -225,6 +225,9 @@ class StaticDepthAnything3(nn.Module):
     ) -> None:
         super().__init__()
         self.net = _frozen_copy(net, fused_attention)
+        # not part of the exported graph (pose conditioning, Gaussians): a TorchScript artefact would carry them
+        for unused in ("cam_enc", "gs_head", "gs_adapter"):
+            setattr(self.net, unused, None)
         self.height, self.width, self.views = int(height), int(width), int(views)
         self.ref_view_strategy = ref_view_strategy
         backbone = self.net.backbone
