@@ -156,3 +156,16 @@ def test_auto_runs_an_exported_da3_scene(tmp_path):
         assert data["depth"].shape == (3, H, W) and data["extrinsics"].shape == (3, 3, 4)
     code, output = _run("auto", folder, *args, "--process-res", "112", "--export-dir", tmp_path / "out2")
     _assert_one_line_error(code, output, "export it again for this size")
+
+
+def test_an_image_whose_outputs_cannot_be_written_is_reported_and_the_run_goes_on(tmp_path, vits_weights):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for name in ("a", "b"):
+        _photo(folder / f"{name}.png", seed=len(name))
+    (out / "a_depth16.png").mkdir()  # a folder where a's 16-bit PNG should go: its rename fails
+    code, output = _run("images", folder, "--weights", vits_weights, "-o", out, "--raw", "png16", "--input-size", "28")
+    assert code == 1 and "Traceback" not in output
+    assert "error: a: outputs not written" in output and "1 image(s) written" in output
+    assert (out / "b_depth16.png").is_file() and (out / "b.png").is_file()

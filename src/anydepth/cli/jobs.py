@@ -180,6 +180,8 @@ def run_images(
             write_image_outputs(stem, image, depth, opts, kind, max_depth)
         except (AnyDepthError, OSError) as exc:
             fail(f"{stem}: outputs not written ({exc})")
+        else:
+            report.done += 1
 
     bar = None
     if progress:
@@ -193,7 +195,6 @@ def run_images(
             stem, image = order.popleft()
             kind, max_depth = model.depth_kind, model.preset.max_depth
             writer.submit(functools.partial(write, stem, image, pred.depth[0], kind, max_depth))
-            report.done += 1
             if bar is not None:
                 bar.update(1)
     if bar is not None:
