@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q "torch==1.13.1" "numpy<2"
   # torch 1.13 is built against numpy 1.x: keep numpy < 2 in the same resolve
-  "$venv/bin/python" -m pip install -q -e ".[video,export,heic]" pytest "numpy<2"
+  "$venv/bin/python" -m pip install -q -e ".[video,export,heic,deploy]" pytest "numpy<2"
 fi
 "$venv/bin/python" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
@@ -29,4 +29,5 @@ fi
   tests/test_geometry.py tests/test_da3_backbone.py tests/test_da3_heads.py tests/test_da3_camera.py \
   tests/test_da3_parity.py tests/test_da3_loading.py tests/test_export_da3.py tests/test_da3_preprocess.py \
   tests/test_sim3.py tests/test_background.py tests/test_da3_pipeline.py tests/test_compat_da3.py tests/test_cli_auto.py \
-  tests/test_v2_parity.py tests/test_io_images.py tests/test_io_video.py tests/test_export_depth_maps.py tests/test_cli.py
+  tests/test_v2_parity.py tests/test_io_images.py tests/test_io_video.py tests/test_export_depth_maps.py tests/test_cli.py \
+  tests/test_deploy.py tests/test_deploy_cli.py

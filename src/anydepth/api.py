@@ -117,6 +117,7 @@ def load_model(
     local_files_only: bool = False,
     num_threads: Optional[int] = None,
     compile: bool = False,
+    backend: str = "pytorch",
 ) -> Union[MonoDepthModel, MultiViewModel, VideoDepthModel]:
     """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones,
     :class:`~anydepth.pipelines.video_depth.VideoDepthModel` for Video Depth Anything (``vda-*``).
@@ -133,6 +134,8 @@ def load_model(
         num_threads: CPU threads for torch's kernels (None: torch's default, one per core).
         compile: run the network through ``torch.compile`` (torch >= 2 and, on the CPU, a C++ compiler; the
             first call of each input size compiles). Off by default.
+        backend: "pytorch", or a runtime for an artefact of ``anydepth export`` given as ``weights``:
+            "onnxruntime", "openvino" or "torchscript" (see :mod:`anydepth.deploy.backends`).
 
     Example:
         >>> model = anydepth.load_model("dav2-small", weights="depth_anything_v2_vits.pth")  # doctest: +SKIP
@@ -142,10 +145,14 @@ def load_model(
     """
     from anydepth.hub import resolve_weights
 
+    set_cpu_threads(num_threads)
+    if backend != "pytorch":
+        from anydepth.deploy.backends import load_exported_model
+
+        return load_exported_model(name, weights, backend, device=device, precision=precision)
     preset = get_preset(name)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
-    set_cpu_threads(num_threads)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     net = load_network_weights(build_network(preset), preset, path).to(dev).eval()
     if compile:

@@ -76,6 +76,14 @@ def unique_stems(paths: Sequence[Path]) -> List[str]:
     return stems
 
 
+def output_paths(stem: str, opts: OutputOptions) -> List[Path]:
+    """The files :func:`write_image_outputs` writes for one input, in the order it writes them."""
+    names = [f"{stem}.png"] if opts.vis else []
+    suffixes = {"png16": "_depth16.png", "npy": "_depth.npy", "npz": "_depth.npz", "exr": "_depth.exr"}
+    names += [stem + suffixes[fmt] for fmt in opts.raw if fmt in suffixes]
+    return [opts.outdir / name for name in names]
+
+
 def write_image_outputs(
     stem: str,
     image: np.ndarray,
@@ -124,6 +132,7 @@ def _save_png16(path: Path, depth: np.ndarray, depth_kind: str, max_depth: Optio
 class JobReport:
     done: int = 0
     failures: List[str] = field(default_factory=list)
+    skipped: int = 0
 
 
 def run_images(
@@ -134,8 +143,11 @@ def run_images(
     batch_size: int = 4,
     progress: bool = True,
     on_error: Optional[Callable[[str], None]] = None,
+    skip_existing: bool = False,
 ) -> JobReport:
-    """Depth for every image; an unreadable image is reported and skipped, the others still run."""
+    """Depth for every image; an unreadable image, or one whose outputs cannot be written, is reported and
+    skipped, the others still run. With ``skip_existing``, images whose outputs all exist are not run again
+    (outputs are written atomically, so an existing file is a complete one)."""
     from anydepth.io.images import read_image
 
     opts.check()
@@ -143,17 +155,33 @@ def run_images(
     stems = unique_stems(paths)
     order: collections.deque = collections.deque()
 
+    def fail(message: str) -> None:
+        report.failures.append(message)
+        if on_error:
+            on_error(message)
+
     def readable() -> Iterator[np.ndarray]:
         for path, stem in zip(paths, stems):
+            if skip_existing and all(p.is_file() for p in output_paths(stem, opts)):
+                report.skipped += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
             try:
                 image = read_image(path)
             except AnyDepthError as exc:
-                report.failures.append(str(exc))
-                if on_error:
-                    on_error(str(exc))
+                fail(str(exc))
                 continue
             order.append((stem, image))
             yield image
+
+    def write(stem: str, image: np.ndarray, depth: np.ndarray, kind: str, max_depth: Optional[float]) -> None:
+        try:
+            write_image_outputs(stem, image, depth, opts, kind, max_depth)
+        except (AnyDepthError, OSError) as exc:
+            fail(f"{stem}: outputs not written ({exc})")
+        else:
+            report.done += 1
 
     bar = None
     if progress:
@@ -166,8 +194,7 @@ def run_images(
         for pred in model.infer_iter(inputs, input_size=input_size, batch_size=batch_size):
             stem, image = order.popleft()
             kind, max_depth = model.depth_kind, model.preset.max_depth
-            writer.submit(functools.partial(write_image_outputs, stem, image, pred.depth[0], opts, kind, max_depth))
-            report.done += 1
+            writer.submit(functools.partial(write, stem, image, pred.depth[0], kind, max_depth))
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import typer
 
+from anydepth.cli import deploy as _deploy_cli
 from anydepth.errors import AnyDepthError, InputError
 
 app = typer.Typer(
@@ -41,13 +42,18 @@ NoVisOpt = typer.Option(False, "--no-vis", help="Skip the colourised visualisati
 BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per forward pass.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 RevisionOpt = typer.Option(None, "--revision", help="Hub branch, tag or commit of the weights.")
+BackendOpt = typer.Option(
+    "pytorch", "--backend", help="pytorch, or onnxruntime / openvino / torchscript for a model exported with "
+    "`anydepth export`, given by --weights.",
+)  # fmt: skip
 
 # options of the DA3 (multi-view) commands, with upstream `da3` names; image/images/video take them for da3-* models
 ExportDirOpt = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="[DA3] Export folder.")
 ExportFormatOpt = typer.Option(
     None,
     "--export-format",
-    help="[DA3] Formats joined by '-': mini_npz, npz, glb, ply, colmap, depth_vis, feat_vis, exr, png16 (default glb).",
+    help="[DA3] Formats joined by '-': mini_npz, npz, glb, ply, colmap, depth_vis, feat_vis, exr, png16, "
+    "gs_ply (default glb).",
 )
 ProcessResOpt = typer.Option(504, "--process-res", help="[DA3] Processing resolution.")
 ProcessResMethodOpt = typer.Option(
@@ -107,7 +113,14 @@ def _is_da3(model: str) -> bool:
     return get_preset(model).family == "da3"
 
 
-def _load(model: str, weights: Optional[str], device: str, precision: str, revision: Optional[str]):
+def _load(
+    model: str,
+    weights: Optional[str],
+    device: str,
+    precision: str,
+    revision: Optional[str],
+    backend: str = "pytorch",
+):
     from anydepth.api import load_model
 
     return load_model(
@@ -118,6 +131,7 @@ def _load(model: str, weights: Optional[str], device: str, precision: str, revis
         revision=revision,
         num_threads=_state["threads"],
         compile=bool(_state["compile"]),
+        backend=backend,
     )
 
 
@@ -163,12 +177,14 @@ def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family
         typer.echo(f"{r.name:32} {r.depth_kind:10} {r.params_m:7.1f}M  {r.license:14} {r.repo_id or '-'}")
 
 
-def _run_images(paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet) -> None:
+def _run_images(
+    paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend, skip=False
+) -> None:
     from anydepth.cli.jobs import run_images
 
     if input_size < 14:
         raise InputError(f"--input-size {input_size} is too small; use at least 14")
-    loaded = _load(model, weights, device, precision, revision)
+    loaded = _load(model, weights, device, precision, revision, backend)
     report = run_images(
         loaded,
         paths,
@@ -177,9 +193,11 @@ def _run_images(paths, model, weights, device, precision, revision, input_size, 
         batch_size=batch_size,
         progress=not quiet,
         on_error=lambda msg: typer.echo(f"error: {msg}", err=True),
+        skip_existing=skip,
     )
     if not quiet:
-        typer.echo(f"{report.done} image(s) written to {opts.outdir}", err=True)
+        skipped = f" ({report.skipped} already done)" if report.skipped else ""
+        typer.echo(f"{report.done} image(s) written to {opts.outdir}{skipped}", err=True)
     if report.failures:
         raise typer.Exit(1)
 
@@ -244,6 +262,7 @@ def _run_scene(
     scene,
     quiet: bool,
     cameras_of: Optional[Callable[[int], dict]] = None,
+    backend: str = "pytorch",
 ) -> None:
     """A DA3 command: check the options, gather the views, load the model, infer, export."""
     from anydepth.cli.scene import describe, run_scene
@@ -254,7 +273,7 @@ def _run_scene(
     parse_export_format(scene.export_format, has_features=bool(scene.feat_layers()))  # fails before any work
     views = views_of()
     cameras = cameras_of(len(views)) if cameras_of else None
-    loaded = _load(model, weights, device, precision, revision)
+    loaded = _load(model, weights, device, precision, revision, backend)
     prediction = run_scene(loaded, views, scene, cameras)
     if not quiet:
         typer.echo(f"{describe(prediction)}; exported {scene.export_format} to {scene.export_dir}", err=True)
@@ -288,6 +307,7 @@ def image_cmd(
     auto_cleanup: bool = CleanupOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Depth of one image (V2 models: visualisation and --raw maps in --outdir; DA3 models: --export-format)."""
 
@@ -303,12 +323,14 @@ def image_cmd(
                 export_at_input_res, auto_cleanup,
             )  # fmt: skip
             read_image(path)  # fail on a bad input before loading any weights
-            _run_scene("image", lambda: [path], name, weights, device, precision, revision, scene, quiet)
+            _run_scene(
+                "image", lambda: [path], name, weights, device, precision, revision, scene, quiet, backend=backend
+            )
             return
         _da3_only(name, export_format)
         opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
         read_image(path)
-        _run_images([path], name, weights, device, precision, revision, input_size, opts, 1, quiet)
+        _run_images([path], name, weights, device, precision, revision, input_size, opts, 1, quiet, backend)
 
     _guarded(body)
 
@@ -346,6 +368,8 @@ def images_cmd(
     max_frames: Optional[int] = MaxViewsOpt,
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
 ) -> None:
     """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line).
 
@@ -369,11 +393,14 @@ def images_cmd(
                 conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
                 export_at_input_res, auto_cleanup,
             )  # fmt: skip
-            _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet)
+            _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
         _da3_only(name, export_format)
         opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
-        _run_images(paths(), name, weights, device, precision, revision, input_size, opts, batch_size, quiet)
+        _run_images(
+            paths(), name, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend,
+            skip_existing,
+        )  # fmt: skip
 
     _guarded(body)
 
@@ -415,6 +442,7 @@ def video_cmd(
     revision: Optional[str] = RevisionOpt,
     vda_mode: str = typer.Option("windowed", "--vda-mode", help="[vda-*] windowed (best) or streaming (one frame)."),
     vda_align: str = typer.Option("overlap", "--vda-align", help="[vda-*] overlap, or keyframes as upstream."),
+    backend: str = BackendOpt,
 ) -> None:
     """Depth of a video. V2 models: per frame, streamed (memory does not grow with the video's length).
     Video Depth Anything models (vda-*): temporally consistent depth, streamed in windows.
@@ -443,11 +471,14 @@ def video_cmd(
             with VideoReader(path):  # fail on an unreadable video before loading any weights
                 pass
             views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
-            _run_scene("video", views, name, weights, device, precision, revision, scene, quiet)
+            _run_scene("video", views, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
         _da3_only(name, export_format)
         if get_preset(name).family == "vda":
             from anydepth.cli.video_depth_job import run_vda_command
+
+            if backend != "pytorch":
+                raise InputError(f"--backend {backend}: {name} runs on the pytorch backend only")
 
             args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
             for line in run_vda_command(path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align):
@@ -456,7 +487,7 @@ def video_cmd(
         opts = _options(name, outdir, pred_only, grayscale, raw, False, video=True)
         with VideoReader(path):  # fail on an unreadable video before loading any weights
             pass
-        loaded = _load(name, weights, device, precision, revision)
+        loaded = _load(name, weights, device, precision, revision, backend)
         out = run_video(
             loaded,
             path,
@@ -513,6 +544,7 @@ def auto_cmd(
     ),
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
 
@@ -535,7 +567,7 @@ def auto_cmd(
             raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
         if not colmap:
             views = lambda: collect_views(path, fps=fps, max_frames=max_frames)  # noqa: E731
-            _run_scene(command, views, name, weights, device, precision, revision, scene, quiet)
+            _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
         dataset = {}
 
@@ -551,7 +583,7 @@ def auto_cmd(
                 "align_to_input_ext_scale": align_to_input_ext_scale,
             }
 
-        _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, cameras)
+        _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, cameras, backend)
 
     _guarded(body)
 
@@ -561,6 +593,9 @@ app.command(
     help="Depth of a COLMAP dataset (images/ + sparse/0/) with a DA3 model, conditioned on its cameras and "
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
+
+
+_deploy_cli.register(app)  # anydepth export
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -58,6 +58,13 @@ class MonoDepthModel:
             out = self.net(batch.to(self.device))
         return out.float()
 
+    def processing_size(self, height: int, width: int, input_size: int) -> Tuple[int, int]:
+        """The network input size for an image: shorter side ``input_size``, both sides multiples of 14.
+
+        Exported models with a static input size override this (:mod:`anydepth.deploy.backends`).
+        """
+        return lower_bound_size(height, width, input_size)
+
     def infer(
         self,
         images: Any,
@@ -124,7 +131,7 @@ class MonoDepthModel:
         for item in items:
             image = read_image(item)
             h, w = image.shape[:2]
-            proc = lower_bound_size(h, w, size)
+            proc = self.processing_size(h, w, size)
             if pending and (proc != pending[0][0].shape[1:] or len(pending) >= batch_size):
                 yield from self._run(pending, output)
                 if bar is not None:
