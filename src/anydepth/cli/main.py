@@ -548,6 +548,10 @@ app.command(
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
 
+from anydepth.cli import service as _service  # noqa: E402  (the backend command lives in its own module)
+
+_service.register(app)
+
 
 def main(argv: Optional[list] = None) -> None:
     """Console-script entry point."""
