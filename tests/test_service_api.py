@@ -319,3 +319,24 @@ def test_openapi_schema_is_published(tmp_path, da3_small_folder, warm_cache):  #
         schema["paths"]
     )
     assert {"PathJobRequest", "JobOut", "ErrorOut"} <= set(schema["components"]["schemas"])
+
+
+def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+    from test_cli import _video
+
+    weights, _ = da3_small_folder
+    clip = _video(tmp_path / "clip.mp4", frames=12, fps=10).read_bytes()
+    with TestClient(create_app(_settings(tmp_path, weights), warm_cache)) as client:
+        options = '{"process_res": 56, "export_format": "mini_npz", "fps": 5, "max_frames": 4}'
+        response = client.post(
+            "/jobs/upload", files=[("files", ("clip.mp4", clip, "video/mp4"))], data={"options": options}
+        )
+        assert response.status_code == 201 and response.json()["input_kind"] == "video"
+        job = _wait(client, response.json()["id"])
+        assert job["state"] == "done", job
+        fetched = client.get(f"/jobs/{job['id']}/files/exports/mini_npz/results.npz")
+        with np.load(io.BytesIO(fetched.content)) as npz:
+            assert npz["depth"].shape == (4, 42, 56)  # 12 frames at 10 fps sampled at 5 fps: 6, cut to 4
+        png = _png(_views(1)[0])
+        mixed = [("files", ("clip.mp4", clip, "video/mp4")), ("files", ("a.png", png, "image/png"))]
+        _assert_error(client.post("/jobs/upload", files=mixed, data={"options": options}), 400, "one video")
