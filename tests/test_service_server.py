@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import io
+import json
 import os
 import socket
 import sqlite3
@@ -74,6 +76,17 @@ class _Server:
         self.log.close()
 
 
+def _raw_get(port: int, target: str):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 def _png(view: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(view).save(buffer, format="PNG")
@@ -139,6 +152,11 @@ def test_fifty_jobs_from_ten_concurrent_clients(tmp_path, da3_small_folder):  # 
         with httpx.Client(base_url=server.url) as client:
             assert client.get("/health").json()["jobs"]["done"] == 50
             assert len(client.get("/jobs", params={"limit": 1000}).json()["jobs"]) == 50
+        job_id = next(iter(results))
+        for raw in ["../../jobs.sqlite", "..%2f..%2fjobs.sqlite", "%2e%2e/%2e%2e/jobs.sqlite", "/../../../etc/passwd"]:
+            status, body = _raw_get(server.port, f"/jobs/{job_id}/files/{raw}")  # sent as is, never normalised
+            assert 400 <= status < 500 and b"SQLite" not in body and b"root:" not in body, (raw, status)
+            assert "error" in json.loads(body)
     finally:
         server.stop()
 
