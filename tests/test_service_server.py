@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def _free_port() -> int:
 class _Server:
     """``python -m anydepth backend`` in a subprocess, on a free loopback port."""
 
-    def __init__(self, weights: Path, data_dir: Path, workers: int = 2) -> None:
+    def __init__(self, weights: Path, data_dir: Path, workers: int = 2, token: Optional[str] = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
@@ -47,6 +48,8 @@ class _Server:
             "--device", "cpu", "--precision", "fp32", "--port", str(self.port), "--data-dir", str(data_dir),
             "--workers", str(workers),
         ]  # fmt: skip
+        if token:
+            env["ANYDEPTH_BACKEND_TOKEN"] = token
         self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -196,3 +199,40 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):  # no
     finally:
         restarted.stop()
     assert not list((data / "exports").glob("*.partial")) and not list((data / "uploads").iterdir())
+
+
+def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+    from test_cli import _assert_one_line_error, _run
+
+    weights, _ = da3_small_folder
+    views = tmp_path / "views"
+    views.mkdir()
+    for i, view in enumerate(_views()):
+        Image.fromarray(view).save(views / f"view{i}.png")
+    common = ["--export-format", "mini_npz-glb", "--process-res", "56", "--num-max-points", "500", "--quiet"]
+    code, output = _run("auto", views, "--weights", weights, "--device", "cpu", "--precision", "fp32",
+                        "--export-dir", tmp_path / "local", *common)  # fmt: skip
+    assert code == 0, output
+    (tmp_path / "data").mkdir()
+    server = _Server(weights, tmp_path / "data", workers=1, token="tok")
+    try:
+        monkeypatch.setenv("ANYDEPTH_BACKEND_TOKEN", "tok")
+        code, output = _run("auto", views, "--use-backend", "--backend-url", server.url,
+                            "--export-dir", tmp_path / "remote", *common)  # fmt: skip
+        assert code == 0, output
+        monkeypatch.setenv("ANYDEPTH_BACKEND_TOKEN", "wrong")
+        code, output = _run("auto", views, "--use-backend", "--backend-url", server.url, "--export-dir", tmp_path / "x")
+        _assert_one_line_error(code, output, "token", "401")
+    finally:
+        server.stop()
+    assert sorted(p.relative_to(tmp_path / "remote").as_posix() for p in (tmp_path / "remote").rglob("*.*")) == [
+        "exports/mini_npz/results.npz",
+        "scene.glb",
+    ]
+    local = dict(np.load(tmp_path / "local/exports/mini_npz/results.npz"))
+    remote = dict(np.load(tmp_path / "remote/exports/mini_npz/results.npz"))
+    assert set(local) == set(remote)
+    for key in local:  # the server runs one torch thread: sums in another order, float32 rounding apart
+        np.testing.assert_allclose(remote[key], local[key], rtol=1e-5, atol=1e-6)
+    code, output = _run("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{_free_port()}")
+    _assert_one_line_error(code, output, "cannot reach the backend")

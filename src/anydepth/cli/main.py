@@ -499,6 +499,8 @@ def auto_cmd(
     ),
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
+    use_backend: bool = typer.Option(False, "--use-backend", help="Run the job on `anydepth backend` (--backend-url)."),
+    backend_url: str = typer.Option("http://127.0.0.1:8008", "--backend-url", help="[Backend] Server address."),
 ) -> None:
     """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
 
@@ -516,6 +518,13 @@ def auto_cmd(
             conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
             export_at_input_res, auto_cleanup,
         )  # fmt: skip
+        if use_backend:
+            from anydepth.cli.service import run_on_backend
+
+            run_on_backend(
+                backend_url, path, model, scene, fps, max_frames, is_colmap_dataset(path, sparse_subdir), quiet
+            )
+            return
         colmap = is_colmap_dataset(path, sparse_subdir)
         if command == "colmap" and not colmap:
             raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")

@@ -5,11 +5,14 @@
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import typer
 
 from anydepth.errors import InputError
+
+if TYPE_CHECKING:
+    from anydepth.cli.scene import SceneOptions
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,42 @@ def backend_cmd(
         uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
 
     _guarded(body)
+
+
+def run_on_backend(
+    url: str,
+    spec: str,
+    model: Optional[str],
+    scene: "SceneOptions",
+    fps: float,
+    max_frames: Optional[int],
+    is_colmap: bool,
+    quiet: bool,
+) -> None:
+    """``anydepth auto --use-backend``: upload the views, wait for the job, download its exports into the folder."""
+    import os
+    from dataclasses import asdict
+
+    from anydepth.cli.scene import clean_export_dir
+    from anydepth.service.client import BackendClient, scene_files
+
+    if is_colmap:
+        raise InputError(f"{spec} is a COLMAP dataset; those run locally (drop --use-backend)")
+    files = scene_files(spec, max_frames)
+    options = {k: v for k, v in asdict(scene).items() if k not in ("export_dir", "auto_cleanup")}
+    options.update(fps=fps, max_frames=max_frames)
+    if model:
+        options["model"] = model
+    client = BackendClient(url, token=os.environ.get("ANYDEPTH_BACKEND_TOKEN"))
+    job = client.submit(files, options)
+    if not quiet:
+        typer.echo(f"backend job {job['id']} queued at {url}", err=True)
+    client.wait(job["id"])
+    if scene.auto_cleanup:
+        clean_export_dir(scene.export_dir)
+    written = client.download(job["id"], scene.export_dir)
+    if not quiet:
+        typer.echo(f"{len(written)} file(s) from backend job {job['id']} written to {scene.export_dir}", err=True)
 
 
 def register(app: typer.Typer) -> None:
