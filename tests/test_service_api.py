@@ -340,3 +340,15 @@ def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_c
         png = _png(_views(1)[0])
         mixed = [("files", ("clip.mp4", clip, "video/mp4")), ("files", ("a.png", png, "image/png"))]
         _assert_error(client.post("/jobs/upload", files=mixed, data={"options": options}), 400, "one video")
+
+
+def test_backend_command_refuses_bad_setups(tmp_path):
+    from test_cli import _assert_one_line_error, _run
+
+    code, output = _run("backend", "--model", "dav2-small", "--data-dir", tmp_path / "d")
+    _assert_one_line_error(code, output, "dav2-small", "DA3")
+    code, output = _run("backend", "--model", "da3-small", "--extra-model", "no-such-model", "--data-dir", tmp_path)
+    _assert_one_line_error(code, output, "no-such-model")
+    code, output = _run("auto", tmp_path, "--use-backend", "--backend-url", "http://127.0.0.1:9")
+    _assert_one_line_error(code, output, "no images")  # checked locally, before any request
+    assert not (tmp_path / "d").exists()  # nothing written before the checks pass
