@@ -243,11 +243,13 @@ def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):  # noqa: F8
         release.wait(30)
         return default_loader(key)
 
-    settings = _settings(tmp_path, weights)
+    settings = _settings(tmp_path, weights, max_queued=1)
     with TestClient(create_app(settings, ModelCache(loader=slow_loader))) as client:
         running = _upload(client).json()
         assert loading.wait(30)  # the first job is now inside its model-loading stage
         queued = _upload(client).json()
+        _assert_error(_upload(client), 429, "waiting")  # the queue holds one job
+        _assert_error(client.delete(f"/jobs/{queued['id']}"), 409, "queued")
         cancelled = client.post(f"/jobs/{queued['id']}/cancel").json()
         assert cancelled["state"] == "cancelled"
         flagged = client.post(f"/jobs/{running['id']}/cancel").json()
@@ -258,7 +260,13 @@ def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):  # noqa: F8
         _assert_error(client.get(f"/jobs/{running['id']}/files"), 409, "cancelled")
         after = _upload(client).json()  # the model stayed warm and the worker goes on
         assert _wait(client, after["id"])["state"] == "done"
-    assert sorted(p.name for p in settings.exports_dir.iterdir()) == [after["id"]]
+        assert sorted(p.name for p in settings.exports_dir.iterdir()) == [after["id"]]
+        assert client.delete(f"/jobs/{after['id']}").status_code == 204
+        assert client.delete(f"/jobs/{queued['id']}").status_code == 204
+        _assert_error(client.get(f"/jobs/{after['id']}"), 404)
+        _assert_error(client.delete(f"/jobs/{after['id']}"), 404)
+        assert [j["id"] for j in client.get("/jobs").json()["jobs"]] == [running["id"]]
+    assert not list(settings.exports_dir.iterdir())
 
 
 def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache):  # noqa: F811

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Literal, Optional, Set, Tuple
 
 from fastapi import Depends, FastAPI, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,6 +21,7 @@ from anydepth.service.security import (
     check_confined_inputs,
     confine,
     confine_any,
+    is_inside,
     sanitize_filename,
     token_matches,
     upload_kind,
@@ -287,6 +288,10 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         parse_export_format(chosen["export_format"], depth_kind=depth_kind, has_features=bool(chosen["export_feat"]))
         return chosen
 
+    def _check_queue() -> None:
+        if store().counts()["queued"] >= settings.max_queued:
+            raise ServiceError(429, f"{settings.max_queued} jobs are already waiting; try again later")
+
     def _queue(job_id: str, options: Dict[str, Any], inputs: List[str], kind: str) -> JobOut:
         export_dir = str(settings.exports_dir / job_id)
         job = store().create(job_id, options.pop("model"), options, inputs, kind, export_dir)
@@ -299,6 +304,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         from anydepth.io.inputs import expand_inputs, is_video_path
 
         options = _options(request)
+        _check_queue()
         resolved = [confine_any(settings.allowed_roots, p) for p in request.inputs]
         missing = [given for given, p in zip(request.inputs, resolved) if not p.exists()]
         if missing:
@@ -332,6 +338,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(422, "invalid options: " + _describe(exc.errors())) from None
         if len(files) > settings.max_files:
             raise ServiceError(413, f"{len(files)} files; the limit is {settings.max_files} per job")
+        _check_queue()
         job_id = new_job_id()
         folder = settings.uploads_dir / job_id
         folder.mkdir(parents=True)
@@ -371,6 +378,16 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         if job.state in FINISHED:
             raise ServiceError(409, f"job {job_id} is already {job.state}")
         return _job_out(store().request_cancel(job_id))
+
+    @app.delete("/jobs/{job_id}", status_code=204, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def delete_job(job_id: str = Path(..., pattern=JOB_ID)) -> Response:
+        """Forgets a finished job and removes its exports; a queued or running one answers 409 (cancel it first)."""
+        job = _job(job_id)
+        if job.state not in FINISHED or not store().delete(job_id):
+            raise ServiceError(409, f"job {job_id} is {job.state}; cancel it and wait until it stops")
+        if is_inside(FsPath(job.export_dir).resolve(), settings.exports_dir.resolve()):
+            shutil.rmtree(job.export_dir, ignore_errors=True)
+        return Response(status_code=204)
 
     def _done_job(job_id: str) -> Job:
         job = _job(job_id)

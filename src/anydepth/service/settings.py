@@ -23,6 +23,7 @@ class ServiceSettings:
         workers: jobs run at the same time.
         max_request_bytes: largest request body (all uploaded files of one job together).
         max_files: most files in one job.
+        max_queued: most jobs waiting at once; more are refused with 429 until the queue drains.
         model_budget_bytes: most bytes of weights kept warm (None: no limit).
         max_models: most models kept warm.
         preload: load the default model when the server starts, not on the first job.
@@ -38,6 +39,7 @@ class ServiceSettings:
     workers: int = 1
     max_request_bytes: int = 512 * 2**20
     max_files: int = 64
+    max_queued: int = 1000
     model_budget_bytes: Optional[int] = None
     max_models: int = 2
     preload: bool = False

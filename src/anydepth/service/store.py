@@ -209,6 +209,13 @@ class JobStore:
                 raise
             return self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
 
+    def delete(self, job_id: str) -> bool:
+        """Removes a finished job's row; False if it is missing or not finished."""
+        with self._lock:
+            placeholders = ",".join("?" * len(FINISHED))
+            cur = self._db.execute(f"DELETE FROM jobs WHERE id=? AND state IN ({placeholders})", (job_id, *FINISHED))
+            return cur.rowcount == 1
+
     def cancel_requested(self, job_id: str) -> bool:
         with self._lock:
             row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
