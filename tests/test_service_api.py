@@ -222,7 +222,8 @@ def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):  # noqa:
 def test_token_auth(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
     weights, _ = da3_small_folder
     with TestClient(create_app(_settings(tmp_path, weights, token="s3cret"), warm_cache)) as client:
-        assert client.get("/health").status_code == 200  # liveness stays open
+        assert client.get("/health").json() == {"status": "ok", "workers": 1, "jobs": {}}  # liveness stays open
+        assert client.get("/health", headers={"X-Token": "s3cret"}).json()["jobs"]["queued"] == 0
         _assert_error(client.get("/jobs"), 401, "token")
         _assert_error(client.get("/jobs", headers={"Authorization": "Bearer wrong"}), 401)
         _assert_error(_upload(client), 401)
@@ -359,4 +360,6 @@ def test_backend_command_refuses_bad_setups(tmp_path):
     _assert_one_line_error(code, output, "no-such-model")
     code, output = _run("auto", tmp_path, "--use-backend", "--backend-url", "http://127.0.0.1:9")
     _assert_one_line_error(code, output, "no images")  # checked locally, before any request
+    code, output = _run("backend", "--weights", tmp_path / "missing", "--device", "cpu", "--data-dir", tmp_path / "d")
+    _assert_one_line_error(code, output, "missing")  # the default model loads before the server starts
     assert not (tmp_path / "d").exists()  # nothing written before the checks pass

@@ -81,6 +81,7 @@ def backend_cmd(
         uvicorn = require("uvicorn", "service")
         require("multipart", "service")
         from anydepth.service.app import create_app
+        from anydepth.service.models import ModelCache, ModelKey
         from anydepth.service.settings import ServiceSettings
 
         if not _is_loopback(host) and not token:
@@ -98,13 +99,17 @@ def backend_cmd(
             max_queued=max_queued,
             model_budget_bytes=None if model_memory_gb is None else int(model_memory_gb * 2**30),
             max_models=max_models,
-            preload=preload,
+            preload=False,
         )
         if _state.get("threads"):
             from anydepth.pipelines.runtime import set_cpu_threads
 
             set_cpu_threads(_state["threads"])
-        app = create_app(settings)
+        cache = ModelCache(settings.model_budget_bytes, settings.max_models)
+        if preload:  # here, not in the server's startup, so that bad weights give one line and exit code 1
+            name = settings.default_model
+            cache.get(ModelKey(name, settings.models[name], settings.device, settings.precision))
+        app = create_app(settings, cache)
         typer.echo(f"anydepth backend on http://{host}:{port} (API docs at /docs, schema at /openapi.json)", err=True)
         uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
 

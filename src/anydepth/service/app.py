@@ -255,9 +255,10 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
     guarded = [Depends(require_token)]
 
     @app.get("/health", response_model=Health, tags=["server"])
-    def health() -> Health:
-        """Liveness and queue counts (no token needed)."""
-        return Health(status="ok", workers=settings.workers, jobs=store().counts())
+    def health(authorization: Optional[str] = Header(None), x_token: Optional[str] = Header(None)) -> Health:
+        """Liveness (no token needed); the job counts per state only with the token, when the server has one."""
+        counts = store().counts() if token_matches(settings.token, authorization, x_token) else {}
+        return Health(status="ok", workers=settings.workers, jobs=counts)
 
     @app.get("/models", response_model=ModelList, dependencies=guarded, responses=_ERRORS, tags=["server"])
     def models() -> ModelList:
