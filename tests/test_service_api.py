@@ -117,8 +117,11 @@ def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_c
     (root / "mixed").mkdir()
     Image.fromarray(_views(1)[0]).save(root / "mixed" / "a.png")
     (root / "mixed" / "b.png").symlink_to(outside)
-    with TestClient(create_app(_settings(tmp_path, weights, allowed_roots=[root]), warm_cache)) as client:
+    Image.fromarray(np.zeros((60, 81, 3), np.uint8)).save(root / "big.png")
+    settings = _settings(tmp_path, weights, allowed_roots=[root], max_pixels=80 * 60)
+    with TestClient(create_app(settings, warm_cache)) as client:
         body = {"inputs": ["scene"], "process_res": 56, "export_format": "mini_npz"}
+        _assert_error(client.post("/jobs", json={**body, "inputs": ["big.png"]}), 413, "81x60")
         response = client.post("/jobs", json=body)
         assert response.status_code == 201, response.text
         assert response.json()["inputs"] == ["v0.png", "v1.png", "v2.png"]
@@ -186,8 +189,9 @@ def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):
 
 def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights, max_files=4, max_request_bytes=200_000)
+    settings = _settings(tmp_path, weights, max_files=4, max_request_bytes=200_000, max_pixels=80 * 60, max_views=3)
     png = _png(_views(1)[0])
+    wide = _png(np.zeros((60, 81, 3), np.uint8))
     with TestClient(create_app(settings, warm_cache)) as client:
 
         def post(files, options=OPTIONS):
@@ -201,6 +205,8 @@ def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):  # noqa:
         _assert_error(post([("files", ("clip.mp4", b"\x00" * 64, "video/mp4"))]), 415, "clip.mp4", "video")
         _assert_error(post([("files", (f"{i}.png", png, "image/png")) for i in range(5)]), 413, "limit is 4")
         _assert_error(post([("files", ("big.png", b"\x00" * 300_000, "image/png"))]), 413, "byte limit")
+        _assert_error(post([("files", ("w.png", wide, "image/png"))]), 413, "w.png", "81x60")
+        _assert_error(post([("files", (f"{i}.png", png, "image/png")) for i in range(4)]), 413, "at most 3")
         _assert_error(post([("files", ("a.png", png, "image/png"))], options="{not json"), 422, "options")
         _assert_error(post([("files", ("a.png", png, "image/png"))], options='{"process_res": 5}'), 422)
         _assert_error(post([("files", ("a.png", png, "image/png"))], options='{"bogus": 1}'), 422, "bogus")
@@ -335,17 +341,18 @@ def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_c
 
     weights, _ = da3_small_folder
     clip = _video(tmp_path / "clip.mp4", frames=12, fps=10).read_bytes()
-    with TestClient(create_app(_settings(tmp_path, weights), warm_cache)) as client:
-        options = '{"process_res": 56, "export_format": "mini_npz", "fps": 5, "max_frames": 4}'
+    with TestClient(create_app(_settings(tmp_path, weights, max_views=4), warm_cache)) as client:
+        options = '{"process_res": 56, "export_format": "mini_npz", "fps": 5}'
         response = client.post(
             "/jobs/upload", files=[("files", ("clip.mp4", clip, "video/mp4"))], data={"options": options}
         )
         assert response.status_code == 201 and response.json()["input_kind"] == "video"
+        assert response.json()["options"]["max_frames"] == 4  # the server's --max-views, shown in the job
         job = _wait(client, response.json()["id"])
         assert job["state"] == "done", job
         fetched = client.get(f"/jobs/{job['id']}/files/exports/mini_npz/results.npz")
         with np.load(io.BytesIO(fetched.content)) as npz:
-            assert npz["depth"].shape == (4, 42, 56)  # 12 frames at 10 fps sampled at 5 fps: 6, cut to 4
+            assert npz["depth"].shape == (4, 42, 56)  # 12 frames at 10 fps sampled at 5 fps: 6, cut to --max-views 4
         png = _png(_views(1)[0])
         mixed = [("files", ("clip.mp4", clip, "video/mp4")), ("files", ("a.png", png, "image/png"))]
         _assert_error(client.post("/jobs/upload", files=mixed, data={"options": options}), 400, "one video")

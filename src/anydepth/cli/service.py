@@ -65,6 +65,8 @@ def backend_cmd(
     max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", min=0.001, help="Largest upload per job, MiB."),
     max_files: int = typer.Option(64, "--max-files", min=1, help="Most files per job."),
     max_queued: int = typer.Option(1000, "--max-queued", min=1, help="Most waiting jobs; more get HTTP 429."),
+    max_views: int = typer.Option(512, "--max-views", min=1, help="Most views (images or video frames) per job."),
+    max_megapixels: float = typer.Option(64.0, "--max-megapixels", min=0.001, help="Largest image or frame."),
     model_memory_gb: Optional[float] = typer.Option(
         None, "--model-memory-gb", min=0.0, help="Weights kept warm, GiB (least recently used models go first)."
     ),
@@ -97,6 +99,8 @@ def backend_cmd(
             max_request_bytes=int(max_upload_mb * 2**20),
             max_files=max_files,
             max_queued=max_queued,
+            max_views=max_views,
+            max_pixels=int(max_megapixels * 2**20),
             model_budget_bytes=None if model_memory_gb is None else int(model_memory_gb * 2**30),
             max_models=max_models,
             preload=False,

@@ -19,6 +19,7 @@ from anydepth.service.models import ModelCache, ModelKey
 from anydepth.service.security import (
     ServiceError,
     check_confined_inputs,
+    check_image_header,
     confine,
     confine_any,
     is_inside,
@@ -294,6 +295,10 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(429, f"{settings.max_queued} jobs are already waiting; try again later")
 
     def _queue(job_id: str, options: Dict[str, Any], inputs: List[str], kind: str) -> JobOut:
+        if kind == "video":  # frames are held in memory as views: never more than the server allows
+            options["max_frames"] = min(options["max_frames"] or settings.max_views, settings.max_views)
+        elif len(inputs) > settings.max_views:
+            raise ServiceError(413, f"{len(inputs)} views; this server takes at most {settings.max_views} per job")
         export_dir = str(settings.exports_dir / job_id)
         job = store().create(job_id, options.pop("model"), options, inputs, kind, export_dir)
         state["pool"].notify()
@@ -321,8 +326,10 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         if not paths:
             raise ServiceError(400, "the inputs name no images")
         check_confined_inputs(paths, settings.allowed_roots)
-        if len(paths) > 10_000:
-            raise ServiceError(413, f"{len(paths)} views; the limit is 10000")
+        if len(paths) > settings.max_views:  # before reading any header
+            raise ServiceError(413, f"{len(paths)} views; this server takes at most {settings.max_views} per job")
+        for p in paths:
+            check_image_header(FsPath(p), settings.max_pixels, FsPath(p).name)
         return _queue(new_job_id(), options, [str(FsPath(p).resolve()) for p in paths], "images")
 
     @app.post(
@@ -344,7 +351,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         folder = settings.uploads_dir / job_id
         folder.mkdir(parents=True)
         try:
-            saved, kinds = _save_uploads(files, folder)
+            saved, kinds = _save_uploads(files, folder, settings.max_pixels)
             if "video" in kinds and len(saved) > 1:
                 raise ServiceError(400, "a job takes one video, or image files; not both")
             return _queue(job_id, chosen, [str(p) for p in saved], "video" if "video" in kinds else "images")
@@ -425,7 +432,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
     return app
 
 
-def _save_uploads(files: List[UploadFile], folder: FsPath) -> Tuple[List[FsPath], Set[str]]:
+def _save_uploads(files: List[UploadFile], folder: FsPath, max_pixels: int) -> Tuple[List[FsPath], Set[str]]:
     """Copies the uploads into ``folder`` under numbered, sanitised names; each must decode as its kind."""
     saved: List[FsPath] = []
     kinds: Set[str] = set()
@@ -437,7 +444,7 @@ def _save_uploads(files: List[UploadFile], folder: FsPath) -> Tuple[List[FsPath]
             shutil.copyfileobj(upload.file, out, _COPY_CHUNK)
         if target.stat().st_size == 0:
             raise ServiceError(415, f"{shown}: the file is empty")
-        validate_decodes(target, kind, shown)
+        validate_decodes(target, kind, shown, max_pixels)
         saved.append(target)
         kinds.add(kind)
     return saved, kinds

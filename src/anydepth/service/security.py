@@ -6,7 +6,7 @@ import hmac
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 from anydepth.errors import AnyDepthError
 from anydepth.io.images import IMAGE_SUFFIXES
@@ -110,27 +110,55 @@ def upload_kind(filename: str, content_type: Optional[str]) -> str:
     return kind
 
 
-def validate_decodes(path: Path, kind: str, shown_name: str) -> None:
+def validate_decodes(path: Path, kind: str, shown_name: str, max_pixels: Optional[int] = None) -> None:
     """Decodes the file (a whole image, or a video's first frame) and refuses it if that fails.
 
+    An image's size is read from its header first, so that a small file declaring a huge image (a decompression
+    bomb) is refused before any pixel is decoded.
+
     Raises:
-        ServiceError: 415 naming the upload and the decoder's reason.
+        ServiceError: 415 naming the upload and the decoder's reason; 413 for more than ``max_pixels`` pixels.
     """
     try:
         if kind == "image":
             from anydepth.io.images import read_image
 
+            _check_pixels(_header_size(path), max_pixels, shown_name)
             read_image(path)
         else:
             from anydepth.io.video import VideoReader
 
             with VideoReader(path, max_frames=1) as video:
+                _check_pixels((video.width, video.height), max_pixels, shown_name)
                 next(iter(video), None)
+    except ServiceError:
+        raise
     except AnyDepthError as exc:
         reason = str(exc).replace(str(path), shown_name)
         raise ServiceError(415, f"{shown_name}: not a readable {kind} ({reason})") from None
     except Exception as exc:  # decoders raise all sorts of errors on hostile data
         raise ServiceError(415, f"{shown_name}: not a readable {kind} ({type(exc).__name__})") from None
+
+
+def _header_size(path: Path) -> Optional[Tuple[int, int]]:
+    """(width, height) from the image header without decoding pixels; None when PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # not for PIL to say (HEIC without its plugin, float TIFF): the full decode decides
+        return None
+
+
+def check_image_header(path: Path, max_pixels: Optional[int], shown_name: str) -> None:
+    """Refuses (413) an image whose header declares more than ``max_pixels`` pixels; decodes nothing."""
+    _check_pixels(_header_size(path), max_pixels, shown_name)
+
+
+def _check_pixels(size: Optional[Tuple[int, int]], max_pixels: Optional[int], shown_name: str) -> None:
+    if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ServiceError(413, f"{shown_name}: {size[0]}x{size[1]} pixels is over this server's {max_pixels} limit")
 
 
 def check_confined_inputs(paths: Iterable[Path], roots: Sequence[Path]) -> None:

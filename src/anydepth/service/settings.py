@@ -24,6 +24,8 @@ class ServiceSettings:
         max_request_bytes: largest request body (all uploaded files of one job together).
         max_files: most files in one job.
         max_queued: most jobs waiting at once; more are refused with 429 until the queue drains.
+        max_pixels: largest uploaded image or video frame (width x height).
+        max_views: most views of one job; a video job samples at most this many frames.
         model_budget_bytes: most bytes of weights kept warm (None: no limit).
         max_models: most models kept warm.
         preload: load the default model when the server starts, not on the first job.
@@ -40,6 +42,8 @@ class ServiceSettings:
     max_request_bytes: int = 512 * 2**20
     max_files: int = 64
     max_queued: int = 1000
+    max_pixels: int = 64 * 2**20
+    max_views: int = 512
     model_budget_bytes: Optional[int] = None
     max_models: int = 2
     preload: bool = False
