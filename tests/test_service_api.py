@@ -370,3 +370,25 @@ def test_backend_command_refuses_bad_setups(tmp_path):
     code, output = _run("backend", "--weights", tmp_path / "missing", "--device", "cpu", "--data-dir", tmp_path / "d")
     _assert_one_line_error(code, output, "missing")  # the default model loads before the server starts
     assert not (tmp_path / "d").exists()  # nothing written before the checks pass
+
+
+def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+    weights, _ = da3_small_folder
+    settings = _settings(tmp_path, weights, max_request_bytes=100_000)
+    boundary = "b0undary"
+
+    def chunks():  # no Content-Length: the limit must hold while the body streams in
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'.encode()
+        yield b"Content-Type: image/png\r\n\r\n"
+        for _ in range(50):
+            yield b"\x00" * 10_000
+
+    with TestClient(create_app(settings, warm_cache)) as client:
+        response = client.post(
+            "/jobs/upload", content=chunks(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        assert "content-length" not in {k.lower() for k in response.request.headers}
+        _assert_error(response, 413, "byte limit")
+        _assert_error(client.post("/jobs", content=b"{}", headers={"Content-Length": "-5"}), 400, "Content-Length")
+        assert client.get("/jobs").json()["jobs"] == []
+    assert not list(settings.uploads_dir.iterdir())
