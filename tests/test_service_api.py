@@ -293,6 +293,13 @@ def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache): 
         store.create(job_id, "da3-small", options, paths, "images", str(settings.exports_dir / job_id))
         ids.append(job_id)
     assert store.claim_next().id == ids[0] and store.claim_next().id == ids[1]  # two "running" when the server died
+    gone = "f" * 32  # queued for a model this server no longer serves
+    (settings.uploads_dir / gone).mkdir()
+    Image.fromarray(_views(1)[0]).save(settings.uploads_dir / gone / "0000_v.png")
+    gone_inputs = [str(settings.uploads_dir / gone / "0000_v.png")]
+    store.create(gone, "da3-base", {"fps": 1.0}, gone_inputs, "images", str(settings.exports_dir / gone))
+    stray = "e" * 32  # a row naming files of another job's upload folder: checked again when it runs
+    store.create(stray, "da3-small", {"fps": 1.0}, paths, "images", str(settings.exports_dir / stray))
     store.request_cancel(ids[1])  # one of them had been asked to stop
     partial = settings.exports_dir / f"{ids[0]}.partial"
     partial.mkdir(parents=True)
@@ -300,7 +307,10 @@ def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache): 
     store.close()
 
     with TestClient(create_app(settings, warm_cache)) as client:
-        first, second, third = (_wait(client, i) for i in ids)
+        first, second, third, unserved, strayed = (_wait(client, i) for i in [*ids, gone, stray])
+    assert strayed["state"] == "failed" and "outside the allowed roots" in strayed["error"]
+    assert unserved["state"] == "failed"
+    assert unserved["error"] == "model 'da3-base' is not served by this server any more"
     assert first["state"] == "done" and first["attempts"] == 2
     assert second["state"] == "cancelled"
     assert third["state"] == "done" and third["attempts"] == 1

@@ -82,6 +82,8 @@ class WorkerPool:
             self._stage(job, 0.05, "reading inputs")
             views = self._views(job)
             self._stage(job, 0.25, "loading model")
+            if job.model not in self.settings.models:  # queued before a restart with other models
+                raise ServiceError(400, f"model {job.model!r} is not served by this server any more")
             model = self.models.get(
                 ModelKey(job.model, self.settings.models[job.model], self.settings.device, self.settings.precision)
             )
