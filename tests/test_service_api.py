@@ -402,3 +402,26 @@ def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, war
         _assert_error(client.post("/jobs", content=b"{}", headers={"Content-Length": "-5"}), 400, "Content-Length")
         assert client.get("/jobs").json()["jobs"] == []
     assert not list(settings.uploads_dir.iterdir())
+
+
+def test_backend_command_binds_loopback_by_default(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+    import uvicorn
+
+    from test_cli import _run
+
+    weights, _ = da3_small_folder
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    code, output = _run(
+        "backend", "--weights", weights, "--device", "cpu", "--precision", "fp32", "--data-dir", tmp_path / "d",
+        "--token", "t", "--allowed-root", tmp_path, "--max-files", "3", "--workers", "2",
+    )  # fmt: skip
+    assert code == 0, output
+    assert served["host"] == "127.0.0.1" and served["port"] == 8008
+    with TestClient(served["app"]) as client:
+        headers = {"Authorization": "Bearer t"}
+        assert client.get("/health", headers=headers).json()["workers"] == 2
+        assert client.get("/models", headers=headers).json()["models"][0]["warm"]  # loaded before serving
+        _assert_error(client.get("/models"), 401)
+        files = [("files", (f"{i}.png", _png(v), "image/png")) for i, v in enumerate(_views(4))]
+        _assert_error(client.post("/jobs/upload", files=files, headers=headers), 413, "limit is 3")
