@@ -545,6 +545,8 @@ def auto_cmd(
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
     backend: str = BackendOpt,
+    use_backend: bool = typer.Option(False, "--use-backend", help="Run the job on `anydepth backend` (--backend-url)."),
+    backend_url: str = typer.Option("http://127.0.0.1:8008", "--backend-url", help="[Backend] Server address."),
 ) -> None:
     """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
 
@@ -562,6 +564,16 @@ def auto_cmd(
             conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
             export_at_input_res, auto_cleanup,
         )  # fmt: skip
+        if use_backend:
+            from anydepth.cli.service import run_on_backend
+
+            if backend != "pytorch":
+                raise InputError("--use-backend runs the job on the service with its own models; drop --backend")
+
+            run_on_backend(
+                backend_url, path, model, scene, fps, max_frames, is_colmap_dataset(path, sparse_subdir), quiet
+            )
+            return
         colmap = is_colmap_dataset(path, sparse_subdir)
         if command == "colmap" and not colmap:
             raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
@@ -593,6 +605,10 @@ app.command(
     help="Depth of a COLMAP dataset (images/ + sparse/0/) with a DA3 model, conditioned on its cameras and "
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
+
+from anydepth.cli import service as _service  # noqa: E402  (the backend command lives in its own module)
+
+_service.register(app)
 
 
 _deploy_cli.register(app)  # anydepth export

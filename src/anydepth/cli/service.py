@@ -1,0 +1,161 @@
+"""``anydepth backend``: serve DA3 scene jobs over HTTP with the models kept warm."""
+
+# No `from __future__ import annotations` here: typer reads these annotations at runtime.
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+import typer
+
+from anydepth.errors import InputError
+
+if TYPE_CHECKING:
+    from anydepth.cli.scene import SceneOptions
+
+logger = logging.getLogger(__name__)
+
+
+def _served_models(model: str, weights: Optional[str], extra: List[str]) -> Dict[str, Optional[str]]:
+    """--model/--weights first, then each --extra-model NAME or NAME=WEIGHTS."""
+    from anydepth.presets import get_preset
+
+    models: Dict[str, Optional[str]] = {model: weights}
+    for item in extra:
+        name, _, extra_weights = item.partition("=")
+        models[name.strip()] = extra_weights.strip() or None
+    for name in models:
+        if get_preset(name).family != "da3":
+            raise InputError(f"the backend runs DA3 scene jobs; {name} is not a DA3 model (da3-*)")
+    return models
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def backend_cmd(
+    model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset served by default."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", "--model-dir", help="Local weights file or folder, or a hub repo id."
+    ),
+    extra_model: List[str] = typer.Option(
+        [], "--extra-model", help="Another served model, NAME or NAME=WEIGHTS (repeatable)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only by default)."),
+    port: int = typer.Option(8008, "--port", min=0, max=65535, help="Port to listen on."),
+    data_dir: Path = typer.Option(
+        Path("workspace/backend"), "--data-dir", help="Job database, uploads and exports (exports/<job id>/)."
+    ),
+    allowed_root: List[Path] = typer.Option(
+        [], "--allowed-root", help="Folder whose files jobs may name by path (repeatable); none: uploads only."
+    ),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="ANYDEPTH_BACKEND_TOKEN", help="Require this bearer token (or set the variable)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Jobs run at the same time."),
+    max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", min=0.001, help="Largest upload per job, MiB."),
+    max_files: int = typer.Option(64, "--max-files", min=1, help="Most files per job."),
+    max_queued: int = typer.Option(1000, "--max-queued", min=1, help="Most waiting jobs; more get HTTP 429."),
+    max_views: int = typer.Option(512, "--max-views", min=1, help="Most views (images or video frames) per job."),
+    max_megapixels: float = typer.Option(64.0, "--max-megapixels", min=0.001, help="Largest image or frame."),
+    model_memory_gb: Optional[float] = typer.Option(
+        None, "--model-memory-gb", min=0.0, help="Weights kept warm, GiB (least recently used models go first)."
+    ),
+    max_models: int = typer.Option(2, "--max-models", min=1, help="Most models kept warm."),
+    preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model before serving."),
+) -> None:
+    """Run the backend: a job API (POST /jobs, GET /jobs/{id}, ...; schema at /openapi.json, docs at /docs)."""
+    from anydepth.cli.main import _guarded, _state
+
+    def body() -> None:
+        from anydepth.errors import require
+
+        require("fastapi", "service")
+        uvicorn = require("uvicorn", "service")
+        require("multipart", "service")
+        from anydepth.service.app import create_app
+        from anydepth.service.models import ModelCache, ModelKey
+        from anydepth.service.settings import ServiceSettings
+
+        if not _is_loopback(host) and not token:
+            logger.warning("serving on %s without a token: anyone who reaches it can submit jobs", host)
+        settings = ServiceSettings(
+            data_dir=data_dir,
+            models=_served_models(model, weights, extra_model),
+            device=device,
+            precision=precision,
+            allowed_roots=list(allowed_root),
+            token=token,
+            workers=workers,
+            max_request_bytes=int(max_upload_mb * 2**20),
+            max_files=max_files,
+            max_queued=max_queued,
+            max_views=max_views,
+            max_pixels=int(max_megapixels * 2**20),
+            model_budget_bytes=None if model_memory_gb is None else int(model_memory_gb * 2**30),
+            max_models=max_models,
+            preload=False,
+        )
+        if _state.get("threads"):
+            from anydepth.pipelines.runtime import set_cpu_threads
+
+            set_cpu_threads(_state["threads"])
+        cache = ModelCache(settings.model_budget_bytes, settings.max_models)
+        if preload:  # here, not in the server's startup, so that bad weights give one line and exit code 1
+            name = settings.default_model
+            cache.get(ModelKey(name, settings.models[name], settings.device, settings.precision))
+        app = create_app(settings, cache)
+        typer.echo(f"anydepth backend on http://{host}:{port} (API docs at /docs, schema at /openapi.json)", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
+
+    _guarded(body)
+
+
+def run_on_backend(
+    url: str,
+    spec: str,
+    model: Optional[str],
+    scene: "SceneOptions",
+    fps: float,
+    max_frames: Optional[int],
+    is_colmap: bool,
+    quiet: bool,
+) -> None:
+    """``anydepth auto --use-backend``: upload the views, wait for the job, download its exports into the folder."""
+    import os
+    from dataclasses import asdict
+
+    from anydepth.cli.scene import clean_export_dir
+    from anydepth.service.client import BackendClient, scene_files
+
+    if is_colmap:
+        raise InputError(f"{spec} is a COLMAP dataset; those run locally (drop --use-backend)")
+    files = scene_files(spec, max_frames)
+    options = {k: v for k, v in asdict(scene).items() if k not in ("export_dir", "auto_cleanup")}
+    options.update(fps=fps, max_frames=max_frames)
+    if model:
+        options["model"] = model
+    client = BackendClient(url, token=os.environ.get("ANYDEPTH_BACKEND_TOKEN"))
+    job = client.submit(files, options)
+    if not quiet:
+        typer.echo(f"backend job {job['id']} queued at {url}", err=True)
+    client.wait(job["id"])
+    if scene.auto_cleanup:
+        clean_export_dir(scene.export_dir)
+    written = client.download(job["id"], scene.export_dir)
+    if not quiet:
+        typer.echo(f"{len(written)} file(s) from backend job {job['id']} written to {scene.export_dir}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``backend`` to the command line."""
+    app.command("backend")(backend_cmd)

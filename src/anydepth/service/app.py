@@ -1,0 +1,459 @@
+"""The backend's HTTP API (FastAPI): submit DA3 scene jobs, follow them, cancel them, fetch their exports."""
+
+# No `from __future__ import annotations` here: FastAPI reads these annotations at runtime.
+
+import logging
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path as FsPath
+from typing import Any, Dict, List, Literal, Optional, Set, Tuple
+
+from fastapi import Depends, FastAPI, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from anydepth.errors import AnyDepthError
+from anydepth.service.models import ModelCache, ModelKey
+from anydepth.service.security import (
+    ServiceError,
+    check_confined_inputs,
+    check_image_header,
+    confine,
+    confine_any,
+    is_inside,
+    sanitize_filename,
+    token_matches,
+    upload_kind,
+    validate_decodes,
+)
+from anydepth.service.settings import ServiceSettings
+from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
+from anydepth.service.worker import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+JOB_ID = r"^[0-9a-f]{32}$"
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+_COPY_CHUNK = 1 << 20
+
+
+class JobOptions(BaseModel):
+    """How a job runs: the served model and the options of `anydepth auto` (upstream's names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Optional[str] = Field(None, max_length=100, description="A served model; default: the server's first.")
+    export_format: str = Field("mini_npz-glb", min_length=1, max_length=200, description="Formats joined by '-'.")
+    process_res: int = Field(504, ge=14, le=4096)
+    process_res_method: Literal["upper_bound_resize", "lower_bound_resize", "upper_bound_crop", "lower_bound_crop"] = (
+        "upper_bound_resize"
+    )
+    ref_view_strategy: Literal["first", "middle", "saddle_balanced", "saddle_sim_range"] = "saddle_balanced"
+    use_ray_pose: bool = False
+    conf_thresh_percentile: float = Field(40.0, ge=0, le=100)
+    num_max_points: int = Field(1_000_000, ge=1, le=50_000_000)
+    show_cameras: bool = True
+    export_feat: Optional[str] = Field(None, pattern=r"^[0-9]{1,3}(,[0-9]{1,3}){0,15}$")
+    feat_vis_fps: float = Field(15.0, gt=0, le=240)
+    export_at_input_res: bool = False
+    fps: float = Field(1.0, gt=0, le=240, description="[Video] Frames per second to sample.")
+    max_frames: Optional[int] = Field(None, ge=1, le=100_000, description="At most this many views / frames.")
+
+
+class PathJobRequest(JobOptions):
+    """A job on files the server already has: paths inside its allowed roots (absolute or relative to the first)."""
+
+    inputs: List[str] = Field(
+        ..., min_length=1, max_length=10_000, description="Image files / folders / .txt lists, or one video."
+    )
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str
+    progress: float
+    stage: str
+    model: str
+    input_kind: str
+    inputs: List[str] = Field(description="Input file names (no server folders).")
+    options: Dict[str, Any]
+    error: Optional[str]
+    attempts: int = Field(description="Times a worker started it (more than one after a restart mid-run).")
+    created_at: float
+    started_at: Optional[float]
+    finished_at: Optional[float]
+
+
+class JobList(BaseModel):
+    jobs: List[JobOut]
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+
+
+class FileList(BaseModel):
+    job_id: str
+    files: List[FileOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    default: bool
+    warm: bool
+    depth_kind: str
+
+
+class ModelList(BaseModel):
+    models: List[ModelOut]
+
+
+class Health(BaseModel):
+    status: str
+    workers: int
+    jobs: Dict[str, int]
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+_ERRORS: Dict[Any, Dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422)}
+
+
+def _job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id,
+        state=job.state,
+        progress=job.progress,
+        stage=job.stage,
+        model=job.model,
+        input_kind=job.input_kind,
+        inputs=[FsPath(p).name for p in job.inputs],
+        options=job.options,
+        error=job.error,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                size = -1
+            if size < 0 or size > self.limit:
+                status = 413 if size > self.limit else 400
+                message = f"request body over the {self.limit} byte limit" if status == 413 else "bad Content-Length"
+                await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise StarletteHTTPException(413, f"request body over the {self.limit} byte limit")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = None) -> FastAPI:
+    """The backend application: jobs persisted in ``settings.data_dir``, run by ``settings.workers`` threads.
+
+    Args:
+        settings: the server's configuration.
+        model_cache: the warm-model cache (tests pass one with a fake loader); default: a real one under
+            ``settings.model_budget_bytes``.
+    """
+    from anydepth.presets import get_preset
+
+    for name in settings.models:
+        get_preset(name)  # an unknown preset fails here, before the server starts
+    cache = model_cache or ModelCache(settings.model_budget_bytes, settings.max_models)
+    state: Dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        settings.exports_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(settings.database)
+        requeued = store.requeue_interrupted()
+        if requeued:
+            logger.info("%d interrupted job(s) re-queued", requeued)
+        if settings.preload:
+            name = settings.default_model
+            cache.get(ModelKey(name, settings.models[name], settings.device, settings.precision))
+        pool = WorkerPool(settings, store, cache)
+        state.update(store=store, pool=pool)
+        pool.start()
+        try:
+            yield
+        finally:
+            pool.stop(timeout=30)
+            store.close()
+
+    app = FastAPI(
+        title="anydepth backend",
+        version="1",
+        description="Depth, cameras and point clouds of scenes with Depth Anything 3 models, kept warm.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+
+    def store() -> JobStore:
+        return state["store"]
+
+    def require_token(
+        authorization: Optional[str] = Header(None, description="Bearer <token>, when the server has one."),
+        x_token: Optional[str] = Header(None, description="The token, instead of Authorization."),
+    ) -> None:
+        if not token_matches(settings.token, authorization, x_token):
+            raise ServiceError(401, "missing or wrong token; send Authorization: Bearer <token>")
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(AnyDepthError)
+    async def _input_error(request: Request, exc: AnyDepthError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request: " + _describe(exc.errors())}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal server error; see the server log"}, status_code=500)
+
+    guarded = [Depends(require_token)]
+
+    @app.get("/health", response_model=Health, tags=["server"])
+    def health(authorization: Optional[str] = Header(None), x_token: Optional[str] = Header(None)) -> Health:
+        """Liveness (no token needed); the job counts per state only with the token, when the server has one."""
+        counts = store().counts() if token_matches(settings.token, authorization, x_token) else {}
+        return Health(status="ok", workers=settings.workers, jobs=counts)
+
+    @app.get("/models", response_model=ModelList, dependencies=guarded, responses=_ERRORS, tags=["server"])
+    def models() -> ModelList:
+        """The models this server runs, and which are warm."""
+        warm = {key.model for key in cache.loaded()}
+        return ModelList(
+            models=[
+                ModelOut(
+                    name=name,
+                    default=name == settings.default_model,
+                    warm=name in warm,
+                    depth_kind=get_preset(name).depth_kind,
+                )
+                for name in settings.models
+            ]
+        )
+
+    def _options(options: JobOptions) -> Dict[str, Any]:
+        """Checks a job's options before it is queued; returns them as stored (with the model named)."""
+        from anydepth.export.formats import parse_export_format
+
+        chosen = options.model_dump(exclude={"inputs"})
+        chosen["model"] = chosen["model"] or settings.default_model
+        if chosen["model"] not in settings.models:
+            served = ", ".join(settings.models)
+            raise ServiceError(400, f"model {chosen['model']!r} is not served here; served: {served}")
+        depth_kind = get_preset(chosen["model"]).depth_kind
+        parse_export_format(chosen["export_format"], depth_kind=depth_kind, has_features=bool(chosen["export_feat"]))
+        return chosen
+
+    def _check_queue() -> None:
+        if store().counts()["queued"] >= settings.max_queued:
+            raise ServiceError(429, f"{settings.max_queued} jobs are already waiting; try again later")
+
+    def _queue(job_id: str, options: Dict[str, Any], inputs: List[str], kind: str) -> JobOut:
+        if kind == "video":  # frames are held in memory as views: never more than the server allows
+            options["max_frames"] = min(options["max_frames"] or settings.max_views, settings.max_views)
+        elif len(inputs) > settings.max_views:
+            raise ServiceError(413, f"{len(inputs)} views; this server takes at most {settings.max_views} per job")
+        export_dir = str(settings.exports_dir / job_id)
+        job = store().create(job_id, options.pop("model"), options, inputs, kind, export_dir)
+        state["pool"].notify()
+        return _job_out(job)
+
+    @app.post("/jobs", response_model=JobOut, status_code=201, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def submit_paths(request: PathJobRequest) -> JobOut:
+        """A job on server-side files inside the allowed roots: images (views of one scene) or one video."""
+        from anydepth.io.inputs import expand_inputs, is_video_path
+
+        options = _options(request)
+        _check_queue()
+        resolved = [confine_any(settings.allowed_roots, p) for p in request.inputs]
+        missing = [given for given, p in zip(request.inputs, resolved) if not p.exists()]
+        if missing:
+            raise ServiceError(404, f"no such file or folder: {missing[0]!r}")
+        videos = [p for p in resolved if p.is_file() and is_video_path(p)]
+        if videos:
+            if len(resolved) > 1:
+                raise ServiceError(400, "a job takes one video, or image files; not both")
+            return _queue(new_job_id(), options, [str(videos[0])], "video")
+        paths: List[FsPath] = []
+        for p in resolved:
+            paths.extend(expand_inputs(p))
+        if not paths:
+            raise ServiceError(400, "the inputs name no images")
+        check_confined_inputs(paths, settings.allowed_roots)
+        if len(paths) > settings.max_views:  # before reading any header
+            raise ServiceError(413, f"{len(paths)} views; this server takes at most {settings.max_views} per job")
+        for p in paths:
+            check_image_header(FsPath(p), settings.max_pixels, FsPath(p).name)
+        return _queue(new_job_id(), options, [str(FsPath(p).resolve()) for p in paths], "images")
+
+    @app.post(
+        "/jobs/upload", response_model=JobOut, status_code=201, dependencies=guarded, responses=_ERRORS, tags=["jobs"]
+    )
+    def submit_upload(
+        files: List[UploadFile] = File(..., description="Images (views of one scene) or one video."),
+        options: Optional[str] = Form(None, description="JobOptions as a JSON object."),
+    ) -> JobOut:
+        """A job on uploaded files: images that are views of one scene, or one video."""
+        try:
+            chosen = _options(JobOptions.model_validate_json(options or "{}"))
+        except ValidationError as exc:
+            raise ServiceError(422, "invalid options: " + _describe(exc.errors())) from None
+        if len(files) > settings.max_files:
+            raise ServiceError(413, f"{len(files)} files; the limit is {settings.max_files} per job")
+        _check_queue()
+        job_id = new_job_id()
+        folder = settings.uploads_dir / job_id
+        folder.mkdir(parents=True)
+        try:
+            saved, kinds = _save_uploads(files, folder, settings.max_pixels)
+            if "video" in kinds and len(saved) > 1:
+                raise ServiceError(400, "a job takes one video, or image files; not both")
+            return _queue(job_id, chosen, [str(p) for p in saved], "video" if "video" in kinds else "images")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    @app.get("/jobs", response_model=JobList, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def list_jobs(
+        state: Optional[JobState] = Query(None, description="Only jobs in this state."),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10**9),
+    ) -> JobList:
+        """Jobs, newest first."""
+        return JobList(jobs=[_job_out(j) for j in store().list(state, limit, offset)])
+
+    def _job(job_id: str) -> Job:
+        job = store().get(job_id)
+        if job is None:
+            raise ServiceError(404, f"no job {job_id}")
+        return job
+
+    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def get_job(job_id: str = Path(..., pattern=JOB_ID)) -> JobOut:
+        """One job's state, progress and error."""
+        return _job_out(_job(job_id))
+
+    @app.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def cancel_job(job_id: str = Path(..., pattern=JOB_ID)) -> JobOut:
+        """Cancels a queued job at once, a running one at its next stage; a finished job answers 409."""
+        job = _job(job_id)
+        if job.state in FINISHED:
+            raise ServiceError(409, f"job {job_id} is already {job.state}")
+        return _job_out(store().request_cancel(job_id))
+
+    @app.delete("/jobs/{job_id}", status_code=204, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def delete_job(job_id: str = Path(..., pattern=JOB_ID)) -> Response:
+        """Forgets a finished job and removes its exports; a queued or running one answers 409 (cancel it first)."""
+        job = _job(job_id)
+        if job.state not in FINISHED or not store().delete(job_id):
+            raise ServiceError(409, f"job {job_id} is {job.state}; cancel it and wait until it stops")
+        if is_inside(FsPath(job.export_dir).resolve(), settings.exports_dir.resolve()):
+            shutil.rmtree(job.export_dir, ignore_errors=True)
+        return Response(status_code=204)
+
+    def _done_job(job_id: str) -> Job:
+        job = _job(job_id)
+        if job.state != DONE:
+            raise ServiceError(409, f"job {job_id} is {job.state}; files exist once it is done")
+        return job
+
+    @app.get("/jobs/{job_id}/files", response_model=FileList, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    def list_files(job_id: str = Path(..., pattern=JOB_ID)) -> FileList:
+        """The exported files of a finished job, relative to its export folder."""
+        root = FsPath(_done_job(job_id).export_dir)
+        files = [
+            FileOut(path=p.relative_to(root).as_posix(), size=p.stat().st_size)
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        ]
+        return FileList(job_id=job_id, files=files)
+
+    @app.get(
+        "/jobs/{job_id}/files/{file_path:path}",
+        dependencies=guarded,
+        responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+        response_class=FileResponse,
+        tags=["jobs"],
+    )
+    def get_file(job_id: str = Path(..., pattern=JOB_ID), file_path: str = Path(..., max_length=1000)) -> FileResponse:
+        """One exported file; the path cannot leave the job's export folder."""
+        root = FsPath(_done_job(job_id).export_dir)
+        target = confine(root, file_path)
+        if not target.is_file():
+            raise ServiceError(404, f"job {job_id} has no file {file_path!r}")
+        return FileResponse(target, filename=target.name)
+
+    return app
+
+
+def _save_uploads(files: List[UploadFile], folder: FsPath, max_pixels: int) -> Tuple[List[FsPath], Set[str]]:
+    """Copies the uploads into ``folder`` under numbered, sanitised names; each must decode as its kind."""
+    saved: List[FsPath] = []
+    kinds: Set[str] = set()
+    for i, upload in enumerate(files):
+        shown = sanitize_filename(upload.filename)
+        kind = upload_kind(shown, upload.content_type)
+        target = folder / f"{i:04d}_{shown}"
+        with open(target, "wb") as out:
+            shutil.copyfileobj(upload.file, out, _COPY_CHUNK)
+        if target.stat().st_size == 0:
+            raise ServiceError(415, f"{shown}: the file is empty")
+        validate_decodes(target, kind, shown, max_pixels)
+        saved.append(target)
+        kinds.add(kind)
+    return saved, kinds
+
+
+def _describe(errors: Any) -> str:
+    """Validation errors as one line, without echoing the submitted values."""
+    parts = []
+    for error in list(errors)[:5]:
+        location = ".".join(str(x) for x in error.get("loc", ()) if x not in ("body",))
+        parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"

@@ -1,0 +1,104 @@
+"""Warm models for the backend: loaded once, kept in a least-recently-used cache under a memory budget."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What makes two loaded models interchangeable."""
+
+    model: str
+    weights: Optional[str]
+    device: str
+    precision: str
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes held by a loaded model's parameters and buffers (0 when it has no ``net``)."""
+    net = getattr(model, "net", None)
+    if net is None:
+        return 0
+    tensors = list(net.parameters()) + list(net.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def default_loader(key: ModelKey) -> Any:
+    from anydepth.api import load_model
+
+    return load_model(key.model, weights=key.weights, device=key.device, precision=key.precision)
+
+
+class ModelCache:
+    """Loads models on first use and keeps the most recently used ones while they fit in ``budget_bytes``.
+
+    The newest model always stays, even alone over the budget. An evicted model is only dropped from the cache:
+    a job still running on it keeps its reference until it ends.
+
+    Args:
+        budget_bytes: most bytes of weights kept warm (None: no limit).
+        max_models: most models kept warm.
+        loader: builds a model from its key (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        budget_bytes: Optional[int] = None,
+        max_models: int = 4,
+        loader: Callable[[ModelKey], Any] = default_loader,
+    ) -> None:
+        self.budget_bytes = budget_bytes
+        self.max_models = max(1, max_models)
+        self._loader = loader
+        self._models: OrderedDict[ModelKey, Tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: Dict[ModelKey, threading.Lock] = {}
+        self.loads = 0
+
+    def get(self, key: ModelKey) -> Any:
+        """The warm model for ``key``, loading it (once, even with concurrent callers) if needed."""
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key][0]
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    self._models.move_to_end(key)
+                    return self._models[key][0]
+            model = self._loader(key)
+            size = model_bytes(model)
+            with self._lock:
+                self.loads += 1
+                self._models[key] = (model, size)
+                self._evict()
+                self._loading.pop(key, None)
+            logger.info("model %s warm (%.1f MiB)", key.model, size / 2**20)
+            return model
+
+    def _evict(self) -> None:
+        def over() -> bool:
+            too_many = len(self._models) > self.max_models
+            too_big = self.budget_bytes is not None and sum(s for _, s in self._models.values()) > self.budget_bytes
+            return len(self._models) > 1 and (too_many or too_big)
+
+        while over():
+            key, _ = self._models.popitem(last=False)
+            logger.info("model %s evicted from the warm cache", key.model)
+
+    def loaded(self) -> List[ModelKey]:
+        """Keys of the warm models, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(s for _, s in self._models.values())

@@ -1,0 +1,170 @@
+"""The backend's guards: path confinement, safe file names, token checks, upload limits, decode-to-validate."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Tuple
+
+from anydepth.errors import AnyDepthError
+from anydepth.io.images import IMAGE_SUFFIXES
+from anydepth.io.inputs import VIDEO_SUFFIXES
+
+
+class ServiceError(AnyDepthError):
+    """A request the service refuses; ``status`` is the HTTP code it answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 100
+
+
+def confine(root: Path, relative: str) -> Path:
+    """``relative`` resolved inside ``root``; refuses anything that would leave it.
+
+    Refused: ``..`` segments that climb out, absolute paths, symlinks whose target lies outside ``root``, NUL
+    bytes and backslashes. URL-encoded forms (``%2e%2e``) reach here decoded once by the web framework; a
+    remaining ``%`` is refused too, so a double encoding cannot be decoded into a climb further down the line.
+
+    Raises:
+        ServiceError: 403 when the path leaves the root or has a forbidden character.
+    """
+    if not relative or "\x00" in relative or "\\" in relative or "%" in relative:
+        raise ServiceError(403, f"path {relative!r} is not allowed")
+    base = Path(root).resolve()
+    candidate = (base / relative).resolve()  # follows every symlink on the way
+    if not is_inside(candidate, base):
+        raise ServiceError(403, f"path {relative!r} is outside the allowed folder")
+    return candidate
+
+
+def confine_any(roots: Sequence[Path], path: str) -> Path:
+    """``path`` (absolute, or relative to the first root) resolved, if it lies inside one of ``roots``."""
+    if not roots:
+        raise ServiceError(403, "this server takes no server-side paths (start it with --allowed-root)")
+    if not path or "\x00" in path or "\\" in path or "%" in path:
+        raise ServiceError(403, f"path {path!r} is not allowed")
+    given = Path(path)
+    candidate = (given if given.is_absolute() else Path(roots[0]) / given).resolve()
+    if not any(is_inside(candidate, Path(r).resolve()) for r in roots):
+        raise ServiceError(403, f"path {path!r} is outside the allowed roots")
+    return candidate
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """True if the resolved ``path`` is ``root`` or below it."""
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def sanitize_filename(name: Optional[str], default: str = "file") -> str:
+    """A plain file name from a client's one: no folders, only ``[A-Za-z0-9._-]``, no leading dot, bounded length.
+
+    >>> sanitize_filename("../../etc/pass wd.PNG")
+    'pass_wd.PNG'
+    """
+    name = unicodedata.normalize("NFKC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = _UNSAFE.sub("_", name).lstrip(".")
+    name = re.sub(r"\.{2,}", ".", name)
+    if len(name) > _MAX_NAME:
+        stem, dot, suffix = name.rpartition(".")
+        name = (stem[: _MAX_NAME - len(suffix) - 1] + dot + suffix) if dot and len(suffix) <= 10 else name[:_MAX_NAME]
+    return name if name.strip("._-") else default
+
+
+def token_matches(expected: Optional[str], authorization: Optional[str], header_token: Optional[str]) -> bool:
+    """True when no token is configured, or when ``Authorization: Bearer <t>`` or ``X-Token`` carries it."""
+    if not expected:
+        return True
+    given = header_token
+    if authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def upload_kind(filename: str, content_type: Optional[str]) -> str:
+    """ "image" or "video" from an upload's suffix, which its declared content type must agree with.
+
+    Raises:
+        ServiceError: 415 for an unknown suffix or a content type that is neither the suffix's kind nor generic.
+    """
+    suffix = Path(filename).suffix.lower()
+    kind = "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+    if kind is None:
+        allowed = ", ".join(sorted(IMAGE_SUFFIXES.union(VIDEO_SUFFIXES)))
+        raise ServiceError(415, f"{filename}: unsupported file type; upload one of {allowed}")
+    declared = (content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if declared != "application/octet-stream" and not declared.startswith(kind + "/"):
+        raise ServiceError(415, f"{filename}: content type {declared} does not match a {kind} file")
+    return kind
+
+
+def validate_decodes(path: Path, kind: str, shown_name: str, max_pixels: Optional[int] = None) -> None:
+    """Decodes the file (a whole image, or a video's first frame) and refuses it if that fails.
+
+    An image's size is read from its header first, so that a small file declaring a huge image (a decompression
+    bomb) is refused before any pixel is decoded.
+
+    Raises:
+        ServiceError: 415 naming the upload and the decoder's reason; 413 for more than ``max_pixels`` pixels.
+    """
+    try:
+        if kind == "image":
+            from anydepth.io.images import read_image
+
+            _check_pixels(_header_size(path), max_pixels, shown_name)
+            read_image(path)
+        else:
+            from anydepth.io.video import VideoReader
+
+            with VideoReader(path, max_frames=1) as video:
+                _check_pixels((video.width, video.height), max_pixels, shown_name)
+                next(iter(video), None)
+    except ServiceError:
+        raise
+    except AnyDepthError as exc:
+        reason = str(exc).replace(str(path), shown_name)
+        raise ServiceError(415, f"{shown_name}: not a readable {kind} ({reason})") from None
+    except Exception as exc:  # decoders raise all sorts of errors on hostile data
+        raise ServiceError(415, f"{shown_name}: not a readable {kind} ({type(exc).__name__})") from None
+
+
+def _header_size(path: Path) -> Optional[Tuple[int, int]]:
+    """(width, height) from the image header without decoding pixels; None when PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # not for PIL to say (HEIC without its plugin, float TIFF): the full decode decides
+        return None
+
+
+def check_image_header(path: Path, max_pixels: Optional[int], shown_name: str) -> None:
+    """Refuses (413) an image whose header declares more than ``max_pixels`` pixels; decodes nothing."""
+    _check_pixels(_header_size(path), max_pixels, shown_name)
+
+
+def _check_pixels(size: Optional[Tuple[int, int]], max_pixels: Optional[int], shown_name: str) -> None:
+    if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ServiceError(413, f"{shown_name}: {size[0]}x{size[1]} pixels is over this server's {max_pixels} limit")
+
+
+def check_confined_inputs(paths: Iterable[Path], roots: Sequence[Path]) -> None:
+    """Every path (after symlinks) must lie inside one of the roots; folder listings and .txt lists included."""
+    resolved_roots = [Path(r).resolve() for r in roots]
+    for p in paths:
+        real = Path(p).resolve()
+        if not any(is_inside(real, r) for r in resolved_roots):
+            raise ServiceError(403, f"input {Path(p).name!r} lies outside the allowed roots")

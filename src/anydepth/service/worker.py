@@ -1,0 +1,159 @@
+"""The backend's worker threads: take queued jobs and run them through the CLI's scene pipeline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, List, Optional
+
+from anydepth.errors import AnyDepthError
+from anydepth.service.models import ModelCache, ModelKey
+from anydepth.service.security import ServiceError, check_confined_inputs
+from anydepth.service.settings import ServiceSettings
+from anydepth.service.store import CANCELLED, DONE, FAILED, Job, JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def scene_option_names() -> List[str]:
+    """The SceneOptions fields a job may set (its export folder and cleanup belong to the server)."""
+    from anydepth.cli.scene import SceneOptions
+
+    return [f.name for f in fields(SceneOptions) if f.name not in ("export_dir", "auto_cleanup")]
+
+
+class WorkerPool:
+    """``settings.workers`` threads that run queued jobs; a cancel takes effect between stages.
+
+    Stages and their progress: reading inputs (0.05), loading the model (0.25), inference and export (0.4),
+    done (1.0). Exports are written to ``<export_dir>.partial`` and renamed into place when complete, so a job's
+    folder is either whole or absent, also after a crash.
+    """
+
+    def __init__(self, settings: ServiceSettings, store: JobStore, models: ModelCache) -> None:
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: List[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.settings.workers):
+            thread = threading.Thread(target=self._loop, name=f"anydepth-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stops taking jobs and waits for the running ones (a job cut short stays running, re-queued at restart)."""
+        self._stop.set()
+        self.notify()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def notify(self) -> None:
+        """Wakes an idle worker (a job was queued)."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                with self._wake:
+                    self._wake.wait(self.settings.poll_seconds)
+                continue
+            self.run(job)
+
+    def run(self, job: Job) -> None:
+        """Runs one claimed job to its end state; never raises."""
+        final = Path(job.export_dir)
+        partial = final.with_name(final.name + ".partial")
+        try:
+            self._stage(job, 0.05, "reading inputs")
+            views = self._views(job)
+            self._stage(job, 0.25, "loading model")
+            if job.model not in self.settings.models:  # queued before a restart with other models
+                raise ServiceError(400, f"model {job.model!r} is not served by this server any more")
+            model = self.models.get(
+                ModelKey(job.model, self.settings.models[job.model], self.settings.device, self.settings.precision)
+            )
+            self._stage(job, 0.4, "inference and export")
+            _remove(partial)
+            self._run_scene(job, model, views, partial)
+            self._check_cancel(job)
+            _remove(final)
+            os.replace(partial, final)
+            self.store.finish(job.id, DONE)
+            logger.info("job %s done", job.id)
+        except _Cancelled:
+            _remove(partial)
+            self.store.finish(job.id, CANCELLED)
+            logger.info("job %s cancelled", job.id)
+        except (AnyDepthError, ServiceError) as exc:
+            _remove(partial)
+            self.store.finish(job.id, FAILED, self._public_message(job, str(exc)))
+            logger.info("job %s failed: %s", job.id, exc)
+        except Exception as exc:
+            _remove(partial)
+            logger.exception("job %s failed unexpectedly", job.id)
+            self.store.finish(job.id, FAILED, f"internal error ({type(exc).__name__}); see the server log")
+        finally:
+            if self._finished(job):  # uploads are kept while the job may still be re-queued
+                _remove(self.settings.uploads_dir / job.id)
+
+    def _finished(self, job: Job) -> bool:
+        latest = self.store.get(job.id)
+        return latest is not None and latest.state in (DONE, FAILED, CANCELLED)
+
+    def _stage(self, job: Job, progress: float, stage: str) -> None:
+        self._check_cancel(job)
+        self.store.set_progress(job.id, progress, stage)
+
+    def _check_cancel(self, job: Job) -> None:
+        if self.store.cancel_requested(job.id):
+            raise _Cancelled
+
+    def _views(self, job: Job) -> List[Any]:
+        from anydepth.cli.scene import collect_views
+
+        if not self._is_upload(job):  # server paths: check again, the files may have changed since submission
+            check_confined_inputs(job.inputs, self.settings.allowed_roots)
+        if job.input_kind == "video":
+            return collect_views(job.inputs[0], fps=job.options["fps"], max_frames=job.options.get("max_frames"))
+        views = list(job.inputs)
+        max_frames = job.options.get("max_frames")
+        return views[:max_frames] if max_frames else views
+
+    def _is_upload(self, job: Job) -> bool:
+        uploads = (self.settings.uploads_dir / job.id).resolve()
+        return all(Path(p).resolve().parent == uploads for p in job.inputs)
+
+    def _run_scene(self, job: Job, model: Any, views: List[Any], export_dir: Path) -> None:
+        from anydepth.cli.scene import SceneOptions, run_scene
+
+        chosen = {name: job.options[name] for name in scene_option_names() if name in job.options}
+        run_scene(model, views, SceneOptions(export_dir=export_dir, **chosen))
+
+    def _public_message(self, job: Job, message: str) -> str:
+        """An error for the client: server folders are cut out of it."""
+        s = self.settings
+        for folder in (s.uploads_dir / job.id, s.exports_dir, s.data_dir, *s.allowed_roots):
+            message = message.replace(str(folder.resolve()) + os.sep, "").replace(str(folder) + os.sep, "")
+        return message
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
