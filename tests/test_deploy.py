@@ -127,6 +127,7 @@ def test_neuron_export_without_torch_neuron_says_how_to_get_it(tmp_path):
         export_network(random_net(tiny_config()), "dav2-small", ExportRequest("neuron", 42, 56), tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace in the stand-in, on torch >= 2.9
 def test_neuron_export_calls_torch_neuron_trace_and_runs_with_the_torchscript_backend(tmp_path, monkeypatch):
     """torch-neuron stood in for by a module whose trace is torch.jit.trace (no Inf1 here)."""
     import sys
