@@ -30,6 +30,7 @@ from anydepth.models.da3.heads import DPTSkyConfig, DualDPTConfig
 from anydepth.models.da3.network import DA3NetConfig, DepthAnything3Net
 from anydepth.models.dinov2 import DinoV2Config
 from anydepth.pipelines.da3_preprocess import preprocess_da3
+from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
 from conftest import random_net, tiny_config
@@ -124,6 +125,48 @@ def test_neuron_export_without_torch_neuron_says_how_to_get_it(tmp_path):
         pass
     with pytest.raises(MissingDependencyError, match=r"pip install torch-neuron==1\.13\.1.*pip\.repos\.neuron"):
         export_network(random_net(tiny_config()), "dav2-small", ExportRequest("neuron", 42, 56), tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace in the stand-in, on torch >= 2.9
+def test_neuron_export_calls_torch_neuron_trace_and_runs_with_the_torchscript_backend(tmp_path, monkeypatch):
+    """torch-neuron stood in for by a module whose trace is torch.jit.trace (no Inf1 here)."""
+    import sys
+    import types
+
+    calls = []
+
+    def fake_trace(module, example_inputs, compiler_args):
+        calls.append((tuple(example_inputs[0].shape), list(compiler_args)))
+        with torch.no_grad():
+            return torch.jit.trace(module, example_inputs[0], check_trace=False)
+
+    monkeypatch.setitem(sys.modules, "torch_neuron", types.SimpleNamespace(__version__="1.13.1.2.9.0"))
+    monkeypatch.setattr(torch, "neuron", types.SimpleNamespace(trace=fake_trace), raising=False)
+    net = random_net(tiny_config())
+    result = export_network(net, "dav2-small", ExportRequest("neuron", 42, 56, batch=2), tmp_path / "m.pt")
+    assert calls == [((2, 3, 42, 56), ["--fast-math", "none"])]  # static shape, float32 kept
+    assert result.manifest.format == "neuron" and result.manifest.exporter["torch_neuron"] == "1.13.1.2.9.0"
+    model = load_exported_model("dav2-small", result.path, "torchscript")
+    x = torch.randn(3, 3, 42, 56)
+    with torch.no_grad():
+        assert p99_relative(model.net(x), net(x)) <= 1e-3
+    monkeypatch.delitem(sys.modules, "torch_neuron")
+    monkeypatch.setattr("builtins.__import__", _refuse_import("torch_neuron"))
+    with pytest.raises(MissingDependencyError, match="compiled for AWS Inferentia"):
+        load_exported_model("dav2-small", result.path, "torchscript")
+
+
+def _refuse_import(name):
+    import builtins
+
+    real = builtins.__import__
+
+    def guarded(module, *args, **kwargs):
+        if module == name:
+            raise ImportError(f"No module named {name!r}")
+        return real(module, *args, **kwargs)
+
+    return guarded
 
 
 def test_parse_size():
@@ -229,7 +272,7 @@ def test_v2_backend_matches_the_pytorch_pipeline(fmt, tmp_path):
         assert not [k for k in graph_op_kinds(result.path) if "cubic" in k], "bicubic resize in the ONNX graph"
     exported = load_exported_model("dav2-small", result.path, RUNTIMES[fmt], device="cpu")
     assert isinstance(exported, ExportedMonoDepthModel)
-    reference = anydepth.pipelines.mono.MonoDepthModel(net, get_preset("dav2-small"), torch.device("cpu"), "fp32")
+    reference = MonoDepthModel(net, get_preset("dav2-small"), torch.device("cpu"), "fp32")
     # three images through a static batch of two: the second batch is padded
     got = exported.infer(images, input_size=42, batch_size=4)
     want = reference.infer(images, input_size=42, batch_size=4)

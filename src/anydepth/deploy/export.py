@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -381,8 +382,6 @@ def wrap_network(net: nn.Module, preset: Preset, request: ExportRequest) -> Stat
 
 
 def _trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
-    import warnings
-
     with warnings.catch_warnings(), torch.no_grad():
         # shapes are static by design: the tracer's warnings about Python ints are expected here
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -398,7 +397,8 @@ def _export_neuron(static: StaticExport, request: ExportRequest, path: Path) -> 
     require_exporter("neuron")
     import torch_neuron  # noqa: F401  (registers torch.neuron)
 
-    with torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # static shapes by design, as in _trace
         compiled = torch.neuron.trace(
             static.module, example_inputs=[static.example], compiler_args=list(request.neuron_compiler_args)
         )
@@ -407,7 +407,6 @@ def _export_neuron(static: StaticExport, request: ExportRequest, path: Path) -> 
 
 def _export_onnx(static: StaticExport, request: ExportRequest, path: Path) -> None:
     import inspect
-    import warnings
 
     input_names = [t.name for t in static.inputs]
     output_names = [t.name for t in static.outputs]
