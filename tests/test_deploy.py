@@ -364,3 +364,43 @@ def test_backend_refuses_wrong_models_formats_and_precisions(tmp_path):
         load_exported_model("dav2-small", result.path, "torchscript", precision="bf16")
     with pytest.raises(InputError, match="no such exported model"):
         load_exported_model("dav2-small", tmp_path / "missing.onnx", "onnxruntime")
+
+
+# ------------------------------------------------------------------------------ Video Depth Anything
+
+
+def _tiny_vda(seed: int = 2):
+    from anydepth.models.dpt import DPTHeadConfig
+    from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
+
+    enc = DinoV2Config(embed_dim=32, depth=4, num_heads=2, img_size=70)
+    # 64 fusion channels: with 32 (one per GroupNorm group) this random network amplifies 1e-6 input changes 1e3x
+    head = DPTHeadConfig(in_channels=32, features=64, out_channels=(32, 64, 64, 64))
+    cfg = VideoDepthAnythingConfig(encoder=enc, head=head, layers=(0, 1, 2, 3), temporal_heads=2)
+    return fill_(VideoDepthAnythingNet(cfg), seed).eval()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_vda_export_runs_windows_like_the_pytorch_pipeline(fmt, tmp_path):
+    from anydepth.deploy.backends import ExportedVideoDepthModel
+    from anydepth.pipelines.video_depth import VideoDepthModel
+
+    _needs(fmt)
+    net = _tiny_vda()
+    result = export_network(net, "vda-small", ExportRequest(fmt, 28, 42), tmp_path)
+    assert result.manifest.inputs[0].shape == (1, 32, 3, 28, 42) and result.manifest.family == "vda"
+    exported = load_exported_model("vda-small", result.path, RUNTIMES[fmt], device="cpu")
+    assert isinstance(exported, ExportedVideoDepthModel)
+    clip = torch.randn(1, 32, 3, 28, 42, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert p99_relative(exported.net(clip), net(clip)) <= 1e-3
+    # 40 frames (two windows, the second padded) at a size whose processing size is the export size
+    rng = np.random.RandomState(0)
+    frames = [(rng.rand(20, 30, 3) * 255).astype(np.uint8) for _ in range(40)]
+    reference = VideoDepthModel(net, get_preset("vda-small"), torch.device("cpu"), "fp32")
+    want = np.stack(list(reference.infer_frames(frames, input_size=28)))
+    got = np.stack(list(exported.infer_frames(frames)))
+    assert got.shape == want.shape == (40, 20, 30)
+    assert p99_relative(got, want) <= 1e-3
+    with pytest.raises(InputError, match="streaming"):
+        list(exported.infer_frames(frames[:2], mode="streaming"))

@@ -477,11 +477,9 @@ def video_cmd(
         if get_preset(name).family == "vda":
             from anydepth.cli.video_depth_job import run_vda_command
 
-            if backend != "pytorch":
-                raise InputError(f"--backend {backend}: {name} runs on the pytorch backend only")
-
             args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
-            for line in run_vda_command(path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align):
+            lines = run_vda_command(path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align, backend=backend)
+            for line in lines:
                 typer.echo(line, err=True)
             return
         opts = _options(name, outdir, pred_only, grayscale, raw, False, video=True)

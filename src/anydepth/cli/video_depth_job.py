@@ -180,6 +180,7 @@ def run_vda_command(
     quiet: bool = False,
     mode: str = "windowed",
     align: str = "overlap",
+    backend: str = "pytorch",
 ) -> List[str]:
     """``anydepth video --model vda-*``: checks the options and the video before loading weights, then runs.
 
@@ -199,13 +200,17 @@ def run_vda_command(
         raise InputError(f"--vda-align {align!r}: choose one of {', '.join(ALIGNMENTS)}")
     if input_size < 14:
         raise InputError(f"--input-size {input_size} is too small; use at least 14")
+    if backend != "pytorch" and mode != "windowed":
+        raise InputError(f"--vda-mode {mode}: exported models run whole windows; use --vda-mode windowed")
     if fps is not None and fps <= 0:
         raise InputError(f"--fps {fps} must be positive")
     if is_image_path(path):
         raise InputError(f"{path} is an image, not a video; Video Depth Anything needs a video")
     with VideoReader(path):  # fail on an unreadable video before loading any weights
         pass
-    model = load_model(model_name, weights=weights, device=device, precision=precision, revision=revision)
+    model = load_model(
+        model_name, weights=weights, device=device, precision=precision, revision=revision, backend=backend
+    )
     written = run_video_depth(
         model, path, outputs, input_size, fps, stride, max_frames, mode=mode, align=align, progress=not quiet
     )

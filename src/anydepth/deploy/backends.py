@@ -23,6 +23,7 @@ from anydepth.models.da3.network import DA3Output
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.pipelines.preprocess import lower_bound_size
+from anydepth.pipelines.video_depth import VideoDepthModel
 from anydepth.presets import Preset, get_preset
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,35 @@ class ExportedDA3Net(ExportedNetwork):
         return out
 
 
+class ExportedVDANet(ExportedNetwork):
+    """Stands in for :class:`~anydepth.models.video_depth_anything.VideoDepthAnythingNet` on whole windows:
+    (B, T, 3, H, W) -> (B, T, H, W). The streaming mode's cached temporal states are not part of the graph."""
+
+    def forward(self, clips: Tensor) -> Tensor:
+        return self.run(clips)[0]
+
+    def forward_stream(self, *args: object, **kwargs: object) -> None:
+        raise InputError("streaming mode is not in exported graphs; use mode='windowed' or backend='pytorch'")
+
+
+class ExportedVideoDepthModel(VideoDepthModel):
+    """A :class:`~anydepth.pipelines.video_depth.VideoDepthModel` whose windows run in an exported artefact:
+    frames are resized to the export size, and windows are cut and joined exactly as on the PyTorch path."""
+
+    def __init__(self, net: ExportedVDANet, preset: Preset, device: torch.device, backend: str) -> None:
+        super().__init__(net, preset, device, "fp32")  # type: ignore[arg-type]
+        self.backend = backend
+        self._runner.fixed_size = net.manifest.size
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.net.manifest  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"ExportedVideoDepthModel({m.model!r}, backend={self.backend!r}, {m.height}x{m.width})"
+
+
 class ExportedMonoDepthModel(MonoDepthModel):
     """:class:`MonoDepthModel` on an exported V2 artefact; every image is resized to the artefact's size.
 
@@ -258,7 +288,7 @@ def load_exported_model(
     precision: str = "auto",
     num_threads: Optional[int] = None,
     verify: bool = True,
-) -> Union[ExportedMonoDepthModel, ExportedMultiViewModel]:
+) -> Union[ExportedMonoDepthModel, ExportedMultiViewModel, ExportedVideoDepthModel]:
     """A model that runs an exported artefact with the PyTorch path's pre- and post-processing.
 
     Args:
@@ -301,4 +331,6 @@ def load_exported_model(
     logger.info("running %s from %s with %s", manifest.model, path, backend)
     if manifest.family == "da3":
         return ExportedMultiViewModel(ExportedDA3Net(runner, manifest), preset, dev, backend)
+    if manifest.family == "vda":
+        return ExportedVideoDepthModel(ExportedVDANet(runner, manifest), preset, dev, backend)
     return ExportedMonoDepthModel(ExportedV2Net(runner, manifest), preset, dev, backend)

@@ -365,10 +365,39 @@ def _wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
     )
 
 
-# family -> wrapper builder; Video Depth Anything ("vda") plugs in here
+class StaticVideoDepthAnything(StaticDepthAnythingV2):
+    """Video Depth Anything on windows of a fixed length at one frame size: (B, T, 3, H, W) normalised frames ->
+    (B, T, H, W) depth. The position embedding is fixed as for V2; the temporal positions are a buffer already.
+    The windows, their overlap and the scale-and-shift joining stay outside the graph (the runtime's pipeline)."""
+
+    def forward(self, clips: Tensor) -> Tensor:  # clips: (B, T, 3, H, W)
+        return self.net(clips)
+
+
+def _wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
+    from anydepth.pipelines.video_depth import OVERLAP, WINDOW
+
+    H, W = request.size
+    B = None if request.dynamic else request.batch
+    resize = (
+        f"each frame to exactly {H}x{W} with cv2 INTER_CUBIC (frames whose Video Depth Anything resize gives "
+        f"{H}x{W} match the PyTorch path exactly); windows of {WINDOW} frames, {OVERLAP} shared with the previous "
+        "window, joined by a scale and shift per window outside the graph; outputs resized back bilinearly"
+    )
+    return StaticExport(
+        module=StaticVideoDepthAnything(net, H, W, fused_attention=request.format == "torchscript"),
+        example=torch.randn(request.batch, WINDOW, 3, H, W, generator=torch.Generator().manual_seed(0)),
+        inputs=[TensorSpec("frames", (B, WINDOW, 3, H, W))],
+        outputs=[TensorSpec("depth", (B, WINDOW, H, W))],
+        preprocessing={**_image_preprocessing(preset, resize), "layout": "NTCHW"},
+    )
+
+
+# family -> wrapper builder
 WRAPPERS: Dict[str, Callable[[nn.Module, Preset, ExportRequest], StaticExport]] = {
     "dav2": _wrap_v2,
     "da3": _wrap_da3,
+    "vda": _wrap_vda,
 }
 
 

@@ -184,6 +184,7 @@ class VideoDepthRunner:
         self.device = device
         self.amp = amp
         self.mean, self.std = mean, std
+        self.fixed_size: Optional[Tuple[int, int]] = None  # an exported network takes one frame size only
 
     def _prepared(self, frames: Iterable[np.ndarray], input_size: int, first_hw: List[Tuple[int, int]]):
         size = None
@@ -193,7 +194,8 @@ class VideoDepthRunner:
                 raise ShapeError(f"frame {index}: expected an (H, W, 3) RGB frame, got shape {frame.shape}")
             if size is None:
                 first_hw.append(frame.shape[:2])
-                size = first_hw[0], video_processing_size(frame.shape[0], frame.shape[1], input_size)
+                processing = self.fixed_size or video_processing_size(frame.shape[0], frame.shape[1], input_size)
+                size = first_hw[0], processing
             elif frame.shape[:2] != size[0]:
                 raise ShapeError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was "
                                  f"{size[0][1]}x{size[0][0]}; all frames of a video must have one size")  # fmt: skip
