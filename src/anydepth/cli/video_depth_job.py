@@ -163,6 +163,26 @@ def run_video_depth(
     return written
 
 
+def return_freed_memory_early() -> bool:
+    """Make glibc hand large freed blocks back to the system at once (the command line's process only).
+
+    Each window allocates and frees the same few hundred MB of tensors; with glibc's adaptive threshold these end
+    up on the heap, whose fragments keep the peak growing over the first windows (3.0 GiB after 3 windows at
+    518x924, against 2.4 GiB with this). Returns False where it does not apply (not Linux/glibc).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_mmap_threshold = -3  # glibc's mallopt parameter; a fixed value also turns its adaptation off
+    return bool(libc.mallopt(m_mmap_threshold, 128 * 1024))
+
+
 def run_vda_command(
     path: Path,
     model_name: str,
@@ -208,6 +228,7 @@ def run_vda_command(
         raise InputError(f"{path} is an image, not a video; Video Depth Anything needs a video")
     with VideoReader(path):  # fail on an unreadable video before loading any weights
         pass
+    return_freed_memory_early()
     model = load_model(
         model_name, weights=weights, device=device, precision=precision, revision=revision, backend=backend
     )

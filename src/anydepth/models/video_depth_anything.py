@@ -249,7 +249,9 @@ class TemporalModule(nn.Module):
 class FrameLevels(NamedTuple):
     """Per-frame reassembled features, the input of the temporal part of the head (N frames)."""
 
-    layer1_rn: Tensor  # (N, features, 4 grid_h, 4 grid_w)
+    # the first level is kept as the backbone's map and reassembled per frame in the decoder: at 4x the patch
+    # grid with `features` channels it would be the largest tensor of a window (320 MB for 32 frames at 518x924)
+    level1: Tensor  # (N, in_channels, grid_h, grid_w)
     layer2_rn: Tensor  # (N, features, 2 grid_h, 2 grid_w)
     layer3: Tensor  # (N, out_channels[2], grid_h, grid_w), before its 3x3 projection
     layer4: Tensor  # (N, out_channels[3], ceil(grid_h / 2), ceil(grid_w / 2)), before its 3x3 projection
@@ -276,15 +278,14 @@ class TemporalDPTHead(DPTHead):
 
     def reassemble(self, features: Sequence[Tuple[Tensor, Tensor]], grid_h: int, grid_w: int) -> FrameLevels:
         """Per-frame part: four ``(patch_tokens (N, grid_h * grid_w, C), class_token (N, C))`` -> FrameLevels."""
-        levels = []
+        maps = []
         for i, (tokens, cls_token) in enumerate(features):
             if self.cfg.use_clstoken:
                 readout = cls_token.unsqueeze(1).expand_as(tokens)
                 tokens = self.readout_projects[i](torch.cat((tokens, readout), dim=-1))
-            x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], grid_h, grid_w)
-            levels.append(self.resize_layers[i](self.projects[i](x)))
-        s = self.scratch
-        return FrameLevels(s.layer1_rn(levels[0]), s.layer2_rn(levels[1]), levels[2], levels[3])
+            maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], grid_h, grid_w))
+        layer2, layer3, layer4 = (self.resize_layers[i](self.projects[i](maps[i])) for i in (1, 2, 3))
+        return FrameLevels(maps[0], self.scratch.layer2_rn(layer2), layer3, layer4)
 
     def temporal(
         self,
@@ -316,9 +317,11 @@ class TemporalDPTHead(DPTHead):
         path = over_time(self.motion_modules[3], path)
         return path, states
 
-    def decode(self, path3: Tensor, layer2_rn: Tensor, layer1_rn: Tensor, out_hw: Tuple[int, int]) -> Tensor:
-        """Per-frame part: the last two fusion blocks and the output convolutions -> (N, 1, *out_hw), >= 0."""
+    def decode(self, path3: Tensor, layer2_rn: Tensor, level1: Tensor, out_hw: Tuple[int, int]) -> Tensor:
+        """Per-frame part: the first level's reassembly, the last two fusion blocks and the output convolutions
+        -> (N, 1, *out_hw), >= 0."""
         s = self.scratch
+        layer1_rn = s.layer1_rn(self.resize_layers[0](self.projects[0](level1)))
         path = s.refinenet2(path3, layer2_rn, size=layer1_rn.shape[2:])
         path = s.refinenet1(path, layer1_rn)
         out = F.interpolate(s.output_conv1(path), size=out_hw, mode="bilinear", align_corners=True)
@@ -381,14 +384,14 @@ class VideoDepthAnythingNet(nn.Module):
     ) -> Tuple[Tensor, TemporalStates]:
         """Temporal and per-frame decoding of N = B * num_frames frames -> ((N, H, W) depth, temporal states;
         the states only with ``keep_states``)."""
-        with float32_region(levels.layer1_rn.device):
+        with float32_region(levels.level1.device):
             path3, states = self.head.temporal(levels, num_frames, cached, keep_states)
             grid_h, grid_w = self._grid(*image_hw)
             out_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
             depths = []
             for i in range(0, path3.shape[0], max(self.decode_chunk, 1)):
                 sl = slice(i, i + max(self.decode_chunk, 1))
-                depths.append(self.head.decode(path3[sl], levels.layer2_rn[sl], levels.layer1_rn[sl], out_hw))
+                depths.append(self.head.decode(path3[sl], levels.layer2_rn[sl], levels.level1[sl], out_hw))
             depth = torch.cat(depths, dim=0)
             if tuple(depth.shape[-2:]) != tuple(image_hw):
                 depth = F.relu(F.interpolate(depth, size=tuple(image_hw), mode="bilinear", align_corners=True))
