@@ -51,10 +51,9 @@ class MonoDepthModel:
     def __repr__(self) -> str:
         return f"MonoDepthModel({self.preset.name!r}, device={self.device}, precision={self.precision!r})"
 
-    @torch.no_grad()
     def forward_normalized(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) normalised images, h and w multiples of 14 -> (B, h, w) float32 network output."""
-        with autocast(self.precision, self.device):
+        with torch.inference_mode(), autocast(self.precision, self.device):
             out = self.net(batch.to(self.device))
         return out.float()
 
