@@ -229,3 +229,15 @@ def test_guess_preset_from_a_video_checkpoint_name(tmp_path):
     pth = tmp_path / "video_depth_anything_vitb.pth"
     pth.write_bytes(b"")
     assert guess_preset(str(pth)) == "vda-base"
+
+
+def test_guess_preset_from_an_export_manifest(tmp_path):
+    from anydepth.presets import guess_preset
+
+    artefact = tmp_path / "exported.onnx"
+    artefact.write_bytes(b"")
+    assert guess_preset(str(artefact)) is None
+    (tmp_path / "exported.onnx.json").write_text('{"model": "da3mono-large"}')
+    assert guess_preset(str(artefact)) == "da3mono-large"
+    (tmp_path / "exported.onnx.json").write_text('{"model": "not-a-preset"}')
+    assert guess_preset(str(artefact)) is None

@@ -223,7 +223,8 @@ def guess_preset(weights: str) -> Optional[str]:
     """The preset that ``weights`` belongs to, when it says so itself; None when it does not.
 
     Recognises a hub repo id of a preset ("depth-anything/DA3-SMALL"), an official checkpoint file name
-    ("depth_anything_v2_vitl.pth") and a DA3 folder whose ``config.json`` names its ``model_name``. Lets
+    ("depth_anything_v2_vitl.pth"), a DA3 folder whose ``config.json`` names its ``model_name``, and an
+    exported artefact whose manifest (``<artefact>.json``) names its model. Lets
     ``--weights`` / ``--model-dir`` stand alone, as upstream's ``--model-dir`` and ``--encoder`` do.
     """
     import json
@@ -236,6 +237,14 @@ def guess_preset(weights: str) -> Optional[str]:
             return preset.name
     path = Path(text).expanduser()
     if path.is_file():
+        manifest = path if path.name.endswith(".json") else path.with_name(path.name + ".json")
+        if manifest.is_file():  # an artefact of `anydepth export` names its model in its manifest
+            try:
+                model = json.loads(manifest.read_text()).get("model")
+            except (OSError, ValueError, AttributeError):
+                model = None
+            if isinstance(model, str) and model in PRESETS:
+                return model
         for preset in PRESETS.values():
             spec = preset.weights
             if spec is not None and spec.layout in ("v2", "vda") and spec.filename == path.name:
