@@ -217,40 +217,6 @@ def _da3_only(model: str, export_format: Optional[str]) -> None:
         raise InputError(f"--export-format needs a DA3 model (da3-*); {model} writes --raw outputs into --outdir")
 
 
-def _scene_options(
-    export_dir: Path,
-    export_format: Optional[str],
-    process_res: int,
-    process_res_method: str,
-    ref_view_strategy: str,
-    use_ray_pose: bool,
-    conf_thresh_percentile: float,
-    num_max_points: int,
-    show_cameras: bool,
-    export_feat: Optional[str],
-    feat_vis_fps: float,
-    export_at_input_res: bool,
-    auto_cleanup: bool,
-):
-    from anydepth.cli.scene import SceneOptions
-
-    return SceneOptions(
-        export_dir=export_dir,
-        export_format=export_format or "glb",
-        process_res=process_res,
-        process_res_method=process_res_method,
-        ref_view_strategy=ref_view_strategy,
-        use_ray_pose=use_ray_pose,
-        conf_thresh_percentile=conf_thresh_percentile,
-        num_max_points=num_max_points,
-        show_cameras=show_cameras,
-        export_feat=export_feat,
-        feat_vis_fps=feat_vis_fps,
-        export_at_input_res=export_at_input_res,
-        auto_cleanup=auto_cleanup,
-    )
-
-
 def _run_scene(
     command: str,
     views_of: Callable[[], list],
@@ -311,17 +277,16 @@ def image_cmd(
 ) -> None:
     """Depth of one image (V2 models: visualisation and --raw maps in --outdir; DA3 models: --export-format)."""
 
+    options = dict(locals())  # the parameters, for SceneOptions.from_options
+
     def body() -> None:
+        from anydepth.cli.scene import SceneOptions
         from anydepth.io.images import read_image
 
         name = _pick_model(model, weights, "dav2-small")
         if _is_da3(name):
             _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
-            scene = _scene_options(
-                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
-                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
-                export_at_input_res, auto_cleanup,
-            )  # fmt: skip
+            scene = SceneOptions.from_options(options)
             read_image(path)  # fail on a bad input before loading any weights
             _run_scene(
                 "image", lambda: [path], name, weights, device, precision, revision, scene, quiet, backend=backend
@@ -376,8 +341,10 @@ def images_cmd(
     V2 models treat each image on its own; a DA3 model treats them as views of one scene (depth and cameras).
     """
 
+    options = dict(locals())  # the parameters, for SceneOptions.from_options
+
     def body() -> None:
-        from anydepth.cli.scene import filter_extensions
+        from anydepth.cli.scene import SceneOptions, filter_extensions
         from anydepth.io.inputs import expand_inputs
 
         name = _pick_model(model, weights, "dav2-small")
@@ -388,11 +355,7 @@ def images_cmd(
 
         if _is_da3(name):
             _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
-            scene = _scene_options(
-                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
-                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
-                export_at_input_res, auto_cleanup,
-            )  # fmt: skip
+            scene = SceneOptions.from_options(options)
             _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
         _da3_only(name, export_format)
@@ -448,8 +411,11 @@ def video_cmd(
     Video Depth Anything models (vda-*): temporally consistent depth, streamed in windows.
     DA3 models: frames sampled at --fps are the views of one scene (depth and cameras)."""
 
+    options = dict(locals())  # the parameters, for SceneOptions.from_options
+
     def body() -> None:
         from anydepth.cli.jobs import run_video
+        from anydepth.cli.scene import SceneOptions, collect_views
         from anydepth.io.inputs import is_image_path
         from anydepth.io.video import VideoReader
         from anydepth.presets import get_preset
@@ -460,14 +426,8 @@ def video_cmd(
             raise InputError(f"{path} is an image, not a video; use `anydepth image {path}`")
         name = _pick_model(model, weights, "dav2-small")
         if _is_da3(name):
-            from anydepth.cli.scene import collect_views
-
             _v2_only(name, **{"--raw": raw is not None, "--pred-only": pred_only, "--stride": stride != 1})
-            scene = _scene_options(
-                export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
-                conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
-                export_at_input_res, auto_cleanup,
-            )  # fmt: skip
+            scene = SceneOptions.from_options(options)
             with VideoReader(path):  # fail on an unreadable video before loading any weights
                 pass
             views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
@@ -551,17 +511,15 @@ def auto_cmd(
     A COLMAP dataset's cameras condition the model (pose conditioning) and the outputs are reported in its frame.
     """
 
+    options = dict(locals())  # the parameters, for SceneOptions.from_options
+
     def body() -> None:
-        from anydepth.cli.scene import collect_views
+        from anydepth.cli.scene import SceneOptions, collect_views
         from anydepth.io.colmap import is_colmap_dataset, read_colmap_views
 
         command = ctx.info_name or "auto"
         name = _pick_model(model, weights, "da3-small")
-        scene = _scene_options(
-            export_dir, export_format, process_res, process_res_method, ref_view_strategy, use_ray_pose,
-            conf_thresh_percentile, num_max_points, show_cameras, export_feat, feat_vis_fps,
-            export_at_input_res, auto_cleanup,
-        )  # fmt: skip
+        scene = SceneOptions.from_options(options)
         if use_backend:
             from anydepth.cli.service import run_on_backend
 

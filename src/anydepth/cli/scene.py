@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -33,6 +33,18 @@ class SceneOptions:
     feat_vis_fps: float = 15.0
     export_at_input_res: bool = False
     auto_cleanup: bool = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SceneOptions:
+        """The scene options among a command's parameters, which carry the same names (``--export-format``
+        defaults to glb: the commands leave it None to tell whether it was given)."""
+        names = {f.name for f in fields(cls)}
+        missing = names - set(options)
+        if missing:
+            raise TypeError(f"scene options missing: {', '.join(sorted(missing))}")
+        values = {name: options[name] for name in names}
+        values["export_format"] = values["export_format"] or "glb"
+        return cls(**values)
 
     def feat_layers(self) -> List[int]:
         try:

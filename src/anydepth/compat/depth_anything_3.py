@@ -13,6 +13,7 @@ from torch import nn
 
 from anydepth.checkpoints import convert_da3_state_dict, load_strict, read_state_dict
 from anydepth.errors import InputError, WeightsError
+from anydepth.geometry.cameras import as_homogeneous
 from anydepth.models.da3.network import DA3Output, build_da3_network
 from anydepth.pipelines.runtime import PRECISIONS, autocast, resolve_precision
 from anydepth.prediction import Prediction
@@ -193,9 +194,7 @@ class DepthAnything3(nn.Module):
             export(prediction, export_dir, "-".join(formats), **{k: v for k, v in options.items() if v})
         if extrinsics is not None and not align_to_input_ext_scale:
             # upstream hands the aligned poses back as (N, 4, 4) in this one case ((N, 3, 4) everywhere else)
-            n = len(prediction.extrinsics)
-            bottom = np.broadcast_to(np.array([0, 0, 0, 1], prediction.extrinsics.dtype), (n, 1, 4))
-            prediction.extrinsics = np.concatenate([prediction.extrinsics, bottom], axis=1)
+            prediction.extrinsics = as_homogeneous(torch.from_numpy(prediction.extrinsics)).numpy()
         return prediction
 
 

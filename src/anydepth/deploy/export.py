@@ -308,13 +308,17 @@ class StaticDepthAnything3(nn.Module):
         return head.depth, head.sky
 
 
+# input layout per family: images, views of one scene, frames of one window
+_LAYOUTS = {"dav2": "NCHW", "da3": "NSCHW", "vda": "NTCHW"}
+
+
 def _image_preprocessing(preset: Preset, resize: str) -> Dict[str, object]:
     return {
         "color": "RGB",
         "scale": "1/255",
         "mean": list(preset.mean),
         "std": list(preset.std),
-        "layout": "NCHW" if preset.family == "dav2" else "NSCHW",
+        "layout": _LAYOUTS[preset.family],
         "resize": resize,
     }
 
@@ -368,10 +372,8 @@ def _wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
 class StaticVideoDepthAnything(StaticDepthAnythingV2):
     """Video Depth Anything on windows of a fixed length at one frame size: (B, T, 3, H, W) normalised frames ->
     (B, T, H, W) depth. The position embedding is fixed as for V2; the temporal positions are a buffer already.
-    The windows, their overlap and the scale-and-shift joining stay outside the graph (the runtime's pipeline)."""
-
-    def forward(self, clips: Tensor) -> Tensor:  # clips: (B, T, 3, H, W)
-        return self.net(clips)
+    The windows, their overlap and the scale-and-shift joining stay outside the graph (the runtime's pipeline).
+    The forward is V2's: the network itself takes the (B, T, 3, H, W) clips."""
 
 
 def _wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
@@ -389,7 +391,7 @@ def _wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
         example=torch.randn(request.batch, WINDOW, 3, H, W, generator=torch.Generator().manual_seed(0)),
         inputs=[TensorSpec("frames", (B, WINDOW, 3, H, W))],
         outputs=[TensorSpec("depth", (B, WINDOW, H, W))],
-        preprocessing={**_image_preprocessing(preset, resize), "layout": "NTCHW"},
+        preprocessing=_image_preprocessing(preset, resize),
     )
 
 
