@@ -18,8 +18,9 @@ class ResidualConvUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(x))
-        out = self.conv2(F.relu(out))
-        return out + x
+        # in place on fresh conv outputs: the same values, two large temporaries fewer at high resolution
+        out = self.conv2(out.relu_())
+        return _add_into(out, x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -40,13 +41,24 @@ class FeatureFusionBlock(nn.Module):
 
     def forward(self, x: Tensor, skip: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
         if skip is not None:
-            x = x + self.resConfUnit1(skip)
+            x = _add_into(self.resConfUnit1(skip), x)
         x = self.resConfUnit2(x)
         if size is None:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=self.align_corners)
         else:
             x = F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=self.align_corners)
         return self.out_conv(x)
+
+
+def _add_into(fresh: Tensor, other: Tensor) -> Tensor:
+    """``fresh + other`` written into ``fresh`` (a temporary of the caller) where that gives the same tensor.
+
+    Under autocast the two may differ in dtype; out-of-place addition then promotes as the reference does.
+    Addition commutes bit for bit, so the in-place form equals ``other + fresh``.
+    """
+    if fresh.dtype == other.dtype and fresh.shape == other.shape and not fresh.requires_grad:
+        return fresh.add_(other)
+    return fresh + other
 
 
 def make_projections(in_channels: int, out_channels: Sequence[int]) -> nn.ModuleList:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +144,12 @@ def uv_position_embedding(
     return embed.permute(2, 0, 1) * _POS_EMBED_RATIO
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_uv_embedding(height: int, width: int, channels: int, aspect_ratio: float, device: torch.device) -> Tensor:
+    """:func:`uv_position_embedding` per map size, built once (a video or folder repeats the same sizes)."""
+    return uv_position_embedding(height, width, channels, aspect_ratio, device)
+
+
 def resize_bilinear(x: Tensor, size: Tuple[int, int]) -> Tensor:
     """Bilinear resize with ``align_corners=True``, in batch slices where one call would pass the int32 limit.
 
@@ -230,6 +238,18 @@ def output_branch(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def trunk_precision(device: torch.device, dtype: Optional[torch.dtype]) -> ContextManager:
+    """Autocast to ``dtype`` for the reassembly and fusion convolutions of a head; float32 when None.
+
+    Under bfloat16 the trunk's convolutions (about two thirds of a DualDPT's work) run on the bf16 units while the
+    output convolutions, whose values become depth through ``exp``, stay float32: the depth moves by well under
+    the 1% that the mixed-precision policy allows (tests/test_precision_da3.py).
+    """
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def map_view_chunks(
     fn: Callable[..., Tuple[Tensor, ...]], inputs: Sequence[Tensor], chunk_size: Optional[int]
 ) -> Tuple[Tensor, ...]:
@@ -298,9 +318,13 @@ class DPTTrunk(nn.Module):
         self.scratch = _Scratch(out_channels, features)
 
     def _add_pos_embed(self, x: Tensor, aspect_ratio: float) -> Tensor:
+        """``x`` (a temporary of the caller, so it is updated in place) plus the cached UV embedding."""
         if not self.pos_embed:
             return x
-        return x + uv_position_embedding(x.shape[-2], x.shape[-1], x.shape[1], aspect_ratio, x.device)
+        table = _cached_uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
+        if x.requires_grad or x.dtype != table.dtype:
+            return x + table
+        return x.add_(table)
 
     def _reassemble(self, tokens: Sequence[Tensor], grid_h: int, grid_w: int, aspect_ratio: float) -> List[Tensor]:
         """Four (n, N, C) patch-token tensors -> level maps at 4x, 2x, 1x and 1/2x the patch grid."""
@@ -332,13 +356,17 @@ class DPTTrunk(nn.Module):
         path = block(2)(path, l2, size=l1.shape[2:])
         return block(1)(path, l1)
 
-    def _main_map(self, maps: Sequence[Tensor], height: int, width: int) -> Tensor:
-        """Main fusion -> ``output_conv1`` -> bilinear to the image size covered by patches.
+    def _main_map(
+        self, maps: Sequence[Tensor], height: int, width: int, trunk_dtype: Optional[torch.dtype] = None
+    ) -> Tensor:
+        """Main fusion (in ``trunk_dtype``) -> ``output_conv1`` (float32) -> bilinear to the image size.
 
         Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does.
         """
         p = self.patch_size
-        fused = self.scratch.output_conv1(self._fuse(maps))
+        with trunk_precision(maps[0].device, trunk_dtype):
+            fused = self._fuse(maps)
+        fused = self.scratch.output_conv1(fused.to(self.scratch.output_conv1.weight.dtype))
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
     def _forward_views(
@@ -358,7 +386,7 @@ class DPTTrunk(nn.Module):
     ) -> Tuple[Tuple[int, int], Tuple[Tensor, ...]]:
         """Checks the inputs, flattens views, runs ``_forward_views`` in float32 on chunks of views.
 
-        ``options`` go to ``_forward_views`` as keywords.
+        ``options`` go to ``_forward_views`` as keywords (``trunk_dtype`` among them, where a head takes it).
 
         Returns:
             ((B, S), outputs with a leading B * S dimension).
@@ -422,6 +450,7 @@ class DualDPTHead(DPTTrunk):
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
         rays: bool = True,
+        trunk_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and rays from the backbone's four output levels, in float32 even under autocast.
 
@@ -431,12 +460,16 @@ class DualDPTHead(DPTTrunk):
             patch_start_idx: tokens before this index are not patches (0 for the DA3 backbone's outputs).
             chunk_size: views per pass through the head (memory bound); None runs all B * S views at once.
             rays: also run the ray branch (about half the head's work); only the ray-pose solve reads it.
+            trunk_dtype: run the reassembly and the main fusion in this precision (see :func:`trunk_precision`);
+                the output convolutions and the ray branch stay float32.
 
         Returns:
             HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and, with ``rays``, ray (B, S, 8*gh, 8*gw, 6)
             and ray_conf.
         """
-        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, rays=rays)
+        batch_views, outputs = self._run(
+            features, height, width, patch_start_idx, chunk_size, rays=rays, trunk_dtype=trunk_dtype
+        )
         if not rays:
             depth, depth_conf = _reshape_views(outputs, batch_views)
             return HeadOutput(depth=depth, depth_conf=depth_conf)
@@ -444,19 +477,27 @@ class DualDPTHead(DPTTrunk):
         return HeadOutput(depth=depth, depth_conf=depth_conf, ray=ray, ray_conf=ray_conf)
 
     def _forward_views(
-        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, rays: bool = True
+        self,
+        tokens: List[Tensor],
+        height: int,
+        width: int,
+        *per_view: Tensor,
+        rays: bool = True,
+        trunk_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
         s, aspect = self.scratch, width / height
-        maps = self._level_maps(tokens, height, width)
+        with trunk_precision(tokens[0].device, trunk_dtype):
+            maps = self._level_maps(tokens, height, width)
 
-        main = self._add_pos_embed(self._main_map(maps, height, width), aspect)
+        main = self._add_pos_embed(self._main_map(maps, height, width, trunk_dtype), aspect)
         logits = s.output_conv2(main)
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
         if not rays:
             return depth, depth_conf
 
         # the ray branch stays at the fusion resolution (8x the grid); only its last level is an output
-        aux = s.output_conv1_aux[-1](self._fuse(maps, suffix="_aux"))
+        dtype = s.output_conv1_aux[-1][0].weight.dtype
+        aux = s.output_conv1_aux[-1](self._fuse([m.to(dtype) for m in maps], suffix="_aux"))
         aux = s.output_conv2_aux[-1](self._add_pos_embed(aux, aspect)).permute(0, 2, 3, 1)
         ray, ray_conf = aux[..., :-1], aux[..., -1].exp() + 1.0
         return depth, depth_conf, ray, ray_conf
@@ -482,6 +523,7 @@ class DPTSkyHead(DPTTrunk):
         width: int,
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+        trunk_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and sky score, in float32 even under autocast.
 
@@ -490,18 +532,25 @@ class DPTSkyHead(DPTTrunk):
             height, width: image size; the patch grid is ``(height // 14, width // 14)``.
             patch_start_idx: tokens before this index are not patches.
             chunk_size: views per pass through the head; None runs all B * S views at once.
+            trunk_dtype: run the reassembly and the fusion in this precision; the output convolutions stay float32.
 
         Returns:
             HeadOutput with depth = exp(logit) and sky = relu(logit), both (B, S, 14*gh, 14*gw).
         """
-        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size)
+        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, trunk_dtype=trunk_dtype)
         depth, sky = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, sky=sky)
 
     def _forward_views(
-        self, tokens: List[Tensor], height: int, width: int, *per_view: Tensor, **options: Any
+        self,
+        tokens: List[Tensor],
+        height: int,
+        width: int,
+        *per_view: Tensor,
+        trunk_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
-        fused = self._main_map(self._level_maps(tokens, height, width), height, width)
-        fused = self._add_pos_embed(fused, width / height)
+        with trunk_precision(tokens[0].device, trunk_dtype):
+            maps = self._level_maps(tokens, height, width)
+        fused = self._add_pos_embed(self._main_map(maps, height, width, trunk_dtype), width / height)
         s = self.scratch
         return s.output_conv2(fused)[:, 0].exp(), F.relu(s.sky_output_conv2(fused)[:, 0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,7 @@ from anydepth.geometry.depth_alignment import align_to_metric, fill_sky_with_far
 from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
 from anydepth.geometry.ray_pose import camera_from_rays
 from anydepth.geometry.sim3 import umeyama
-from anydepth.layers.precision import float32_region
+from anydepth.layers.precision import active_autocast_dtype, float32_region
 from anydepth.models.da3.backbone import DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.camera import (
     CAMERA_DECODERS,
@@ -186,9 +186,14 @@ class DepthAnything3Net(nn.Module):
         features, aux_features = self.backbone(
             images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
         )
+        # under bf16 autocast the head's trunk stays in bf16 (its output convolutions in float32); fp16 keeps the
+        # whole head in float32, as upstream does
+        trunk_dtype = torch.bfloat16 if active_autocast_dtype(images.device) == torch.bfloat16 else None
         with float32_region(images.device):
-            head_options = {"rays": use_ray_pose} if self.predicts_cameras else {}
-            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size, **head_options)
+            head_options: Dict[str, Any] = {"rays": use_ray_pose} if self.predicts_cameras else {}
+            head = self.head(
+                features, H, W, patch_start_idx=0, chunk_size=chunk_size, trunk_dtype=trunk_dtype, **head_options
+            )
             out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
             if self.predicts_cameras:
                 if use_ray_pose:
