@@ -40,6 +40,21 @@ def timed(fn):
         start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
     return statistics.median(times)
 
+def count_flops(fn):  # FlopCounterMode, plus the CPU flash-attention kernel that it does not count
+    try:
+        from torch.utils import flop_counter
+    except ImportError:
+        return None
+    def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
+        *batch, n_q, d = query.shape
+        n_k, d_v = key.shape[-2], value.shape[-1]
+        return 2 * int(np.prod(batch)) * n_q * n_k * (d + d_v)
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    mapping = {{op: sdpa_cpu}} if op is not None else {{}}
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
+        fn()
+    return counter.get_total_flops()
+
 def report(seconds, flops=None):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({{"s": seconds, "rss_mib": rss, "flops": flops}}))
@@ -71,16 +86,9 @@ preset = get_preset("da3-small")
 net = fill_(anydepth.build_network(preset)).eval()
 dev = torch.device("cpu")
 model = MultiViewModel(net, preset, dev, resolve_precision({precision!r}, dev))  # what load_model("da3-small") builds
-flops = None
-try:
-    from torch.utils.flop_counter import FlopCounterMode
-    from anydepth.pipelines.da3_preprocess import preprocess_da3
-    x = preprocess_da3(views, process_res=504).images[None]
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        net(x)
-    flops = counter.get_total_flops()
-except ImportError:
-    pass
+from anydepth.pipelines.da3_preprocess import preprocess_da3
+x = preprocess_da3(views, process_res=504).images[None]
+flops = count_flops(lambda: net(x))
 report(timed(lambda: model.infer(views, process_res=504)), flops)
 """
 
@@ -99,15 +107,8 @@ model = DepthAnythingV2(encoder="vits", features=64, out_channels=[48, 96, 192, 
 model.load_state_dict(random_state_dict({k: v.shape for k, v in model.state_dict().items()}, 0))
 model.eval()
 image = views[0][..., ::-1].copy()
-flops = None
-try:
-    from torch.utils.flop_counter import FlopCounterMode
-    x, _ = model.image2tensor(image, 518)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(x)
-    flops = counter.get_total_flops()
-except ImportError:
-    pass
+x, _ = model.image2tensor(image, 518)
+flops = count_flops(lambda: model(x))
 with torch.inference_mode():
     report(timed(lambda: model.infer_image(image, 518)), flops)
 """
@@ -123,6 +124,42 @@ dev = torch.device("cpu")
 model = MonoDepthModel(net, preset, dev, resolve_precision("auto", dev))  # what load_model("dav2-small") builds
 report(timed(lambda: model.infer(views[0])))
 """
+
+# Video Depth Anything: upstream is not on PyPI; --vda-upstream names a checkout of its repository
+_VDA_FRAMES = r"""
+frames = np.stack([np.roll(views[i % len(views)], 7 * i, axis=1) for i in range({frames})])  # T x H x W x 3 RGB
+"""
+
+_VDA_UPSTREAM = (
+    _VDA_FRAMES
+    + r"""
+sys.path.insert(0, {vda_upstream!r})
+from video_depth_anything.video_depth import VideoDepthAnything
+model = VideoDepthAnything(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+state = model.state_dict()
+filled = random_state_dict({k: tuple(v.shape) for k, v in state.items()}, 0)
+filled.update({k: v for k, v in state.items() if k.endswith("pos_encoder.pe")})  # sinusoid tables, as shipped
+model.load_state_dict(filled)
+model.eval()
+fp32 = {precision!r} == "fp32"
+report(timed(lambda: model.infer_video_depth(frames, 30, input_size={input_size}, device="cpu", fp32=fp32)))
+"""
+)
+
+_VDA_OURS = (
+    _VDA_FRAMES
+    + r"""
+from anydepth.compat import VideoDepthAnything
+model = VideoDepthAnything(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+state = model.state_dict()
+filled = random_state_dict({k: tuple(v.shape) for k, v in state.items()}, 0)
+filled.update({k: v for k, v in state.items() if k.endswith("pos_encoder.pe")})
+model.load_state_dict(filled)
+model.eval()
+fp32 = {precision!r} == "fp32"
+report(timed(lambda: model.infer_video_depth(frames, 30, input_size={input_size}, device="cpu", fp32=fp32)))
+"""
+)
 
 
 def _matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
@@ -140,7 +177,9 @@ def _matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> fl
 
 
 def _run_child(python: str, body: str, fmt: Dict[str, object]) -> Dict[str, float]:
-    code = _PRELUDE.format(**fmt) + body.replace("{precision!r}", repr(fmt.get("precision", "auto")))
+    code = _PRELUDE.format(**fmt) + body
+    for name in ("precision", "vda_upstream", "frames", "input_size"):  # the bodies' own placeholders
+        code = code.replace(f"{{{name}!r}}", repr(fmt.get(name, "auto"))).replace(f"{{{name}}}", str(fmt.get(name)))
     env = {"PYTHONPATH": str(ROOT / "src")} if python == sys.executable else {}
     import os
 
@@ -155,13 +194,29 @@ def main() -> None:
     parser.add_argument("--upstream-python", required=True, help="python of the upstream side environment")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per child (median)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best median is kept")
-    parser.add_argument("--only", choices=("da3", "v2"), default=None)
+    parser.add_argument("--only", choices=("da3", "v2", "vda"), default=None)
+    parser.add_argument(
+        "--vda-upstream",
+        type=Path,
+        default=None,
+        help="checkout of DepthAnything/Video-Depth-Anything (the vda suite runs only with it)",
+    )
+    parser.add_argument("--vda-frames", type=int, default=54, help="frames of the vda suite (54 = two windows)")
+    parser.add_argument("--vda-input-size", type=int, default=280, help="input_size of the vda suite")
     args = parser.parse_args()
 
     import torch
 
     peaks = {"float32": _matmul_peak_gflops("float32"), "bfloat16": _matmul_peak_gflops("bfloat16")}
-    common = {"tests": str(ROOT / "tests"), "height": 480, "width": 640, "repeats": args.repeats}
+    common = {
+        "tests": str(ROOT / "tests"),
+        "height": 480,
+        "width": 640,
+        "repeats": args.repeats,
+        "vda_upstream": str(args.vda_upstream),
+        "frames": args.vda_frames,
+        "input_size": args.vda_input_size,
+    }
     suites = {
         "da3": (
             "DA3-small, 4 views of 640x480, process_res 504",
@@ -188,7 +243,21 @@ def main() -> None:
                  "fp32"),
             ],
         ),
+        "vda": (
+            f"Video Depth Anything vits, {args.vda_frames} frames of 640x480, input_size {args.vda_input_size}",
+            args.vda_frames,
+            [
+                ("upstream `VideoDepthAnything.infer_video_depth` (default: bf16 autocast on CPU)",
+                 args.upstream_python, _VDA_UPSTREAM, "auto"),
+                ("anydepth `compat.VideoDepthAnything.infer_video_depth` (default, as upstream)", sys.executable,
+                 _VDA_OURS, "auto"),
+                ("upstream, fp32=True", args.upstream_python, _VDA_UPSTREAM, "fp32"),
+                ("anydepth, fp32=True (upstream's float32 numbers)", sys.executable, _VDA_OURS, "fp32"),
+            ],
+        ),
     }  # fmt: skip
+    if args.vda_upstream is None:
+        suites.pop("vda")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak measured here: "
           f"fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s; "
           f"median of {args.repeats} calls, best of {args.rounds} alternating rounds\n")  # fmt: skip
