@@ -1,4 +1,5 @@
-"""Speed against upstream, side by side in one run: DA3-small on 4 views and Depth Anything V2 vits ``infer_image``.
+"""Speed against upstream, side by side in one run: DA3-small on 4 views, Depth Anything V2 vits ``infer_image``
+and (with ``--vda-upstream``) Video Depth Anything vits ``infer_video_depth``.
 
 Every configuration runs in its own child process (upstream's in its side virtualenv, made by
 ``../shared/upstream/make-upstream-env.sh DIR``) on the same inputs and the same deterministic random weights
@@ -7,7 +8,8 @@ that other load on the machine hits both alike. Prints a Markdown table: median 
 upstream's default API, images/s, the child's peak RSS, and the achieved GFLOP/s of the network against this
 machine's measured matmul peak::
 
-    PYTHONPATH=src python benchmarks/speed.py --upstream-python /path/to/upvenv/bin/python
+    PYTHONPATH=src python benchmarks/speed.py --upstream-python /path/to/upvenv/bin/python \
+        [--vda-upstream /path/to/Video-Depth-Anything]
 """
 
 from __future__ import annotations
