@@ -257,6 +257,17 @@ class FrameLevels(NamedTuple):
     layer4: Tensor  # (N, out_channels[3], ceil(grid_h / 2), ceil(grid_w / 2)), before its 3x3 projection
 
 
+_ENCODE_TOKENS = 10_000  # patch tokens per backbone pass when frame_chunk is None
+_DECODE_PIXELS = 500_000  # output pixels per decoding pass when decode_chunk is None
+
+
+def _chunk(fixed: Optional[int], budget: int, per_frame: int, minimum: int = 1) -> int:
+    """Frames per pass: ``fixed`` where given, else as many as fit ``budget`` (at least ``minimum``)."""
+    if fixed is not None:
+        return max(int(fixed), 1)
+    return max(budget // max(per_frame, 1), minimum)
+
+
 def _cat_levels(chunks: Sequence[FrameLevels]) -> FrameLevels:
     return FrameLevels(*(torch.cat(parts, dim=0) for parts in zip(*chunks)))
 
@@ -341,16 +352,21 @@ class VideoDepthAnythingNet(nn.Module):
     Args:
         cfg: architecture.
         frame_chunk: frames per pass through the backbone and the reassembly; results do not depend on it, peak
-            memory does.
+            memory does. None: as many as keep a pass near 10,000 tokens (4 frames of 518x924, a whole window
+            of small frames).
         decode_chunk: frames per pass through the last fusion blocks and output convolutions, which run at the
-            full input resolution (a 518x924 frame has 32 channels of 1.9 MB there).
+            full input resolution (a 518x924 frame has 32 channels of 1.9 MB there). None: as many as keep a
+            pass under 500,000 pixels (one frame of 518x924; small frames go together, which is several times
+            faster than one by one).
     """
 
-    def __init__(self, cfg: VideoDepthAnythingConfig, frame_chunk: int = 4, decode_chunk: int = 1) -> None:
+    def __init__(
+        self, cfg: VideoDepthAnythingConfig, frame_chunk: Optional[int] = None, decode_chunk: Optional[int] = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.frame_chunk = int(frame_chunk)
-        self.decode_chunk = int(decode_chunk)
+        self.frame_chunk = frame_chunk
+        self.decode_chunk = decode_chunk
         self.pretrained = DinoVisionTransformer(cfg.encoder)
         self.head = TemporalDPTHead(cfg.head, cfg.num_frames, cfg.temporal_heads)
 
@@ -366,7 +382,7 @@ class VideoDepthAnythingNet(nn.Module):
         """Per-frame features of (N, 3, H, W) frames, computed ``frame_chunk`` frames at a time."""
         grid_h, grid_w = self._grid(*frames.shape[-2:])
         chunks = []
-        step = max(self.frame_chunk, 1)
+        step = _chunk(self.frame_chunk, _ENCODE_TOKENS, grid_h * grid_w, minimum=4)
         for i in range(0, frames.shape[0], step):
             features = self.pretrained.get_intermediate_layers(frames[i : i + step], self.cfg.layers)
             with float32_region(frames.device):
@@ -389,8 +405,9 @@ class VideoDepthAnythingNet(nn.Module):
             grid_h, grid_w = self._grid(*image_hw)
             out_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
             depths = []
-            for i in range(0, path3.shape[0], max(self.decode_chunk, 1)):
-                sl = slice(i, i + max(self.decode_chunk, 1))
+            step = _chunk(self.decode_chunk, _DECODE_PIXELS, out_hw[0] * out_hw[1])
+            for i in range(0, path3.shape[0], step):
+                sl = slice(i, i + step)
                 depths.append(self.head.decode(path3[sl], levels.layer2_rn[sl], levels.level1[sl], out_hw))
             depth = torch.cat(depths, dim=0)
             if tuple(depth.shape[-2:]) != tuple(image_hw):
