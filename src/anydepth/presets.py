@@ -281,6 +281,8 @@ def guess_preset(weights: str) -> Optional[str]:
             if spec is not None and spec.layout in ("v2", "vda") and spec.filename == path.name:
                 return preset.name
         return None
+    if path.is_dir() and (path / "unet" / "config.json").is_file():  # a diffusers repo folder: DepthCrafter's
+        return "depthcrafter"
     config = path / "config.json"
     if path.is_dir() and config.is_file():
         try:
