@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from anydepth.cli.main import app
 from anydepth.io.video import VideoReader, VideoWriter
-from depthcrafter_tiny import save_official_layout, synthetic_frames
+from depthcrafter_tiny import synthetic_frames
 
 FRAMES = 7
 FAST = ["--dc-window", 4, "--dc-overlap", 1, "--dc-steps", 1, "--dc-decode-chunk", 2, "--seed", 3]
@@ -27,8 +27,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return save_official_layout(tmp_path_factory.mktemp("dc_cli"), seed=0)
+def folders(depthcrafter_folders):
+    return depthcrafter_folders
 
 
 @pytest.fixture(scope="module")
