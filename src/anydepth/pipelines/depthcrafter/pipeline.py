@@ -9,9 +9,10 @@ see :class:`DepthCrafterModel`); the default join of windows adds a scale and sh
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -135,13 +136,9 @@ class DepthCrafterModel:
 
     def _encode(self, video: torch.Tensor, noise: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
         """Frames ``(n, 3, H, W)`` in [-1, 1] -> CLIP embeddings ``(n, C)`` and VAE latents ``(n, 4, h, w)``."""
-        from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
-            _resize_with_antialiasing,
-        )
-
         parts = self.components
         video = video.to(self.device, self.dtype)
-        small = (_resize_with_antialiasing(video.float(), CLIP_SIZE) + 1.0) / 2.0
+        small = (_clip_resize()(video.float(), CLIP_SIZE) + 1.0) / 2.0
         pixels = ((small - self._mean.to(small.device)) / self._std.to(small.device)).to(self.dtype)
         embeddings = parts.image_encoder(pixels).image_embeds
         # one draw per frame from the CPU generator: the same numbers as one draw for all frames (3*H*W % 16 == 0)
@@ -347,6 +344,26 @@ class DepthCrafterModel:
         if not depth:
             raise InputError("the video has no frames")
         return Prediction(depth=normalize_video_depth(np.stack(depth)), depth_kind=self.depth_kind)
+
+
+@functools.cache
+def _clip_resize() -> Callable[..., torch.Tensor]:
+    """diffusers' antialiased resize that SVD applies before CLIP (Gaussian blur, then bicubic).
+
+    Its module imports transformers' CLIPImageProcessor, which warns when torchvision is missing though we never
+    use that class: the import runs with transformers' logging at ERROR.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+            _resize_with_antialiasing,
+        )
+    finally:
+        transformers_logging.set_verbosity(level)
+    return _resize_with_antialiasing
 
 
 def _resized(depths: Iterator[np.ndarray], sizes: List[Tuple[int, int]]) -> Iterator[np.ndarray]:
