@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 import anydepth
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, WeightsError
 from anydepth.pipelines.depthcrafter.pipeline import normalize_video_depth
+from anydepth.presets import guess_preset
 from depthcrafter_tiny import build_networks, synthetic_frames
 
 FIXTURE = Path(__file__).parent / "fixtures" / "depthcrafter_parity.npz"
@@ -211,6 +212,9 @@ def test_local_folder_layouts(folders, tmp_path):
     assert model.depth_kind == "disparity" and "depthcrafter" in repr(model)
     # the unet folder itself
     anydepth.load_model("depthcrafter", weights=depthcrafter / "unet", svd_weights=svd, device="cpu")
+    # --weights alone names the model, as for the other families
+    assert guess_preset(str(depthcrafter)) == guess_preset("tencent/DepthCrafter") == "depthcrafter"
+    assert guess_preset(str(svd)) is None
     with pytest.raises(WeightsError, match=r"no unet/config\.json"):
         anydepth.load_model("depthcrafter", weights=tmp_path, svd_weights=svd, device="cpu")
     with pytest.raises(WeightsError, match="missing image_encoder"):
