@@ -53,3 +53,13 @@ def vits_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "depth_anything_v2_vits.pth"
     torch.save(sd, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def depthcrafter_folders(tmp_path_factory):
+    """Tiny random DepthCrafter networks in the official layouts: (DepthCrafter repo folder, SVD repo folder)."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from depthcrafter_tiny import save_official_layout
+
+    return save_official_layout(tmp_path_factory.mktemp("depthcrafter"), seed=0)

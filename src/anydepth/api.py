@@ -17,12 +17,14 @@ from anydepth.checkpoints import (
     load_strict,
     read_state_dict,
 )
+from anydepth.errors import InputError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.runtime import compile_network, resolve_device, resolve_precision, set_cpu_threads
 from anydepth.presets import PRESETS, Preset, get_preset
 
 if TYPE_CHECKING:
+    from anydepth.pipelines.depthcrafter.pipeline import DepthCrafterModel
     from anydepth.pipelines.multiview import MultiViewModel
     from anydepth.pipelines.video_depth import VideoDepthModel
 
@@ -62,6 +64,8 @@ def list_models(family: Optional[str] = None) -> List[ModelInfo]:
 def build_network(preset: Union[str, Preset]) -> torch.nn.Module:
     """The preset's network with untrained weights (for tests, exports and custom loading)."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    if preset.family == "depthcrafter":
+        raise ValueError("depthcrafter is a diffusers pipeline of several networks; load it with load_model")
     if preset.family == "da3":
         from anydepth.models.da3.network import build_da3_network
 
@@ -118,9 +122,12 @@ def load_model(
     num_threads: Optional[int] = None,
     compile: bool = False,
     backend: str = "pytorch",
-) -> Union[MonoDepthModel, MultiViewModel, VideoDepthModel]:
+    svd_weights: Optional[Union[str, Path]] = None,
+    cpu_offload: Optional[str] = None,
+) -> Union[MonoDepthModel, MultiViewModel, VideoDepthModel, DepthCrafterModel]:
     """A ready-to-run model: :class:`MonoDepthModel` for V2 presets, :class:`MultiViewModel` for DA3 ones,
-    :class:`~anydepth.pipelines.video_depth.VideoDepthModel` for Video Depth Anything (``vda-*``).
+    :class:`~anydepth.pipelines.video_depth.VideoDepthModel` for Video Depth Anything (``vda-*``),
+    :class:`~anydepth.pipelines.depthcrafter.pipeline.DepthCrafterModel` for ``depthcrafter``.
 
     Args:
         name: preset name (see :func:`list_models`).
@@ -136,6 +143,11 @@ def load_model(
             first call of each input size compiles). Off by default.
         backend: "pytorch", or a runtime for an artefact of ``anydepth export`` given as ``weights``:
             "onnxruntime", "openvino" or "torchscript" (see :mod:`anydepth.deploy.backends`).
+        svd_weights: DepthCrafter only: Stable Video Diffusion's repo id or local folder (``vae/``,
+            ``image_encoder/``, ``scheduler/``, ``feature_extractor/``); ``weights`` is then the DepthCrafter
+            repo id or a folder holding ``unet/``. Needs ``pip install anydepth[depthcrafter]``.
+        cpu_offload: DepthCrafter only: "model" or "sequential" (diffusers' CPU offloading, needs accelerate and
+            CUDA), or None.
 
     Example:
         >>> model = anydepth.load_model("dav2-small", weights="depth_anything_v2_vits.pth")  # doctest: +SKIP
@@ -151,6 +163,14 @@ def load_model(
 
         return load_exported_model(name, weights, backend, device=device, precision=precision)
     preset = get_preset(name)
+    if preset.family == "depthcrafter":
+        from anydepth.pipelines.depthcrafter.loading import load_depthcrafter
+
+        return load_depthcrafter(
+            preset, weights, svd_weights, device, precision, revision, cache_dir, local_files_only, cpu_offload
+        )
+    if svd_weights is not None or cpu_offload is not None:
+        raise InputError(f"svd_weights and cpu_offload are DepthCrafter options; {name} takes neither")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)

@@ -21,8 +21,9 @@ class WeightsSpec:
         filename: file inside the repository.
         revision: branch, tag or commit to download (pin a commit for reproducible deployments).
         layout: key layout of the file: "v2" (official ``pretrained.*`` / ``depth_head.*``), "hf"
-            (transformers ``backbone.*`` / ``neck.*`` / ``head.*``), "da3" or "vda" (Video Depth Anything
-            ``pretrained.*`` / ``head.*``).
+            (transformers ``backbone.*`` / ``neck.*`` / ``head.*``), "da3", "vda" (Video Depth Anything
+            ``pretrained.*`` / ``head.*``) or "diffusers" (a diffusers repo of component folders; ``filename``
+            names its main file).
         license: licence of the weights, shown when they are first used.
     """
 
@@ -39,7 +40,7 @@ class Preset:
 
     Attributes:
         name: preset name used by ``load_model`` and ``--model``.
-        family: model family ("dav2", "da3", "vda").
+        family: model family ("dav2", "da3", "vda", "depthcrafter").
         encoder: DINOv2 size ("vits", "vitb", "vitl", "vitg").
         depth_kind: "disparity" (affine-invariant relative output) or "metric" (metres).
         params: parameter count in millions.
@@ -48,6 +49,8 @@ class Preset:
         input_size: default processing resolution (V2: shorter side; DA3: ``process_res``).
         description: one line for listings.
         arch: upstream configuration name of DA3 models ("da3-small", ..., "da3nested-giant-large").
+        base_weights: a second repo the model needs (DepthCrafter: Stable Video Diffusion's VAE, image encoder,
+            scheduler and feature extractor folders).
     """
 
     name: str
@@ -62,6 +65,7 @@ class Preset:
     std: Tuple[float, float, float] = IMAGENET_STD
     description: str = ""
     arch: Optional[str] = None
+    base_weights: Optional[WeightsSpec] = None
 
     def config(self) -> DepthAnythingV2Config:
         """Network configuration of a Depth Anything V2 preset."""
@@ -129,6 +133,7 @@ def _build_table() -> Dict[str, Preset]:
     )
     table += _da3_presets()
     table += _vda_presets()
+    table.append(_depthcrafter_preset())
     return {p.name: p for p in table}
 
 
@@ -202,6 +207,32 @@ def _vda_presets() -> List[Preset]:
     return presets
 
 
+def _depthcrafter_preset() -> Preset:
+    # parameters counted on the networks built from the official configs: UNet 1524.6M, VAE 97.7M, CLIP
+    # ViT-H/14 image encoder 632.1M
+    return Preset(
+        name="depthcrafter",
+        family="depthcrafter",
+        encoder="svd-unet",
+        depth_kind="disparity",
+        params=2254.4,
+        weights=WeightsSpec(
+            "tencent/DepthCrafter",
+            "unet/diffusion_pytorch_model.safetensors",
+            "DepthCrafter licence (academic, research and education use only)",
+            layout="diffusers",
+        ),
+        base_weights=WeightsSpec(
+            "stabilityai/stable-video-diffusion-img2vid-xt",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "Stability AI Community License",
+            layout="diffusers",
+        ),
+        input_size=1024,
+        description="DepthCrafter video diffusion (SVD UNet), relative disparity; needs anydepth[depthcrafter]",
+    )
+
+
 PRESETS: Dict[str, Preset] = _build_table()
 
 
@@ -250,6 +281,8 @@ def guess_preset(weights: str) -> Optional[str]:
             if spec is not None and spec.layout in ("v2", "vda") and spec.filename == path.name:
                 return preset.name
         return None
+    if path.is_dir() and (path / "unet" / "config.json").is_file():  # a diffusers repo folder: DepthCrafter's
+        return "depthcrafter"
     config = path / "config.json"
     if path.is_dir() and config.is_file():
         try:

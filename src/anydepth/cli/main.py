@@ -47,6 +47,20 @@ BackendOpt = typer.Option(
     "`anydepth export`, given by --weights.",
 )  # fmt: skip
 
+# DepthCrafter's options of the video command
+SvdWeightsOpt = typer.Option(
+    None, "--svd-weights", help="[depthcrafter] Stable Video Diffusion repo id or folder (vae/, image_encoder/, "
+    "scheduler/, feature_extractor/); --weights is then the DepthCrafter repo id or a folder holding unet/.",
+)  # fmt: skip
+DcAlignOpt = typer.Option(
+    True, "--dc-align/--dc-no-align", help="[depthcrafter] Fit each window's scale and shift over the overlap "
+    "frames before the cross-fade; --dc-no-align joins windows exactly as upstream.",
+)  # fmt: skip
+CpuOffloadOpt = typer.Option(
+    None, "--cpu-offload", help="[depthcrafter] model or sequential: keep networks in CPU memory and move them "
+    "to the GPU when they run (needs accelerate and CUDA); default: none.",
+)  # fmt: skip
+
 # options of the DA3 (multi-view) commands, with upstream `da3` names; image/images/video take them for da3-* models
 ExportDirOpt = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="[DA3] Export folder.")
 ExportFormatOpt = typer.Option(
@@ -142,7 +156,7 @@ def _options(
     from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
     from anydepth.presets import get_preset
 
-    if get_preset(model).family == "vda":
+    if get_preset(model).family in ("vda", "depthcrafter"):
         raise InputError(f"{model} is a video model; run it with `anydepth video VIDEO --model {model}`")
     opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
     opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
@@ -406,9 +420,20 @@ def video_cmd(
     vda_mode: str = typer.Option("windowed", "--vda-mode", help="[vda-*] windowed (best) or streaming (one frame)."),
     vda_align: str = typer.Option("overlap", "--vda-align", help="[vda-*] overlap, or keyframes as upstream."),
     backend: str = BackendOpt,
+    svd_weights: Optional[str] = SvdWeightsOpt,
+    dc_steps: int = typer.Option(5, "--dc-steps", help="[depthcrafter] Denoising steps."),
+    dc_guidance: float = typer.Option(1.0, "--dc-guidance", help="[depthcrafter] Guidance scale (1.0: none)."),
+    dc_window: int = typer.Option(110, "--dc-window", help="[depthcrafter] Frames denoised together."),
+    dc_overlap: int = typer.Option(25, "--dc-overlap", help="[depthcrafter] Frames shared by consecutive windows."),
+    dc_max_res: int = typer.Option(1024, "--dc-max-res", help="[depthcrafter] Longest processing side (x64)."),
+    dc_align: bool = DcAlignOpt,
+    dc_decode_chunk: int = typer.Option(8, "--dc-decode-chunk", help="[depthcrafter] Frames per VAE call."),
+    seed: int = typer.Option(42, "--seed", help="[depthcrafter] Seed of the diffusion noise."),
+    cpu_offload: Optional[str] = CpuOffloadOpt,
 ) -> None:
     """Depth of a video. V2 models: per frame, streamed (memory does not grow with the video's length).
     Video Depth Anything models (vda-*): temporally consistent depth, streamed in windows.
+    DepthCrafter (depthcrafter): video diffusion in windows, frames read and written lazily.
     DA3 models: frames sampled at --fps are the views of one scene (depth and cameras)."""
 
     options = dict(locals())  # the parameters, for SceneOptions.from_options
@@ -434,6 +459,21 @@ def video_cmd(
             _run_scene("video", views, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
         _da3_only(name, export_format)
+        if get_preset(name).family == "depthcrafter":
+            from anydepth.cli.depthcrafter_job import run_depthcrafter_command
+
+            if backend != "pytorch":
+                raise InputError(f"--backend {backend}: DepthCrafter runs with the pytorch backend only")
+            lines = run_depthcrafter_command(
+                path, weights, svd_weights, device, precision, revision, outdir, grayscale, raw, fps, stride,
+                max_frames, cpu_offload, quiet=quiet, steps=dc_steps, guidance=dc_guidance, window=dc_window,
+                overlap=dc_overlap, max_res=dc_max_res, seed=seed, align=dc_align, decode_chunk_size=dc_decode_chunk,
+            )  # fmt: skip
+            for line in lines:
+                typer.echo(line, err=True)
+            return
+        if svd_weights is not None or cpu_offload is not None:
+            raise InputError("--svd-weights and --cpu-offload are DepthCrafter options; add --model depthcrafter")
         if get_preset(name).family == "vda":
             from anydepth.cli.video_depth_job import run_vda_command
 

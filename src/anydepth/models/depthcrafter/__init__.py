@@ -1,0 +1,1 @@
+"""DepthCrafter's network: the Stable Video Diffusion UNet with per-frame image conditioning (needs diffusers)."""

@@ -1,0 +1,1 @@
+"""DepthCrafter video depth: windowed diffusion over lazily read frames (the diffusers parts load on demand)."""
