@@ -86,11 +86,11 @@ def uvicorn_server(app: Any) -> Iterator[str]:
         thread.join(30)
 
 
-def wait_for(driver: Any, script: str, timeout: float = 30.0) -> Any:
-    """Polls ``script`` (JavaScript returning a value) until it is truthy; returns that value."""
+def wait_for(driver: Any, script: str, timeout: float = 30.0, args: tuple = ()) -> Any:
+    """Polls ``script`` (JavaScript returning a value; ``args`` are its ``arguments``) until it is truthy."""
     deadline = time.monotonic() + timeout
     while True:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for: {script}"
