@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 MODEL ?= dav2-small
 OUTDIR ?= vis_depth
 
-.PHONY: setup run test lint check-torch113 clean
+.PHONY: setup run test lint check-torch113 viewer clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: setup
 # the core tests on torch 1.13.1 and Python 3.9 (AWS Inf1), in .venv-torch113
 check-torch113:
 	scripts/check_torch113.sh
+
+# the gallery's 3D viewer: three.js bundled by esbuild into the package (commit the result; pip needs no node)
+viewer:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .venv-torch113 build *.egg-info .pytest_cache .ruff_cache

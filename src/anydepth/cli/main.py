@@ -602,9 +602,13 @@ app.command(
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
 
-from anydepth.cli import service as _service  # noqa: E402  (the backend command lives in its own module)
+from anydepth.cli import gallery as _gallery  # noqa: E402  (the web commands live in their own modules)
+from anydepth.cli import service as _service  # noqa: E402
+from anydepth.cli import webapp as _webapp  # noqa: E402
 
 _service.register(app)
+_gallery.register(app)
+_webapp.register(app)
 
 
 _deploy_cli.register(app)  # anydepth export

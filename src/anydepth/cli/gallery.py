@@ -1,0 +1,51 @@
+"""``anydepth gallery``: browse exported scenes (depth maps, 3D viewer of scene.glb / scene.ply) in a browser."""
+
+# No `from __future__ import annotations` here: typer reads these annotations at runtime.
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from anydepth.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def gallery_cmd(
+    gallery_dir: Path = typer.Option(
+        Path("workspace/gallery"), "--gallery-dir", help="Folder of exported scenes (each sub-folder one scene)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only by default)."),
+    port: int = typer.Option(8009, "--port", min=0, max=65535, help="Port to listen on."),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="ANYDEPTH_GALLERY_TOKEN", help="Require this token (open the page with ?token=...)."
+    ),
+) -> None:
+    """Serve a gallery of exported scenes: thumbnails, depth maps and a 3D viewer (three.js, no CDN)."""
+    from anydepth.cli.main import _guarded, _state
+    from anydepth.cli.service import _is_loopback
+
+    def body() -> None:
+        from anydepth.errors import require
+
+        require("fastapi", "service")
+        uvicorn = require("uvicorn", "service")
+        from anydepth.gallery.server import create_gallery_app
+
+        if not gallery_dir.is_dir():
+            raise InputError(f"--gallery-dir {gallery_dir} is not a folder; export scenes into it first")
+        if not _is_loopback(host) and not token:
+            logger.warning("serving %s on %s without a token: anyone who reaches it can browse it", gallery_dir, host)
+        app = create_gallery_app(gallery_dir, token=token)
+        suffix = "/?token=<token>" if token else "/"
+        typer.echo(f"anydepth gallery of {gallery_dir} on http://{host}:{port}{suffix}", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
+
+    _guarded(body)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``gallery`` to the command line."""
+    app.command("gallery")(gallery_cmd)
