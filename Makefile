@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 MODEL ?= dav2-small
 OUTDIR ?= vis_depth
 
-.PHONY: setup run test lint check-torch113 viewer clean
+.PHONY: setup browser run test lint check-torch113 viewer clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ run: setup
 	@test -n "$(IMAGE)" || { echo "usage: make run IMAGE=photo.jpg [WEIGHTS=file.pth] [MODEL=$(MODEL)]"; exit 2; }
 	$(BIN)/anydepth image "$(IMAGE)" --model $(MODEL) $(if $(WEIGHTS),--weights "$(WEIGHTS)") --outdir $(OUTDIR)
 
-test: setup
+# Chromium + chromedriver for the browser tests (apt, as root; otherwise those tests skip and say why)
+browser:
+	scripts/install_browser.sh
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
