@@ -48,8 +48,9 @@ def count_flops(fn):  # FlopCounterMode, plus the CPU flash-attention kernel tha
     except ImportError:
         return None
     def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
-        *batch, n_q, d = query.shape
-        n_k, d_v = key.shape[-2], value.shape[-1]
+        shape = lambda x: tuple(getattr(x, "shape", x))  # the counter passes shapes (or tensors, by version)
+        *batch, n_q, d = shape(query)
+        n_k, d_v = shape(key)[-2], shape(value)[-1]
         return 2 * int(np.prod(batch)) * n_q * n_k * (d + d_v)
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     mapping = {{op: sdpa_cpu}} if op is not None else {{}}
