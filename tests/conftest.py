@@ -63,3 +63,12 @@ def depthcrafter_folders(tmp_path_factory):
     from depthcrafter_tiny import save_official_layout
 
     return save_official_layout(tmp_path_factory.mktemp("depthcrafter"), seed=0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny networks run many small kernels, which a second thread only slows."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

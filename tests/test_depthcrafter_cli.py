@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 pytest.importorskip("diffusers")
@@ -18,12 +17,7 @@ FRAMES = 7
 FAST = ["--dc-window", 4, "--dc-overlap", 1, "--dc-steps", 1, "--dc-decode-chunk", 2, "--seed", 3]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "depthcrafter_parity.npz"
 SMALL = dict(window=4, overlap=1, steps=1, decode_chunk_size=2)  # fast settings for the non-parity tests
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny networks: many small kernels, which a second thread on a busy machine only slows down
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from anydepth.cli.video_depth_job import VideoDepthOutputs, _frames_of, _npy_to_npz, return_freed_memory_early
+from anydepth.cli.video_depth_job import VideoDepthOutputs, _frames_of, _npy_to_npz, check_video_input
 from anydepth.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,6 @@ def run_depthcrafter_command(
     """
     from anydepth.api import load_model
     from anydepth.cli.jobs import parse_raw
-    from anydepth.io.inputs import is_image_path
-    from anydepth.io.video import VideoReader
     from anydepth.pipelines.depthcrafter.pipeline import DepthCrafterOptions
 
     outputs = VideoDepthOutputs(outdir=outdir, raw=parse_raw(raw), grayscale=grayscale)
@@ -139,13 +137,7 @@ def run_depthcrafter_command(
     except InputError as exc:
         raise InputError(f"{exc} (--dc-* options)") from None
     offload = None if cpu_offload in (None, "none") else cpu_offload
-    if fps is not None and fps <= 0:
-        raise InputError(f"--fps {fps} must be positive")
-    if is_image_path(path):
-        raise InputError(f"{path} is an image, not a video; DepthCrafter needs a video")
-    with VideoReader(path):  # fail on an unreadable video before loading any weights
-        pass
-    return_freed_memory_early()
+    check_video_input(path, fps, "DepthCrafter")
     model = load_model(
         "depthcrafter",
         weights=weights,

@@ -163,6 +163,20 @@ def run_video_depth(
     return written
 
 
+def check_video_input(path: Path, fps: Optional[float], method: str) -> None:
+    """Refuse a bad --fps, an image or an unreadable video before any weights load; then trim the heap."""
+    from anydepth.io.inputs import is_image_path
+    from anydepth.io.video import VideoReader
+
+    if fps is not None and fps <= 0:
+        raise InputError(f"--fps {fps} must be positive")
+    if is_image_path(path):
+        raise InputError(f"{path} is an image, not a video; {method} needs a video")
+    with VideoReader(path):
+        pass
+    return_freed_memory_early()
+
+
 def return_freed_memory_early() -> bool:
     """Make glibc hand large freed blocks back to the system at once (the command line's process only).
 
@@ -208,8 +222,6 @@ def run_vda_command(
     """
     from anydepth.api import load_model
     from anydepth.cli.jobs import parse_raw
-    from anydepth.io.inputs import is_image_path
-    from anydepth.io.video import VideoReader
     from anydepth.pipelines.video_depth import ALIGNMENTS, MODES
 
     outputs = VideoDepthOutputs(outdir=outdir, raw=parse_raw(raw), grayscale=grayscale)
@@ -222,13 +234,7 @@ def run_vda_command(
         raise InputError(f"--input-size {input_size} is too small; use at least 14")
     if backend != "pytorch" and mode != "windowed":
         raise InputError(f"--vda-mode {mode}: exported models run whole windows; use --vda-mode windowed")
-    if fps is not None and fps <= 0:
-        raise InputError(f"--fps {fps} must be positive")
-    if is_image_path(path):
-        raise InputError(f"{path} is an image, not a video; Video Depth Anything needs a video")
-    with VideoReader(path):  # fail on an unreadable video before loading any weights
-        pass
-    return_freed_memory_early()
+    check_video_input(path, fps, "Video Depth Anything")
     model = load_model(
         model_name, weights=weights, device=device, precision=precision, revision=revision, backend=backend
     )
