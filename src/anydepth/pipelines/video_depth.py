@@ -161,6 +161,19 @@ def _windows(frames: Iterator[torch.Tensor]) -> Iterator[Tuple[torch.Tensor, int
         yield window, read
 
 
+def with_progress(frames: Iterator[np.ndarray], show: bool, total: Optional[int], desc: str) -> Iterator[np.ndarray]:
+    """``frames`` unchanged, counted on a tqdm bar when ``show``."""
+    if not show:
+        yield from frames
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="frame", desc=desc) as bar:
+        for frame in frames:
+            bar.update(1)
+            yield frame
+
+
 class VideoDepthRunner:
     """The windowed and streaming loops around a Video Depth Anything network (shared by the native model and
     the compat facade).
@@ -308,15 +321,7 @@ class VideoDepthModel:
             depths = self._runner.streaming(frames, size)
         else:
             depths = self._runner.windowed(frames, size, align, rescale=self.depth_kind != "metric")
-        if not progress:
-            yield from depths
-            return
-        from tqdm.auto import tqdm
-
-        with tqdm(total=total, unit="frame", desc=self.preset.name) as bar:
-            for depth in depths:
-                bar.update(1)
-                yield depth
+        yield from with_progress(depths, progress, total, self.preset.name)
 
     def infer(self, frames: Any, input_size: Optional[int] = None, mode: str = "windowed", align: str = "overlap",
               progress: bool = False) -> Prediction:  # fmt: skip

@@ -34,6 +34,7 @@ from anydepth.pipelines.depthcrafter.windows import (
     check_windows,
     processing_size,
 )
+from anydepth.pipelines.video_depth import with_progress
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -325,15 +326,7 @@ class DepthCrafterModel:
         depths = self._depth(frames, options, sizes)
         if output_resolution == "input":
             depths = _resized(depths, sizes)
-        if not progress:
-            yield from depths
-            return
-        from tqdm.auto import tqdm
-
-        with tqdm(total=total, unit="frame", desc=self.preset.name) as bar:
-            for depth in depths:
-                bar.update(1)
-                yield depth
+        yield from with_progress(depths, progress, total, self.preset.name)
 
     def infer(self, frames: Any, **kwargs: Any) -> Prediction:
         """Depth of a whole (short) video: frames (T, H, W, 3) -> Prediction with depth (T, H, W) in [0, 1].
