@@ -242,8 +242,9 @@ def trunk_precision(device: torch.device, dtype: Optional[torch.dtype]) -> Conte
     """Autocast to ``dtype`` for the reassembly and fusion convolutions of a head; float32 when None.
 
     Under bfloat16 the trunk's convolutions (about two thirds of a DualDPT's work) run on the bf16 units while the
-    output convolutions, whose values become depth through ``exp``, stay float32: the depth moves by well under
-    the 1% that the mixed-precision policy allows (tests/test_precision_da3.py).
+    output convolutions, whose values become depth through ``exp``, stay float32. Depth then moves by 0.8-0.9% mean
+    relative error on random DA3-small weights (0.3% of it from the bf16 backbone), under the 1% that the
+    mixed-precision policy allows (tests/test_precision_da3.py).
     """
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
