@@ -117,8 +117,12 @@ def test_bad_uploads_are_refused_with_one_line(tmp_path, da3_small_folder, cache
 def test_old_runs_are_removed(tmp_path, da3_small_folder, cache, uploads):  # noqa: F811
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, keep_runs=2)
+    # a --work-dir may hold other folders: the app removes only its own runs
+    mine = settings.work_dir / "my-project"
+    (mine / "data").mkdir(parents=True)
     runs = [run_job(settings, cache, uploads[:1], RunOptions(model="da3-small", process_res=56)) for _ in range(3)]
-    assert sorted(settings.work_dir.iterdir()) == sorted(r.run_dir for r in runs[1:])
+    assert sorted(settings.work_dir.iterdir()) == sorted([mine, *(r.run_dir for r in runs[1:])])
+    assert (mine / "data").is_dir()
 
 
 def test_model_choices():

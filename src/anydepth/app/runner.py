@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -100,11 +101,18 @@ def model_choices(selected: str) -> List[str]:
     return names if selected in names else [selected, *names]
 
 
+_RUN_NAME = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
+
+
 def _new_run(settings: AppSettings) -> Path:
     """A fresh run folder; the oldest runs beyond ``keep_runs`` are removed."""
     root = Path(settings.work_dir)
     root.mkdir(parents=True, exist_ok=True)
-    runs = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink()), key=lambda p: p.stat().st_mtime)
+    # only folders this app made (by their name): a --work-dir shared with other files keeps them
+    runs = sorted(
+        (p for p in root.iterdir() if _RUN_NAME.match(p.name) and p.is_dir() and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime,
+    )
     for old in runs[: max(0, len(runs) - settings.keep_runs + 1)]:
         shutil.rmtree(old, ignore_errors=True)
     run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
