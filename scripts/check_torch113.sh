@@ -30,4 +30,4 @@ fi
   tests/test_da3_parity.py tests/test_da3_loading.py tests/test_export_da3.py tests/test_da3_preprocess.py \
   tests/test_sim3.py tests/test_background.py tests/test_da3_pipeline.py tests/test_compat_da3.py tests/test_cli_auto.py \
   tests/test_v2_parity.py tests/test_io_images.py tests/test_io_video.py tests/test_export_depth_maps.py tests/test_cli.py \
-  tests/test_deploy.py tests/test_deploy_cli.py tests/test_deploy_inferentia.py tests/test_depthcrafter_windows.py
+  tests/test_deploy.py tests/test_deploy_cli.py tests/test_deploy_inferentia.py tests/test_depthcrafter_windows.py tests/test_precision_da3.py
