@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from anydepth.layers.attention import HAS_SDPA, attention
 from anydepth.layers.precision import float32_region
-from anydepth.models.depth_anything_v2 import HEAD_WIDTHS, INTERMEDIATE_LAYERS
-from anydepth.models.dinov2 import ENCODERS, DinoV2Config, DinoVisionTransformer
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
+from anydepth.models.dinov2 import DinoV2Config, DinoVisionTransformer
 from anydepth.models.dpt import DPTHead, DPTHeadConfig
 
 TemporalStates = List[Tensor]
@@ -67,15 +67,11 @@ class VideoDepthAnythingConfig:
             raise ValueError(f"pos_embedding {pos_embedding!r} is not supported; the official checkpoints use 'ape'")
         if num_frames < 1:
             raise ValueError(f"num_frames must be positive, not {num_frames}")
-        default_features, default_channels = HEAD_WIDTHS[encoder]
-        enc = ENCODERS[encoder]
-        head = DPTHeadConfig(
-            in_channels=enc.embed_dim,
-            features=int(features if features is not None else default_features),
-            out_channels=tuple(int(c) for c in (out_channels if out_channels is not None else default_channels)),
-            use_clstoken=use_clstoken,
+        # the spatial part is Depth Anything V2's relative model of the same size
+        v2 = DepthAnythingV2Config.from_encoder(
+            encoder, features, None if out_channels is None else tuple(out_channels), use_clstoken=use_clstoken
         )
-        return cls(encoder=enc, head=head, layers=INTERMEDIATE_LAYERS[encoder], num_frames=int(num_frames))
+        return cls(encoder=v2.encoder, head=v2.head, layers=v2.layers, num_frames=int(num_frames))
 
 
 # --- temporal modules ------------------------------------------------------------------------------------------
