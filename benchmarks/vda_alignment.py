@@ -21,18 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from anydepth.bench import evaluate_video_depth
-from anydepth.pipelines.preprocess import normalize_resize
-from anydepth.pipelines.video_depth import STRIDE, WINDOW, VideoDepthRunner, _windows
-from synthetic_video import IMAGENET_MEAN, IMAGENET_STD, AffineDisparityNet, render_video
-
-
-def per_window(video, net) -> np.ndarray:
-    prepared = (torch.from_numpy(normalize_resize(f, f.shape[:2], IMAGENET_MEAN, IMAGENET_STD)) for f in video.frames)
-    out = []
-    for index, (window, _) in enumerate(_windows(prepared)):
-        depth = net(window[None])[0].numpy()
-        out += list(depth if index == 0 else depth[WINDOW - STRIDE :])
-    return np.stack(out[: len(video.frames)])
+from anydepth.pipelines.video_depth import VideoDepthRunner
+from synthetic_video import AffineDisparityNet, per_window_depth, render_video
 
 
 def main() -> None:
@@ -46,7 +36,7 @@ def main() -> None:
     for flicker in args.flicker:
         scores = {"per-window": [], "keyframes": [], "overlap": []}
         for seed in range(args.seeds):
-            scores["per-window"].append(per_window(video, AffineDisparityNet(seed, flicker)))
+            scores["per-window"].append(per_window_depth(video, AffineDisparityNet(seed, flicker)))
             for align in ("keyframes", "overlap"):
                 runner = VideoDepthRunner(AffineDisparityNet(seed, flicker), torch.device("cpu"))
                 scores[align].append(np.stack(list(runner.windowed(iter(video.frames), height, align=align))))

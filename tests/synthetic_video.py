@@ -88,3 +88,16 @@ class AffineDisparityNet(nn.Module):
         offset = torch.from_numpy(self.flicker * self.rng.standard_normal(T)).float()[None, :, None, None]
         # the flicker perturbs the disparity itself, before the window's scale and shift
         return a * (grey * gain + offset * grey.mean()) + b
+
+
+def per_window_depth(video, net) -> np.ndarray:
+    """Each frame from the first window that infers it, with no scale/shift between windows and no cross-fade."""
+    from anydepth.pipelines.preprocess import normalize_resize
+    from anydepth.pipelines.video_depth import STRIDE, WINDOW, _windows
+
+    prepared = (torch.from_numpy(normalize_resize(f, f.shape[:2], IMAGENET_MEAN, IMAGENET_STD)) for f in video.frames)
+    out = []
+    for index, (window, _) in enumerate(_windows(prepared)):
+        depth = net(window[None])[0].numpy()
+        out += list(depth if index == 0 else depth[WINDOW - STRIDE :])
+    return np.stack(out[: len(video.frames)])

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from anydepth.bench import abs_rel, align_disparity_to_depth, delta1, evaluate_video_depth, temporal_alignment_error
-from anydepth.pipelines.preprocess import normalize_resize
-from anydepth.pipelines.video_depth import STRIDE, WINDOW, VideoDepthRunner, _windows
-from synthetic_video import IMAGENET_MEAN, IMAGENET_STD, AffineDisparityNet, render_video
+from anydepth.pipelines.video_depth import VideoDepthRunner
+from synthetic_video import AffineDisparityNet, per_window_depth, render_video
 
 INPUT_SIZE = 42  # the rendered 42 x 56 frames are already multiples of 14: no resampling anywhere
 
@@ -55,13 +54,7 @@ def _stitched(video, align: str, flicker: float, seed: int) -> np.ndarray:
 
 def _per_window(video, flicker: float, seed: int) -> np.ndarray:
     """Each frame from the first window that infers it, with no scale/shift between windows and no cross-fade."""
-    net = AffineDisparityNet(seed, flicker)
-    prepared = (torch.from_numpy(normalize_resize(f, f.shape[:2], IMAGENET_MEAN, IMAGENET_STD)) for f in video.frames)
-    out = []
-    for index, (window, _) in enumerate(_windows(prepared)):
-        depth = net(window[None])[0].numpy()
-        out += list(depth if index == 0 else depth[WINDOW - STRIDE :])
-    return np.stack(out[: len(video.frames)])
+    return per_window_depth(video, AffineDisparityNet(seed, flicker))
 
 
 def _tae(video, disparity) -> float:

@@ -161,6 +161,21 @@ def _windows(frames: Iterator[torch.Tensor]) -> Iterator[Tuple[torch.Tensor, int
         yield window, read
 
 
+def checked_frames(frames: Iterable[Any]) -> Iterator[np.ndarray]:
+    """The frames of a video as arrays, each checked to be (H, W, 3) and of the first frame's size."""
+    first = None
+    for index, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ShapeError(f"frame {index}: expected an (H, W, 3) RGB frame, got shape {frame.shape}")
+        if first is None:
+            first = frame.shape[:2]
+        elif frame.shape[:2] != first:
+            raise ShapeError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was "
+                             f"{first[1]}x{first[0]}; all frames of a video must have one size")  # fmt: skip
+        yield frame
+
+
 def with_progress(frames: Iterator[np.ndarray], show: bool, total: Optional[int], desc: str) -> Iterator[np.ndarray]:
     """``frames`` unchanged, counted on a tqdm bar when ``show``."""
     if not show:
@@ -200,19 +215,12 @@ class VideoDepthRunner:
         self.fixed_size: Optional[Tuple[int, int]] = None  # an exported network takes one frame size only
 
     def _prepared(self, frames: Iterable[np.ndarray], input_size: int, first_hw: List[Tuple[int, int]]):
-        size = None
-        for index, frame in enumerate(frames):
-            frame = np.asarray(frame)
-            if frame.ndim != 3 or frame.shape[2] != 3:
-                raise ShapeError(f"frame {index}: expected an (H, W, 3) RGB frame, got shape {frame.shape}")
-            if size is None:
+        processing = None
+        for frame in checked_frames(frames):
+            if processing is None:
                 first_hw.append(frame.shape[:2])
                 processing = self.fixed_size or video_processing_size(frame.shape[0], frame.shape[1], input_size)
-                size = first_hw[0], processing
-            elif frame.shape[:2] != size[0]:
-                raise ShapeError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                                 f"{size[0][1]}x{size[0][0]}; all frames of a video must have one size")  # fmt: skip
-            yield torch.from_numpy(normalize_resize(frame, size[1], self.mean, self.std))
+            yield torch.from_numpy(normalize_resize(frame, processing, self.mean, self.std))
 
     def _to_frames(self, depth: torch.Tensor, hw: Tuple[int, int]) -> List[np.ndarray]:
         depth = depth.float()[:, None]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 import torch
 
-from anydepth.errors import InputError, ShapeError
+from anydepth.errors import InputError
 from anydepth.pipelines.depthcrafter.windows import (
     DECODE_CHUNK,
     FPS_ID,
@@ -34,7 +34,7 @@ from anydepth.pipelines.depthcrafter.windows import (
     check_windows,
     processing_size,
 )
-from anydepth.pipelines.video_depth import with_progress
+from anydepth.pipelines.video_depth import checked_frames, with_progress
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -197,16 +197,10 @@ class DepthCrafterModel:
         import cv2
 
         target = None
-        for index, frame in enumerate(frames):
-            frame = np.asarray(frame)
-            if frame.ndim != 3 or frame.shape[2] != 3:
-                raise ShapeError(f"frame {index}: expected an (H, W, 3) RGB frame, got shape {frame.shape}")
+        for frame in checked_frames(frames):
             if target is None:
                 sizes.append(frame.shape[:2])
                 target = processing_size(frame.shape[0], frame.shape[1], max_res)
-            elif frame.shape[:2] != sizes[0]:
-                raise ShapeError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                                 f"{sizes[0][1]}x{sizes[0][0]}; all frames of a video must have one size")  # fmt: skip
             image = frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32)
             if image.shape[:2] != target:
                 shrink = target[0] < image.shape[0]
