@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers
+from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers, token_map
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,7 @@ class DPTHead(nn.Module):
             if self.cfg.use_clstoken:
                 readout = cls_token.unsqueeze(1).expand_as(tokens)
                 tokens = self.readout_projects[i](torch.cat((tokens, readout), dim=-1))
-            x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], grid_h, grid_w)
-            # channels-last maps take oneDNN's direct convolution path, without layout reorders between layers
-            levels.append(self.resize_layers[i](self.projects[i](x.contiguous(memory_format=torch.channels_last))))
+            levels.append(self.resize_layers[i](self.projects[i](token_map(tokens, grid_h, grid_w))))
 
         s = self.scratch
         l1, l2, l3, l4 = s.layer1_rn(levels[0]), s.layer2_rn(levels[1]), s.layer3_rn(levels[2]), s.layer4_rn(levels[3])

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anydepth.layers.attention import HAS_SDPA, attention
+from anydepth.layers.dpt_blocks import token_map
 from anydepth.layers.precision import float32_region
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
 from anydepth.models.dinov2 import DinoV2Config, DinoVisionTransformer
@@ -290,7 +291,7 @@ class TemporalDPTHead(DPTHead):
             if self.cfg.use_clstoken:
                 readout = cls_token.unsqueeze(1).expand_as(tokens)
                 tokens = self.readout_projects[i](torch.cat((tokens, readout), dim=-1))
-            maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], grid_h, grid_w))
+            maps.append(token_map(tokens, grid_h, grid_w))
         layer2, layer3, layer4 = (self.resize_layers[i](self.projects[i](maps[i])) for i in (1, 2, 3))
         return FrameLevels(maps[0], self.scratch.layer2_rn(layer2), layer3, layer4)
 
