@@ -133,12 +133,14 @@ def test_input_is_not_modified(model):
 
 
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
-def test_bf16_stays_within_one_percent_of_fp32(vits_weights):
+@pytest.mark.parametrize("height, width, input_size", [(96, 128, 112), (480, 640, 518)])
+def test_bf16_stays_within_one_percent_of_fp32(vits_weights, height, width, input_size):
+    """At a small size and at ``infer_image``'s default size (the benchmark's)."""
     fp32 = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", precision="fp32")
     bf16 = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", precision="bf16")
-    rgb = _rgb(96, 128)
-    a = fp32.infer(rgb, input_size=112).depth
-    b = bf16.infer(rgb, input_size=112).depth
+    rgb = _rgb(height, width)
+    a = fp32.infer(rgb, input_size=input_size).depth
+    b = bf16.infer(rgb, input_size=input_size).depth
     assert b.dtype == np.float32
     # relative L1 over the map: the random network outputs exact zeros (ReLU) on most pixels, where a
     # per-pixel relative error is undefined

@@ -81,7 +81,9 @@ class DepthAnythingV2Net(nn.Module):
         p = self.patch_size
         grid_h, grid_w = int(x.shape[-2]) // p, int(x.shape[-1]) // p
         features = self.pretrained.get_intermediate_layers(x, self.cfg.layers)
-        # the head stays in float32 under autocast: in bf16 it alone costs about 1% relative depth error
+        # the head stays in float32 under autocast. On random weights (whose ReLU output is zero on most pixels) a
+        # bf16 reassembly moved depth by up to 1.11% relative L1 at 518 px and a bf16 fusion by 1.25%, both over
+        # the 1% the policy allows; the bf16 backbone alone measured 0.22-0.81%
         with float32_region(x.device):
             features = [(tokens.float(), cls.float()) for tokens, cls in features]
             return self.depth_head(features, grid_h, grid_w, p).squeeze(1)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anydepth.errors import ShapeError
-from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers
-from anydepth.layers.precision import float32_region
+from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers, token_map
+from anydepth.layers.precision import float32_region, reassembly_precision
 
 # Tied weights in the official checkpoints
 # ----------------------------------------
@@ -238,19 +237,6 @@ def output_branch(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def trunk_precision(device: torch.device, dtype: Optional[torch.dtype]) -> ContextManager:
-    """Autocast to ``dtype`` for the reassembly and fusion convolutions of a head; float32 when None.
-
-    Under bfloat16 the trunk's convolutions (about two thirds of a DualDPT's work) run on the bf16 units while the
-    output convolutions, whose values become depth through ``exp``, stay float32. Depth then moves by 0.8-0.9% mean
-    relative error on random DA3-small weights (0.3% of it from the bf16 backbone), under the 1% that the
-    mixed-precision policy allows (tests/test_precision_da3.py).
-    """
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def map_view_chunks(
     fn: Callable[..., Tuple[Tensor, ...]], inputs: Sequence[Tensor], chunk_size: Optional[int]
 ) -> Tuple[Tensor, ...]:
@@ -332,9 +318,7 @@ class DPTTrunk(nn.Module):
         levels = []
         for i, x in enumerate(tokens):
             x = self.norm(x)
-            x = x.permute(0, 2, 1).reshape(x.shape[0], x.shape[-1], grid_h, grid_w)
-            # channels-last maps take oneDNN's direct convolution path, without layout reorders between layers
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = token_map(x, grid_h, grid_w)
             x = self._add_pos_embed(self.projects[i](x), aspect_ratio)
             levels.append(self.resize_layers[i](x))
         return levels
@@ -357,17 +341,14 @@ class DPTTrunk(nn.Module):
         path = block(2)(path, l2, size=l1.shape[2:])
         return block(1)(path, l1)
 
-    def _main_map(
-        self, maps: Sequence[Tensor], height: int, width: int, trunk_dtype: Optional[torch.dtype] = None
-    ) -> Tensor:
-        """Main fusion (in ``trunk_dtype``) -> ``output_conv1`` (float32) -> bilinear to the image size.
+    def _main_map(self, maps: Sequence[Tensor], height: int, width: int) -> Tensor:
+        """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype.
 
         Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does.
         """
         p = self.patch_size
-        with trunk_precision(maps[0].device, trunk_dtype):
-            fused = self._fuse(maps)
-        fused = self.scratch.output_conv1(fused.to(self.scratch.output_conv1.weight.dtype))
+        dtype = self.scratch.output_conv1.weight.dtype
+        fused = self.scratch.output_conv1(self._fuse([m.to(dtype) for m in maps]))
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
     def _forward_views(
@@ -387,7 +368,7 @@ class DPTTrunk(nn.Module):
     ) -> Tuple[Tuple[int, int], Tuple[Tensor, ...]]:
         """Checks the inputs, flattens views, runs ``_forward_views`` in float32 on chunks of views.
 
-        ``options`` go to ``_forward_views`` as keywords (``trunk_dtype`` among them, where a head takes it).
+        ``options`` go to ``_forward_views`` as keywords (``reassembly_dtype`` among them, where a head takes it).
 
         Returns:
             ((B, S), outputs with a leading B * S dimension).
@@ -451,7 +432,7 @@ class DualDPTHead(DPTTrunk):
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
         rays: bool = True,
-        trunk_dtype: Optional[torch.dtype] = None,
+        reassembly_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and rays from the backbone's four output levels, in float32 even under autocast.
 
@@ -461,15 +442,15 @@ class DualDPTHead(DPTTrunk):
             patch_start_idx: tokens before this index are not patches (0 for the DA3 backbone's outputs).
             chunk_size: views per pass through the head (memory bound); None runs all B * S views at once.
             rays: also run the ray branch (about half the head's work); only the ray-pose solve reads it.
-            trunk_dtype: run the reassembly and the main fusion in this precision (see :func:`trunk_precision`);
-                the output convolutions and the ray branch stay float32.
+            reassembly_dtype: run the reassembly in this precision (see :func:`reassembly_precision`); the
+                fusion, the output convolutions and the ray branch stay float32.
 
         Returns:
             HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and, with ``rays``, ray (B, S, 8*gh, 8*gw, 6)
             and ray_conf.
         """
         batch_views, outputs = self._run(
-            features, height, width, patch_start_idx, chunk_size, rays=rays, trunk_dtype=trunk_dtype
+            features, height, width, patch_start_idx, chunk_size, rays=rays, reassembly_dtype=reassembly_dtype
         )
         if not rays:
             depth, depth_conf = _reshape_views(outputs, batch_views)
@@ -484,13 +465,13 @@ class DualDPTHead(DPTTrunk):
         width: int,
         *per_view: Tensor,
         rays: bool = True,
-        trunk_dtype: Optional[torch.dtype] = None,
+        reassembly_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
         s, aspect = self.scratch, width / height
-        with trunk_precision(tokens[0].device, trunk_dtype):
+        with reassembly_precision(tokens[0].device, reassembly_dtype):
             maps = self._level_maps(tokens, height, width)
 
-        main = self._add_pos_embed(self._main_map(maps, height, width, trunk_dtype), aspect)
+        main = self._add_pos_embed(self._main_map(maps, height, width), aspect)
         logits = s.output_conv2(main)
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
         if not rays:
@@ -524,7 +505,7 @@ class DPTSkyHead(DPTTrunk):
         width: int,
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
-        trunk_dtype: Optional[torch.dtype] = None,
+        reassembly_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and sky score, in float32 even under autocast.
 
@@ -533,12 +514,14 @@ class DPTSkyHead(DPTTrunk):
             height, width: image size; the patch grid is ``(height // 14, width // 14)``.
             patch_start_idx: tokens before this index are not patches.
             chunk_size: views per pass through the head; None runs all B * S views at once.
-            trunk_dtype: run the reassembly and the fusion in this precision; the output convolutions stay float32.
+            reassembly_dtype: run the reassembly in this precision; the fusion and the outputs stay float32.
 
         Returns:
             HeadOutput with depth = exp(logit) and sky = relu(logit), both (B, S, 14*gh, 14*gw).
         """
-        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, trunk_dtype=trunk_dtype)
+        batch_views, outputs = self._run(
+            features, height, width, patch_start_idx, chunk_size, reassembly_dtype=reassembly_dtype
+        )
         depth, sky = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, sky=sky)
 
@@ -548,10 +531,10 @@ class DPTSkyHead(DPTTrunk):
         height: int,
         width: int,
         *per_view: Tensor,
-        trunk_dtype: Optional[torch.dtype] = None,
+        reassembly_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
-        with trunk_precision(tokens[0].device, trunk_dtype):
+        with reassembly_precision(tokens[0].device, reassembly_dtype):
             maps = self._level_maps(tokens, height, width)
-        fused = self._add_pos_embed(self._main_map(maps, height, width, trunk_dtype), width / height)
+        fused = self._add_pos_embed(self._main_map(maps, height, width), width / height)
         s = self.scratch
         return s.output_conv2(fused)[:, 0].exp(), F.relu(s.sky_output_conv2(fused)[:, 0])
