@@ -15,7 +15,7 @@ from anydepth.checkpoints import convert_da3_state_dict, load_strict, read_state
 from anydepth.errors import InputError, WeightsError
 from anydepth.geometry.cameras import as_homogeneous
 from anydepth.models.da3.network import DA3Output, build_da3_network
-from anydepth.pipelines.runtime import PRECISIONS, autocast, resolve_precision
+from anydepth.pipelines.runtime import PRECISIONS, autocast, keep_freed_memory, resolve_precision
 from anydepth.prediction import Prediction
 from anydepth.presets import PRESETS, Preset
 
@@ -108,6 +108,7 @@ class DepthAnything3(nn.Module):
         ref_view_strategy: str = "saddle_balanced",
     ) -> DA3Output:
         """The network on (B, N, 3, H, W) normalised images, under the chosen precision (upstream ray-pose split)."""
+        keep_freed_memory(image.device)
         with autocast(resolve_precision(self.precision, image.device), image.device):
             return self.model(
                 image,

@@ -12,7 +12,7 @@ from torch import nn
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.pipelines.preprocess import lower_bound_size, normalize_resize
-from anydepth.pipelines.runtime import autocast
+from anydepth.pipelines.runtime import autocast, keep_freed_memory
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -43,6 +43,7 @@ class MonoDepthModel:
         self.preset = preset
         self.device = device
         self.precision = precision
+        keep_freed_memory(device)
 
     @property
     def depth_kind(self) -> str:

@@ -15,7 +15,7 @@ from anydepth.errors import InputError, ShapeError
 from anydepth.geometry.depth_alignment import apply_metric_scaling
 from anydepth.geometry.sim3 import align_to_input_extrinsics, normalize_extrinsics
 from anydepth.pipelines.da3_preprocess import DA3Inputs, preprocess_da3
-from anydepth.pipelines.runtime import autocast
+from anydepth.pipelines.runtime import autocast, keep_freed_memory
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -38,6 +38,7 @@ class MultiViewModel:
         self.preset = preset
         self.device = device
         self.precision = precision
+        keep_freed_memory(device)
 
     @property
     def predicts_cameras(self) -> bool:
