@@ -95,6 +95,30 @@ def test_position_embedding_resize():
     assert not torch.allclose(ref, by_size)
 
 
+def test_resized_position_embedding_is_cached_until_the_weights_change():
+    from anydepth.models.dinov2 import resize_pos_embed
+
+    vit = random_net(tiny_config()).pretrained
+    with torch.inference_mode():
+        first = vit.interpolate_pos_encoding(3, 8)
+        assert vit.interpolate_pos_encoding(3, 8) is first  # reused while nothing changed
+        assert vit.interpolate_pos_encoding(4, 8) is not first
+    torch.testing.assert_close(first, resize_pos_embed(vit.pos_embed, 3, 8, 0.1), rtol=0, atol=0)
+    # new weights (load_state_dict writes in place) are picked up
+    state = vit.state_dict()
+    state["pos_embed"] = state["pos_embed"] * 2
+    vit.load_state_dict(state)
+    with torch.no_grad():
+        again = vit.interpolate_pos_encoding(3, 8)
+    assert again is not first
+    torch.testing.assert_close(again[:, 1:], first[:, 1:] * 2)
+    # with grad enabled nothing is cached, so training sees the graph
+    vit.pos_embed.requires_grad_(True)
+    with torch.enable_grad():
+        trained = vit.interpolate_pos_encoding(3, 8)
+    assert trained.requires_grad and trained is not again
+
+
 def test_patch_multiple_is_checked():
     vit = DinoVisionTransformer(tiny_config().encoder)
     with pytest.raises(ValueError, match="multiple of the patch size"):
@@ -127,3 +151,17 @@ def test_official_sizes_match_published_parameter_counts(encoder, params_m):
     assert abs(count - params_m) < 0.1
     preset = next(p for p in PRESETS.values() if p.encoder == encoder)
     assert abs(preset.params - count) < 0.1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_token_map_is_channels_last_with_canonical_strides(n):
+    from anydepth.layers.dpt_blocks import token_map
+
+    tokens = torch.randn(n, 4 * 5, 8)
+    got = token_map(tokens, 4, 5)
+    torch.testing.assert_close(got, tokens.transpose(1, 2).reshape(n, 8, 4, 5), rtol=0, atol=0)
+    # canonical NHWC strides, also at n = 1, where oneDNN otherwise falls back to NCHW for every later conv
+    assert got.stride() == (4 * 5 * 8, 1, 5 * 8, 8)
+    conv = torch.nn.Conv2d(8, 6, 3, padding=1)
+    with torch.no_grad():
+        assert conv(got).is_contiguous(memory_format=torch.channels_last)

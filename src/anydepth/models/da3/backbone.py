@@ -17,7 +17,7 @@ from anydepth.models.da3.reference_view import (
     restore_input_order,
     select_reference_view,
 )
-from anydepth.models.dinov2 import ENCODERS, Block, DinoV2Config, PatchEmbed, resize_pos_embed
+from anydepth.models.dinov2 import ENCODERS, Block, DinoV2Config, PatchEmbed, PosEmbedCache
 
 # (first alternating / q-k-norm / RoPE block, output blocks) of the any-view models, per encoder
 _ANYVIEW_LAYOUT = {
@@ -185,6 +185,7 @@ class DA3Encoder(nn.Module):
         self.interpolate_offset = enc.interpolate_offset
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
+        self._pos_cache = PosEmbedCache()
 
     def prepare_tokens(self, x: Tensor) -> Tensor:
         """(V, 3, H, W) images -> (V, 1 + N, D): class token first, position embeddings added."""
@@ -192,7 +193,7 @@ class DA3Encoder(nn.Module):
         p = self.patch_embed.proj.kernel_size[0]
         tokens = self.patch_embed(x)
         tokens = torch.cat((self.cls_token.expand(V, -1, -1).to(tokens.dtype), tokens), dim=1)
-        pos = resize_pos_embed(self.pos_embed, H // p, W // p, self.interpolate_offset)
+        pos = self._pos_cache(self.pos_embed, H // p, W // p, self.interpolate_offset)
         return tokens + pos.to(tokens.dtype)
 
 
