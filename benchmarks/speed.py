@@ -58,9 +58,11 @@ def count_flops(fn):  # FlopCounterMode, plus the CPU flash-attention kernel tha
         fn()
     return counter.get_total_flops()
 
-def report(seconds, flops=None):
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({{"s": seconds, "rss_mib": rss, "flops": flops}}))
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def report(seconds, flops=None, rss=None):  # rss: the peak before the FLOP count, which is not inference
+    print(json.dumps({{"s": seconds, "rss_mib": rss if rss is not None else peak_rss_mib(), "flops": flops}}))
 """
 
 # children: (label, side, body); bodies end with report(...)
@@ -91,8 +93,9 @@ dev = torch.device("cpu")
 model = MultiViewModel(net, preset, dev, resolve_precision({precision!r}, dev))  # what load_model("da3-small") builds
 from anydepth.pipelines.da3_preprocess import preprocess_da3
 x = preprocess_da3(views, process_res=504).images[None]
-flops = count_flops(lambda: net(x))
-report(timed(lambda: model.infer(views, process_res=504)), flops)
+seconds = timed(lambda: model.infer(views, process_res=504))
+rss = peak_rss_mib()
+report(seconds, count_flops(lambda: net(x)), rss)
 """
 
 _V2_UPSTREAM = r"""
@@ -111,9 +114,10 @@ model.load_state_dict(random_state_dict({k: v.shape for k, v in model.state_dict
 model.eval()
 image = views[0][..., ::-1].copy()
 x, _ = model.image2tensor(image, 518)
-flops = count_flops(lambda: model(x))
 with torch.inference_mode():
-    report(timed(lambda: model.infer_image(image, 518)), flops)
+    seconds = timed(lambda: model.infer_image(image, 518))
+rss = peak_rss_mib()
+report(seconds, count_flops(lambda: model(x)), rss)
 """
 
 _V2_NATIVE = r"""
