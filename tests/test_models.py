@@ -43,7 +43,7 @@ def test_deterministic_and_batched_equals_single():
     a, b = net(x), net(x)
     assert torch.equal(a, b)
     singles = torch.cat([net(x[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(a, singles, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a, singles, rtol=1e-5, atol=1e-5)  # convolution algorithms may differ by batch size
 
 
 @pytest.mark.skipif(not HAS_SDPA, reason="needs scaled_dot_product_attention")
