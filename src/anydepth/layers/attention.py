@@ -7,6 +7,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anydepth.layers.linear import Linear
 from anydepth.layers.rope import RopeTables, apply_rope
 
 # torch >= 2.0 ships scaled_dot_product_attention; torch 1.13 (AWS Inf1) does not.
@@ -57,11 +58,11 @@ class Attention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
         # Identity has no parameters, so layers without q/k norms keep the DINOv2 state-dict keys
         self.q_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
         self.fused = HAS_SDPA
 
     def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:

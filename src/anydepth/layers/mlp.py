@@ -5,18 +5,19 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anydepth.layers.linear import Linear
+
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> Linear, keys ``fc1`` / ``fc2``."""
+    """Linear -> GELU (exact, erf) -> Linear, keys ``fc1`` / ``fc2``; the GELU is fused into ``fc1`` where it can."""
 
     def __init__(self, dim: int, hidden_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_features, bias=bias)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, dim, bias=bias)
+        self.fc1 = Linear(dim, hidden_features, bias=bias)
+        self.fc2 = Linear(hidden_features, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.fc1(x, activation="gelu"))
 
 
 def swiglu_hidden_features(dim: int, mlp_ratio: float = 4.0) -> int:
@@ -29,8 +30,8 @@ class SwiGLUFFN(nn.Module):
 
     def __init__(self, dim: int, hidden_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.w12 = nn.Linear(dim, 2 * hidden_features, bias=bias)
-        self.w3 = nn.Linear(hidden_features, dim, bias=bias)
+        self.w12 = Linear(dim, 2 * hidden_features, bias=bias)
+        self.w3 = Linear(hidden_features, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, value = self.w12(x).chunk(2, dim=-1)
