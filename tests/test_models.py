@@ -165,3 +165,22 @@ def test_token_map_is_channels_last_with_canonical_strides(n):
     conv = torch.nn.Conv2d(8, 6, 3, padding=1)
     with torch.no_grad():
         assert conv(got).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_fused_convolutions_equal_the_separate_operations(grad):
+    from anydepth.layers.dpt_blocks import OutputBranch, ResidualConvUnit, conv_add, conv_relu
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    x = torch.randn(2, 8, 10, 12).contiguous(memory_format=torch.channels_last)
+    other = torch.randn(2, 8, 10, 12)
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(conv_relu(conv, x), F.relu(conv(x)), rtol=0, atol=0)
+        torch.testing.assert_close(conv_add(conv, x, other), conv(x) + other, rtol=0, atol=0)
+        unit = ResidualConvUnit(8)
+        reference = unit.conv2(F.relu(unit.conv1(F.relu(x)))) + x
+        torch.testing.assert_close(unit(x), reference, rtol=0, atol=0)
+        branch = OutputBranch(8, 4, 2)
+        torch.testing.assert_close(branch(x), branch[2](F.relu(branch[0](x))), rtol=0, atol=0)
+    assert set(branch.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}  # the official keys

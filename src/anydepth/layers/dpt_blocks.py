@@ -2,11 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from anydepth.layers.precision import active_autocast_dtype
+
+
+def _fused_convolution() -> Any:
+    """oneDNN's convolution with a post-op (the kernel torch.compile uses on CPUs), or None where missing."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):  # torch 1.x, builds without oneDNN
+        return None
+
+
+_FUSED_CONV = _fused_convolution()
+
+
+def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
+    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no autocast, grad or tracing, and
+    no forward hooks on the module (the fused kernel does not call it, so hooks would not see it run)."""
+    return (
+        _FUSED_CONV is not None
+        and not conv._forward_hooks
+        and not conv._forward_pre_hooks
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and conv.weight.dtype == torch.float32
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and active_autocast_dtype(x.device) is None
+    )
+
+
+def _conv_args(conv: nn.Conv2d) -> Tuple[Any, ...]:
+    return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
+
+
+def conv_relu(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``relu(conv(x))``; on float32 CPU inference in one oneDNN kernel (ReLU as a post-op, the same values)."""
+    if _fusable(conv, x):
+        return _FUSED_CONV(x, conv.weight, conv.bias, *_conv_args(conv), "relu", [], "")
+    return conv(x).relu_()
+
+
+def conv_add(conv: nn.Conv2d, x: Tensor, other: Tensor) -> Tensor:
+    """``conv(x) + other``; on float32 CPU inference in one oneDNN kernel (a binary post-op, the same values)."""
+    if _fusable(conv, x) and other.dtype == torch.float32 and other.device == x.device:
+        return _FUSED_CONV.binary(x, other, conv.weight, conv.bias, *_conv_args(conv), "add", None, None, [], None)
+    return _add_into(conv(x), other)
 
 
 def token_map(tokens: Tensor, grid_h: int, grid_w: int) -> Tensor:
@@ -30,10 +80,8 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(F.relu(x))
-        # in place on fresh conv outputs: the same values, two large temporaries fewer at high resolution
-        out = self.conv2(out.relu_())
-        return _add_into(out, x)
+        # the inner ReLU and the residual addition run inside the convolutions where they can (conv_relu, conv_add)
+        return conv_add(self.conv2, conv_relu(self.conv1, F.relu(x)), x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -90,3 +138,18 @@ def make_resize_layers(out_channels: Sequence[int]) -> nn.ModuleList:
             nn.Conv2d(c3, c3, kernel_size=3, stride=2, padding=1),
         ]
     )
+
+
+class OutputBranch(nn.Sequential):
+    """conv3x3 -> ReLU -> conv1x1 as ``nn.Sequential`` keys ``.0`` / ``.2``; the ReLU runs inside the first conv
+    where it can (:func:`conv_relu`)."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, out_channels, kernel_size=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self[2](conv_relu(self[0], x))

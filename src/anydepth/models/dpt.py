@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers, token_map
+from anydepth.layers.dpt_blocks import FeatureFusionBlock, OutputBranch, make_projections, make_resize_layers, token_map
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,7 @@ class _Scratch(nn.Module):
             setattr(self, f"refinenet{i}", FeatureFusionBlock(features))
         self.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
         # indices 0 and 2 carry the weights, as in nn.Sequential(conv, ReLU, conv, ReLU|Sigmoid)
-        self.output_conv2 = nn.Sequential(
-            nn.Conv2d(features // 2, 32, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 1, kernel_size=1),
-        )
+        self.output_conv2 = OutputBranch(features // 2, 32, 1)
 
 
 class DPTHead(nn.Module):

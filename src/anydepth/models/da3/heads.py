@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anydepth.errors import ShapeError
-from anydepth.layers.dpt_blocks import FeatureFusionBlock, make_projections, make_resize_layers, token_map
+from anydepth.layers.dpt_blocks import (
+    FeatureFusionBlock,
+    OutputBranch,
+    make_projections,
+    make_resize_layers,
+    token_map,
+)
 from anydepth.layers.precision import float32_region, reassembly_precision
 
 # Tied weights in the official checkpoints
@@ -232,9 +238,7 @@ def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 def output_branch(in_channels: int, out_channels: int) -> nn.Sequential:
     """conv3x3 -> ReLU -> conv1x1 (keys ``.0`` and ``.2``), the last layers of every DA3 output but the rays."""
-    return nn.Sequential(
-        _conv3x3(in_channels, _HEAD_FEATURES_2), nn.ReLU(), nn.Conv2d(_HEAD_FEATURES_2, out_channels, kernel_size=1)
-    )
+    return OutputBranch(in_channels, _HEAD_FEATURES_2, out_channels)
 
 
 def map_view_chunks(
