@@ -328,10 +328,14 @@ class DPTTrunk(nn.Module):
         return levels
 
     def _level_maps(self, tokens: Sequence[Tensor], height: int, width: int) -> List[Tensor]:
-        """Reassembled levels through ``scratch.layer{1-4}_rn``: all ``features`` wide, at 4x .. 1/2x the grid."""
+        """Reassembled levels through ``scratch.layer{1-4}_rn``: all ``features`` wide, at 4x .. 1/2x the grid.
+
+        Returned in the head's weight dtype, which the fusion runs in, whatever precision the reassembly ran in.
+        """
         p = self.patch_size
         levels = self._reassemble(tokens, height // p, width // p, width / height)
-        return [getattr(self.scratch, f"layer{i}_rn")(x) for i, x in enumerate(levels, start=1)]
+        dtype = self.scratch.output_conv1.weight.dtype
+        return [getattr(self.scratch, f"layer{i}_rn")(x).to(dtype) for i, x in enumerate(levels, start=1)]
 
     def _fuse(self, maps: Sequence[Tensor], suffix: str = "") -> Tensor:
         """Top-down fusion through ``scratch.refinenet{4..1}{suffix}``; output at 8x the patch grid."""
@@ -351,8 +355,7 @@ class DPTTrunk(nn.Module):
         Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does.
         """
         p = self.patch_size
-        dtype = self.scratch.output_conv1.weight.dtype
-        fused = self.scratch.output_conv1(self._fuse([m.to(dtype) for m in maps]))
+        fused = self.scratch.output_conv1(self._fuse(maps))
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
     def _forward_views(
@@ -482,8 +485,7 @@ class DualDPTHead(DPTTrunk):
             return depth, depth_conf
 
         # the ray branch stays at the fusion resolution (8x the grid); only its last level is an output
-        dtype = s.output_conv1_aux[-1][0].weight.dtype
-        aux = s.output_conv1_aux[-1](self._fuse([m.to(dtype) for m in maps], suffix="_aux"))
+        aux = s.output_conv1_aux[-1](self._fuse(maps, suffix="_aux"))
         aux = s.output_conv2_aux[-1](self._add_pos_embed(aux, aspect)).permute(0, 2, 3, 1)
         ray, ray_conf = aux[..., :-1], aux[..., -1].exp() + 1.0
         return depth, depth_conf, ray, ray_conf
