@@ -112,7 +112,10 @@ def test_resized_position_embedding_is_cached_until_the_weights_change():
         again = vit.interpolate_pos_encoding(3, 8)
     assert again is not first
     torch.testing.assert_close(again[:, 1:], first[:, 1:] * 2)
-    # with grad enabled nothing is cached, so training sees the graph
+    # with grad enabled nothing comes from the cache, frozen embedding or not
+    vit.pos_embed.requires_grad_(False)
+    with torch.enable_grad():
+        assert vit.interpolate_pos_encoding(3, 8) is not again
     vit.pos_embed.requires_grad_(True)
     with torch.enable_grad():
         trained = vit.interpolate_pos_encoding(3, 8)
