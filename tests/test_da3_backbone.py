@@ -20,7 +20,7 @@ from torch import Tensor
 from anydepth.errors import InputError, ShapeError
 from anydepth.layers import HAS_SDPA, set_fused_attention
 from anydepth.layers.attention import Attention
-from anydepth.layers.rope import apply_rope, grid_positions, rope_tables
+from anydepth.layers.rope import PartialRope, apply_rope, grid_positions, partial_rope, rope_tables, rotate_tokens_
 from anydepth.models.da3.backbone import PRESETS, DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.reference_view import (
     REF_VIEW_STRATEGIES,
@@ -252,6 +252,57 @@ def test_rope_tables_against_explicit_formula():
         torch.testing.assert_close(cos[n], torch.tensor(angles).cos())
         signs = torch.tensor([-1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0])  # (a, b) -> (a cos - b sin, b cos + a sin)
         torch.testing.assert_close(sin[n], signs * torch.tensor(angles).sin())
+
+
+def test_partial_rope_gives_the_attention_of_the_full_tables():
+    """Patches at one shared position, a few tokens elsewhere: rotating only those few by their offset from it
+    gives the same attention as rotating every token. The tables hold float32 sines and cosines (the reference's),
+    so the two agree to float32 rounding, not to float64's."""
+    g = torch.Generator().manual_seed(0)
+    views, tokens, head_dim = 3, 7, 16
+    special = torch.tensor([[0, 0]])
+    positions = torch.cat((special, torch.ones(tokens - 1, 2, dtype=torch.long)), dim=0).repeat(views, 1)
+    full = rope_tables(positions, head_dim, 100.0, torch.float64)
+    cameras = torch.arange(views) * tokens
+    partial = partial_rope(special.expand(views, 2), cameras, (1, 1), head_dim, 100.0, torch.float64)
+    assert isinstance(partial, PartialRope) and partial.cos.shape == (views, head_dim)
+    q, k, v = (torch.randn(2, 3, views * tokens, head_dim, generator=g, dtype=torch.float64) for _ in range(3))
+
+    def attend(q, k):
+        return ((q @ k.transpose(-1, -2)) * head_dim**-0.5).softmax(-1) @ v
+
+    expected = attend(apply_rope(q, full), apply_rope(k, full))
+    q2, k2 = q.clone(), k.clone()
+    got = attend(rotate_tokens_(q2, partial), rotate_tokens_(k2, partial))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # only the camera tokens moved, in place
+    patches = torch.ones(views * tokens, dtype=torch.bool)
+    patches[cameras] = False
+    assert torch.equal(q2[:, :, patches], q[:, :, patches]) and not torch.equal(q2[:, :, cameras], q[:, :, cameras])
+    # the same through the attention layer (explicit path, float64)
+    attn = Attention(head_dim * 3, 3, qk_norm=True).double().eval()
+    attn.fused = False
+    x = torch.randn(2, views * tokens, head_dim * 3, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, rope=partial), attn(x, rope=full), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
+def test_cross_view_blocks_take_partial_rope_only_under_mixed_precision():
+    model = _tiny_model()
+    x = torch.zeros(1, 2, 3, 28, 42)
+    local, global_ = model._rope_tables(2, 3, 2, x)
+    assert not isinstance(global_, PartialRope) and global_[0].shape == (2 * 7, 16)  # float32: full tables
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        local_mixed, global_mixed = model._rope_tables(2, 3, 2, x.bfloat16())
+        mixed = model(_images(1, 3).bfloat16())
+    assert isinstance(global_mixed, PartialRope) and global_mixed.index.tolist() == [0, 7]
+    assert torch.equal(local_mixed[0], local[0].bfloat16())
+    # and the backbone's outputs under bf16 stay close to float32 (the rotation moved, not the result)
+    with torch.no_grad():
+        reference = model(_images(1, 3))
+    for (t_mixed, _), (t_ref, _) in zip(mixed[0], reference[0]):
+        assert (t_mixed.float() - t_ref).abs().mean() / t_ref.abs().mean() < 0.02
 
 
 # ------------------------------------------------------------------------------------------- behaviour, tiny net

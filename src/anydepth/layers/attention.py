@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anydepth.layers.linear import Linear
-from anydepth.layers.rope import RopeTables, apply_rope
+from anydepth.layers.rope import PartialRope, Rope, apply_rope, rotate_tokens_
 
 # torch >= 2.0 ships scaled_dot_product_attention; torch 1.13 (AWS Inf1) does not.
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
@@ -65,13 +65,14 @@ class Attention(nn.Module):
         self.proj = Linear(dim, dim, bias=proj_bias)
         self.fused = HAS_SDPA
 
-    def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:
+    def forward(self, x: Tensor, rope: Optional[Rope] = None) -> Tensor:
         """Attend over all N tokens of each sequence.
 
         Args:
             x: (B, N, C) tokens.
             rope: optional rotary tables ``(cos, signed_sin)`` from :func:`anydepth.layers.rope.rope_tables`, each
-                broadcastable to (B, heads, N, head_dim); queries and keys are rotated after their norms.
+                broadcastable to (B, heads, N, head_dim), or a :class:`anydepth.layers.rope.PartialRope` (inference
+                only: it rotates its few tokens in place); queries and keys are rotated after their norms.
 
         Returns:
             (B, N, C)
@@ -80,7 +81,9 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, heads, N, head_dim)
         q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
+        if isinstance(rope, PartialRope):
+            q, k = rotate_tokens_(q, rope), rotate_tokens_(k, rope)
+        elif rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         x = attention(q, k, v, fused=self.fused)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))

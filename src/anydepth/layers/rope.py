@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 # (cos, signed sin), each (..., N, head_dim), broadcastable against (B, heads, N, head_dim) queries and keys
 RopeTables = Tuple[Tensor, Tensor]
+
+
+class PartialRope(NamedTuple):
+    """RoPE of a sequence whose tokens all sit at one shared position except a few, as rotations of those few.
+
+    Attention logits depend only on the offset between two tokens' positions: rotating every token by its
+    position minus the shared one gives the same logits (in exact arithmetic), and then the tokens at the shared
+    position need no rotation at all. DA3's cross-view blocks put every patch at (1, 1) and only the camera
+    tokens elsewhere, so 4 of a 4-view scene's 3,892 tokens rotate instead of all of them.
+
+    Attributes:
+        index: (n,) int64 positions in the sequence of the tokens that rotate.
+        cos, signed_sin: (n, head_dim) tables of their offsets from the shared position (see :func:`rope_tables`).
+    """
+
+    index: Tensor
+    cos: Tensor
+    signed_sin: Tensor
+
+
+# what attention layers take: full tables, or the rotations of a few tokens
+Rope = Union[RopeTables, PartialRope]
 
 
 def grid_positions(grid_h: int, grid_w: int, device: Optional[torch.device] = None) -> Tensor:
@@ -72,6 +94,27 @@ def rope_tables(
     return cos.to(dtype), signed_sin.to(dtype)
 
 
+def partial_rope(
+    positions: Tensor,
+    index: Tensor,
+    shared: Tuple[int, int],
+    head_dim: int,
+    base: float = 100.0,
+    dtype: torch.dtype = torch.float32,
+) -> PartialRope:
+    """:class:`PartialRope` of the tokens at ``index`` of a sequence whose other tokens all sit at ``shared``.
+
+    Args:
+        positions: (n, 2) integer (y, x) positions of the tokens at ``index``.
+        index: (n,) their places in the sequence.
+        shared: the (y, x) position of every other token.
+        head_dim, base, dtype: as :func:`rope_tables`.
+    """
+    offsets = positions - torch.tensor(shared, dtype=positions.dtype, device=positions.device)
+    cos, signed_sin = rope_tables(offsets, head_dim, base, dtype)
+    return PartialRope(index, cos, signed_sin)
+
+
 def _swap_pairs(x: Tensor) -> Tensor:
     # within each half of the head (row half, column half) the quarters trade places: (a, b) -> (b, a)
     q0, q1, q2, q3 = x.chunk(4, dim=-1)
@@ -90,3 +133,13 @@ def apply_rope(x: Tensor, tables: RopeTables) -> Tensor:
     """
     cos, signed_sin = tables
     return x * cos + _swap_pairs(x) * signed_sin
+
+
+def rotate_tokens_(x: Tensor, rope: PartialRope) -> Tensor:
+    """Rotate the tokens ``rope.index`` of ``x`` (B, heads, N, head_dim) in place and return ``x``.
+
+    For inference on a temporary (queries or keys fresh from their projection or norm): the other tokens keep
+    their values, which is what :class:`PartialRope` asks of them.
+    """
+    picked = x.index_select(-2, rope.index)
+    return x.index_copy_(-2, rope.index, apply_rope(picked, (rope.cos, rope.signed_sin)))

@@ -14,7 +14,7 @@ from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
 from anydepth.layers.precision import active_autocast_dtype
-from anydepth.layers.rope import RopeTables
+from anydepth.layers.rope import Rope
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Block(nn.Module):
             raise ValueError(f"unknown ffn {cfg.ffn!r}; expected 'mlp' or 'swiglu'")
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x: Tensor, rope: Optional[RopeTables] = None) -> Tensor:  # x: (B, N, D)
+    def forward(self, x: Tensor, rope: Optional[Rope] = None) -> Tensor:  # x: (B, N, D)
         if active_autocast_dtype(x.device) is None:  # float32: the reference's two roundings, bit for bit
             x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
             return x + self.ls2(self.mlp(self.norm2(x)))

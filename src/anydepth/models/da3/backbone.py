@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from anydepth.errors import InputError, ShapeError
-from anydepth.layers.rope import RopeTables, grid_positions, rope_tables
+from anydepth.layers.precision import active_autocast_dtype
+from anydepth.layers.rope import Rope, RopeTables, grid_positions, partial_rope, rope_tables
 from anydepth.models.da3.reference_view import (
     MIN_VIEWS_FOR_REF_SELECTION,
     check_strategy,
@@ -319,17 +320,33 @@ class DA3Backbone(nn.Module):
             tokens, camera = restore_input_order(tokens, reference), restore_input_order(camera, reference)
         return tokens, camera
 
-    def _rope_tables(self, grid_h: int, grid_w: int, num_views: int, like: Tensor) -> Tuple[RopeTables, RopeTables]:
-        """RoPE tables of the per-view sequence (T, head_dim) and of a scene's sequence (S * T, head_dim).
+    def _rope_tables(self, grid_h: int, grid_w: int, num_views: int, like: Tensor) -> Tuple[RopeTables, Rope]:
+        """RoPE of the per-view sequence (T, head_dim) and of a scene's sequence (S * T tokens).
 
-        Computed once per forward from the static grid (constants under tracing) and shared by all blocks.
+        Computed once per forward from the static grid (constants under tracing) and shared by all blocks. In a
+        scene's sequence every patch sits at (1, 1) and only the S camera tokens at (0, 0). Under mixed
+        precision (inference, not tracing) that sequence gets a :class:`PartialRope`: the camera tokens rotate
+        by (-1, -1) and the patches not at all, the same attention logits for 4 instead of 4 x 973 rotated
+        tokens per query and key (4 views). Float32 keeps the full tables: the reference's arithmetic, bit for
+        bit.
         """
         enc = self.cfg.encoder
         head_dim = enc.embed_dim // enc.num_heads
         patches = grid_positions(grid_h, grid_w, like.device) + 1  # (N, 2); 0 is the class/camera token's
         special = torch.zeros(1, 2, dtype=patches.dtype, device=like.device)
         local_pos = torch.cat((special, patches), dim=0)  # (T, 2)
-        global_pos = torch.cat((special, torch.ones_like(patches)), dim=0).repeat(num_views, 1)  # (S * T, 2)
         local = rope_tables(local_pos, head_dim, self.cfg.rope_freq, like.dtype)
+        tokens = local_pos.shape[0]
+        if (
+            active_autocast_dtype(like.device) is not None
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting()
+        ):
+            cameras = torch.arange(num_views, device=like.device) * tokens
+            return local, partial_rope(
+                special.expand(num_views, 2), cameras, (1, 1), head_dim, self.cfg.rope_freq, like.dtype
+            )
+        global_pos = torch.cat((special, torch.ones_like(patches)), dim=0).repeat(num_views, 1)  # (S * T, 2)
         global_ = rope_tables(global_pos, head_dim, self.cfg.rope_freq, like.dtype)
         return local, global_
