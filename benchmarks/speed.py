@@ -4,9 +4,9 @@ and (with ``--vda-upstream``) Video Depth Anything vits ``infer_video_depth``.
 Every configuration runs in its own child process (upstream's in its side virtualenv, made by
 ``../shared/upstream/make-upstream-env.sh DIR``) on the same inputs and the same deterministic random weights
 (``tests/random_weights.py``; they cost what the official ones cost). The rounds alternate between the sides so
-that other load on the machine hits both alike. Prints a Markdown table: median seconds, speed-up against
-upstream's default API, images/s, the child's peak RSS, and the achieved GFLOP/s of the network against this
-machine's measured matmul peak::
+that other load on the machine hits both alike. Prints a Markdown table: median seconds over the rounds, the
+speed-up against upstream's default API (the median of each round's ratio, with their range), images/s, the
+children's peak RSS, and the achieved GFLOP/s of the network against this machine's measured matmul peak::
 
     PYTHONPATH=src python benchmarks/speed.py --upstream-python /path/to/upvenv/bin/python \
         [--vda-upstream /path/to/Video-Depth-Anything]
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -212,7 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream-python", required=True, help="python of the upstream side environment")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per child (median)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best median is kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; medians over rounds, speed-ups paired by round"
+    )
     parser.add_argument("--only", choices=("da3", "v2", "vda"), default=None)
     parser.add_argument(
         "--vda-upstream",
@@ -279,28 +282,31 @@ def main() -> None:
         suites.pop("vda")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak measured here: "
           f"fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s; "
-          f"median of {args.repeats} calls, best of {args.rounds} alternating rounds\n")  # fmt: skip
+          f"median of {args.repeats} calls per child, median over {args.rounds} alternating rounds\n")  # fmt: skip
     for key, (title, views, configs) in suites.items():
         if args.only and key != args.only:
             continue
-        results: List[Dict[str, float]] = [{} for _ in configs]
+        rounds: List[List[Dict[str, float]]] = [[] for _ in configs]
         for _ in range(args.rounds):
             for i, (_, python, body, precision) in enumerate(configs):
-                out = _run_child(python, body, {**common, "views": views, "precision": precision})
-                if not results[i] or out["s"] < results[i]["s"]:
-                    results[i] = out
-        base = results[0]["s"]
+                rounds[i].append(_run_child(python, body, {**common, "views": views, "precision": precision}))
         print(f"**{title}**\n")
-        print("| run | s | speed-up | images/s | peak RSS | GFLOP/s (share of the bf16 / fp32 peak) |")
+        print("| run | s | speed-up (range) | images/s | peak RSS | GFLOP/s (share of the bf16 / fp32 peak) |")
         print("|---|--:|--:|--:|--:|--|")
-        for (label, _, _, precision), out in zip(configs, results):
+        for (label, _, _, precision), outs in zip(configs, rounds):
+            seconds = statistics.median(out["s"] for out in outs)
+            # each round's ratio pairs runs a minute apart, so a slower or faster spell of the host hits both sides
+            ratios = [base["s"] / out["s"] for base, out in zip(rounds[0], outs)]
+            spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+            flops = next((out["flops"] for out in outs if out.get("flops")), None)
             gflops = ""
-            if out.get("flops"):
-                rate = out["flops"] / out["s"] / 1e9
+            if flops:
+                rate = flops / seconds / 1e9
                 peak = peaks["bfloat16" if precision == "auto" else "float32"]
-                gflops = f"{rate:.0f} ({100 * rate / peak:.0f}% of {peak:.0f}; {out['flops'] / 1e9:.0f} GFLOP)"
-            print(f"| {label} | {out['s']:.3f} | {base / out['s']:.2f}x | {views / out['s']:.2f} | "
-                  f"{out['rss_mib']:.0f} MiB | {gflops} |")  # fmt: skip
+                gflops = f"{rate:.0f} ({100 * rate / peak:.0f}% of {peak:.0f}; {flops / 1e9:.0f} GFLOP)"
+            rss = max(out["rss_mib"] for out in outs)
+            print(f"| {label} | {seconds:.3f} | {statistics.median(ratios):.2f}x{spread} | {views / seconds:.2f} | "
+                  f"{rss:.0f} MiB | {gflops} |")  # fmt: skip
         print()
 
 

@@ -20,7 +20,7 @@ from anydepth.layers.dpt_blocks import (
     make_resize_layers,
     token_map,
 )
-from anydepth.layers.precision import float32_region, reassembly_precision
+from anydepth.layers.precision import active_autocast_dtype, float32_region, reassembly_precision
 
 # Tied weights in the official checkpoints
 # ----------------------------------------
@@ -318,10 +318,17 @@ class DPTTrunk(nn.Module):
         return x.add_(table)
 
     def _reassemble(self, tokens: Sequence[Tensor], grid_h: int, grid_w: int, aspect_ratio: float) -> List[Tensor]:
-        """Four (n, N, C) patch-token tensors -> level maps at 4x, 2x, 1x and 1/2x the patch grid."""
+        """Four (n, N, C) patch-token tensors -> level maps at 4x, 2x, 1x and 1/2x the patch grid.
+
+        Under a mixed-precision reassembly the normed tokens are cast before the layout copy of
+        :func:`token_map` rather than by the projections' autocast after it: the same values, half the bytes moved.
+        """
         levels = []
+        low = active_autocast_dtype(tokens[0].device)
         for i, x in enumerate(tokens):
             x = self.norm(x)
+            if low is not None:
+                x = x.to(low)
             x = token_map(x, grid_h, grid_w)
             x = self._add_pos_embed(self.projects[i](x), aspect_ratio)
             levels.append(self.resize_layers[i](x))
