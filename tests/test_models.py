@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from anydepth.layers import HAS_SDPA, attention, set_fused_attention
 from anydepth.layers.mlp import swiglu_hidden_features
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
-from anydepth.models.dinov2 import DinoVisionTransformer
+from anydepth.models.dinov2 import DinoVisionTransformer, PatchEmbed
 from conftest import random_net, tiny_config
 
 
@@ -187,3 +187,26 @@ def test_fused_convolutions_equal_the_separate_operations(grad):
         branch = OutputBranch(8, 4, 2)
         torch.testing.assert_close(branch(x), branch[2](F.relu(branch[0](x))), rtol=0, atol=0)
     assert set(branch.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}  # the official keys
+
+
+@pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
+def test_patch_embedding_as_a_matmul_under_bf16_matches_the_convolution():
+    torch.manual_seed(0)
+    embed = PatchEmbed(14, 64).eval()
+    x = torch.randn(2, 3, 28, 42)
+    calls = []
+    fast_path = embed._patch_matmul
+    embed._patch_matmul = lambda *args: calls.append(1) or fast_path(*args)
+    with torch.inference_mode():
+        reference = embed(x)  # float32: the convolution
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = embed(x)
+            handle = embed.proj.register_forward_hook(lambda *args: None)  # hooks must see the conv run: no fast path
+            hooked = embed(x)
+            handle.remove()
+            odd = embed(torch.randn(1, 3, 30, 42))  # not a multiple of the patch: the convolution floors it
+    assert len(calls) == 1
+    assert fast.shape == hooked.shape == reference.shape == (2, 6, 64) and fast.dtype == torch.bfloat16
+    assert odd.shape == (1, 6, 64)
+    torch.testing.assert_close(fast.float(), hooked.float(), rtol=1e-2, atol=1e-2)  # one bf16 unit
+    torch.testing.assert_close(fast.float(), reference, rtol=2e-2, atol=2e-2)

@@ -64,7 +64,33 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        low = active_autocast_dtype(x.device)
+        p = self.proj.kernel_size[0]
+        if (
+            low is not None
+            and x.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and x.shape[-2] % p == 0
+            and x.shape[-1] % p == 0
+            and not self.proj._forward_hooks
+            and not self.proj._forward_pre_hooks
+        ):
+            return self._patch_matmul(x, low)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+    def _patch_matmul(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """The patch projection as one matmul over the unfolded patches, for mixed-precision CPU inference.
+
+        oneDNN's strided 14x14 convolution on 3 channels is slow on the CPU (11-18 ms for four 378x504 images on
+        two cores, against 5 ms this way): cast once, lay each patch out as a row of ``3 * 14 * 14`` values, and
+        project. The same products, summed in another order (within one bf16 unit of the convolution's output).
+        """
+        B, C, H, W = x.shape
+        p = self.proj.kernel_size[0]
+        gh, gw = H // p, W // p
+        patches = x.to(dtype).reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
+        weight = self.proj.weight.reshape(self.proj.out_channels, -1)
+        return F.linear(patches, weight.to(dtype), None if self.proj.bias is None else self.proj.bias.to(dtype))
 
 
 class Block(nn.Module):
