@@ -142,4 +142,4 @@ def rotate_tokens_(x: Tensor, rope: PartialRope) -> Tensor:
     their values, which is what :class:`PartialRope` asks of them.
     """
     picked = x.index_select(-2, rope.index)
-    return x.index_copy_(-2, rope.index, apply_rope(picked, (rope.cos, rope.signed_sin)))
+    return x.index_copy_(-2, rope.index, apply_rope(picked, (rope.cos, rope.signed_sin)).to(x.dtype))
