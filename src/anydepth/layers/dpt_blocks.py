@@ -8,18 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype
+from anydepth.layers.precision import active_autocast_dtype, onednn_op
 
-
-def _fused_convolution() -> Any:
-    """oneDNN's convolution with a post-op (the kernel torch.compile uses on CPUs), or None where missing."""
-    try:
-        return torch.ops.mkldnn._convolution_pointwise
-    except (AttributeError, RuntimeError):  # torch 1.x, builds without oneDNN
-        return None
-
-
-_FUSED_CONV = _fused_convolution()
+# oneDNN's convolution with a post-op
+_FUSED_CONV = onednn_op("_convolution_pointwise")
 
 
 def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:

@@ -8,20 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype
+from anydepth.layers.precision import active_autocast_dtype, onednn_op
 
-ACTIVATIONS = ("none", "gelu")
-
-
-def _fused_linear() -> Any:
-    """oneDNN's linear with bias and a post-op (the kernel torch.compile uses on CPUs), or None where missing."""
-    try:
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):  # torch 1.x, builds without oneDNN
-        return None
-
-
-_FUSED = _fused_linear()
+# oneDNN's linear with bias and a post-op
+_FUSED = onednn_op("_linear_pointwise")
 
 
 class Linear(nn.Linear):
@@ -54,12 +44,10 @@ class Linear(nn.Linear):
         return F.gelu(out) if activation == "gelu" else out
 
     def _bf16_operands(self, x: Tensor) -> Optional[Tuple[Tensor, Optional[Tensor]]]:
-        if (
+        if (  # no autocast dtype under tracing or scripting
             x.device.type != "cpu"
             or self.weight.dtype != torch.float32
             or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
             or active_autocast_dtype(x.device) != torch.bfloat16
         ):
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
 
@@ -25,6 +25,15 @@ def active_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     if kind == "cpu":  # torch 1.13 .. 2.3
         return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
     return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
+def onednn_op(name: str) -> Any:
+    """``torch.ops.mkldnn.<name>`` (oneDNN kernels with fused post-ops, those torch.compile uses on CPUs), or None
+    where the build lacks it (torch 1.x, builds without oneDNN)."""
+    try:
+        return getattr(torch.ops.mkldnn, name)
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def reassembly_precision(device: torch.device, dtype: Optional[torch.dtype]) -> ContextManager:

@@ -337,12 +337,7 @@ class DA3Backbone(nn.Module):
         local_pos = torch.cat((special, patches), dim=0)  # (T, 2)
         local = rope_tables(local_pos, head_dim, self.cfg.rope_freq, like.dtype)
         tokens = local_pos.shape[0]
-        if (
-            active_autocast_dtype(like.device) is not None
-            and not torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting()
-        ):
+        if active_autocast_dtype(like.device) is not None and not torch.is_grad_enabled():  # None when tracing
             cameras = torch.arange(num_views, device=like.device) * tokens
             return local, partial_rope(
                 special.expand(num_views, 2), cameras, (1, 1), head_dim, self.cfg.rope_freq, like.dtype
