@@ -190,23 +190,49 @@ def test_fused_convolutions_equal_the_separate_operations(grad):
 
 
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
-def test_patch_embedding_as_a_matmul_under_bf16_matches_the_convolution():
+def test_output_branch_on_a_bf16_map_gives_float32_logits():
+    from anydepth.layers.dpt_blocks import OutputBranch
+
+    torch.manual_seed(0)
+    branch = OutputBranch(8, 4, 2).eval()
+    x = torch.randn(2, 8, 6, 7)
+    with torch.inference_mode():
+        reference = branch(x)
+        mixed = branch(x.bfloat16())
+        # what the mixed path computes: the 3x3 conv in bf16, then the logits in float32 from its rounded output
+        hidden = F.conv2d(x.bfloat16(), branch[0].weight.bfloat16(), branch[0].bias.bfloat16(), padding=1).relu()
+        expected = branch[2](hidden.float())
+    assert mixed.dtype == torch.float32 and mixed.shape == (2, 2, 6, 7)
+    torch.testing.assert_close(mixed, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(mixed, reference)
+    torch.testing.assert_close(mixed, reference, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
+def test_patch_embedding_stays_float32_under_bf16_as_a_matmul():
     torch.manual_seed(0)
     embed = PatchEmbed(14, 64).eval()
     x = torch.randn(2, 3, 28, 42)
     calls = []
     fast_path = embed._patch_matmul
     embed._patch_matmul = lambda *args: calls.append(1) or fast_path(*args)
+    seen = []
     with torch.inference_mode():
         reference = embed(x)  # float32: the convolution
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = embed(x)
-            handle = embed.proj.register_forward_hook(lambda *args: None)  # hooks must see the conv run: no fast path
-            hooked = embed(x)
+            handle = embed.proj.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+            hooked = embed(x)  # hooks must see the conv run: no matmul path
             handle.remove()
             odd = embed(torch.randn(1, 3, 30, 42))  # not a multiple of the patch: the convolution floors it
+            # what autocast would do: the convolution with bf16 weights and inputs
+            bf16_weights = F.conv2d(x.bfloat16(), embed.proj.weight.bfloat16(), embed.proj.bias.bfloat16(), stride=14)
+            bf16_weights = bf16_weights.flatten(2).transpose(1, 2)
     assert len(calls) == 1
-    assert fast.shape == hooked.shape == reference.shape == (2, 6, 64) and fast.dtype == torch.bfloat16
+    assert fast.shape == hooked.shape == reference.shape == (2, 6, 64)
+    # the weights' precision, not autocast's, inside and out: bf16 weights moved DA3 depth by about 1%
+    assert fast.dtype == hooked.dtype == odd.dtype == torch.float32 and seen == [torch.float32]
     assert odd.shape == (1, 6, 64)
-    torch.testing.assert_close(fast.float(), hooked.float(), rtol=1e-2, atol=1e-2)  # one bf16 unit
-    torch.testing.assert_close(fast.float(), reference, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(hooked, reference, rtol=0, atol=0)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)  # the same products, summed in another order
+    assert (bf16_weights.float() - reference).abs().max() > 100 * (fast - reference).abs().max()

@@ -1,4 +1,5 @@
-"""DA3 under bf16: the backbone and the head's reassembly in bf16, fusion and outputs in float32, depth within 1%."""
+"""DA3 under bf16: backbone, reassembly and main map in bf16; patch embedding, fusion and logits in float32; depth
+within 1% of float32."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import anydepth
 from anydepth.layers.precision import active_autocast_dtype, reassembly_precision
 from anydepth.models.da3.heads import DPTSkyConfig, DPTSkyHead, DualDPTHead
 from anydepth.pipelines.multiview import MultiViewModel
+from anydepth.presets import get_preset
+from random_weights import fill_
 from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
@@ -56,7 +59,22 @@ def test_bf16_depth_within_one_percent_of_fp32(da3_small_folder, n_views, height
 
 
 @needs_cpu_bf16
-def test_reassembly_runs_in_bf16_fusion_and_outputs_in_float32(da3_small_folder):  # noqa: F811
+def test_bf16_depth_within_one_percent_on_the_hardest_weights_found():
+    """Of four random-weight draws, seed 0 moved furthest from float32: 0.93% under the previous policy (bf16
+    patch embedding), 0.80% now. Its depths span e^-6..e^-2, where one logit error is a large relative error."""
+    preset = get_preset("da3-small")
+    net = fill_(anydepth.build_network(preset), 0).eval()
+    cpu = torch.device("cpu")
+    views = _views(4, 480, 640)
+    a = MultiViewModel(net, preset, cpu, "fp32").infer(views, process_res=504).depth
+    b = MultiViewModel(net, preset, cpu, "bf16").infer(views, process_res=504).depth
+    relative = np.abs(a - b) / a
+    print(f"mean relative depth error {relative.mean():.4%}")
+    assert 0 < relative.mean() <= 0.01
+
+
+@needs_cpu_bf16
+def test_reassembly_and_main_map_run_in_bf16_fusion_and_logits_in_float32(da3_small_folder):  # noqa: F811
     folder, _ = da3_small_folder
     model = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
     head = model.net.head
@@ -71,14 +89,21 @@ def test_reassembly_runs_in_bf16_fusion_and_outputs_in_float32(da3_small_folder)
             for h in handles:
                 h.remove()
         low = torch.bfloat16 if mixed else torch.float32
-        for name in ("projects.0", "resize_layers.0", "resize_layers.3", "scratch.layer1_rn", "scratch.layer4_rn"):
+        for name in (
+            "projects.0",
+            "resize_layers.0",
+            "resize_layers.3",
+            "scratch.layer1_rn",
+            "scratch.layer4_rn",
+            "scratch.output_conv1",
+            "scratch.output_conv2.0",
+        ):
             assert seen[name] == low, name
+        # the fusion, and the conv that gives the logits
         for name in (
             "scratch.refinenet4.resConfUnit2.conv1",
             "scratch.refinenet1.resConfUnit2.conv2",
             "scratch.refinenet1.out_conv",
-            "scratch.output_conv1",
-            "scratch.output_conv2.0",
             "scratch.output_conv2.2",
         ):
             assert seen[name] == torch.float32, name
@@ -94,7 +119,7 @@ def test_sky_head_reassembly_precision():
     tokens = [(torch.randn(1, 2, 12, 32), torch.randn(1, 2, 32)) for _ in range(4)]
     with torch.inference_mode():
         ref = head(tokens, 42, 56)
-        mixed = head(tokens, 42, 56, reassembly_dtype=torch.bfloat16)
+        mixed = head(tokens, 42, 56, mixed_dtype=torch.bfloat16)
     assert mixed.depth.dtype == torch.float32 and mixed.sky.dtype == torch.float32
     assert not torch.equal(ref.depth, mixed.depth)  # the reassembly did run in bf16
     torch.testing.assert_close(mixed.depth, ref.depth, rtol=0.05, atol=0)

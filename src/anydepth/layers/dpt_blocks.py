@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, onednn_op
+from anydepth.layers.precision import active_autocast_dtype, float32_region, onednn_op
 
 # oneDNN's convolution with a post-op
 _FUSED_CONV = onednn_op("_convolution_pointwise")
@@ -92,12 +92,22 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, kernel_size=1)
 
-    def forward(self, x: Tensor, skip: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        skip: Optional[Tensor] = None,
+        size: Optional[Tuple[int, int]] = None,
+        out_dtype: Optional[torch.dtype] = None,
+    ) -> Tensor:
+        """Fuse, project and upsample; ``out_dtype`` casts the projected map before the upsampling (which then
+        runs in that precision, on a quarter of the pixels of its output)."""
         if skip is not None:
             x = _add_into(self.resConfUnit1(skip), x)
         # the 1x1 projection runs before the bilinear upsampling, on a quarter of the pixels: both are linear and
         # bilinear weights sum to one, so the order does not change the result (beyond float rounding)
         x = self.out_conv(self.resConfUnit2(x))
+        if out_dtype is not None:
+            x = x.to(out_dtype)
         if size is None:
             return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=self.align_corners)
         return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=self.align_corners)
@@ -134,7 +144,12 @@ def make_resize_layers(out_channels: Sequence[int]) -> nn.ModuleList:
 
 class OutputBranch(nn.Sequential):
     """conv3x3 -> ReLU -> conv1x1 as ``nn.Sequential`` keys ``.0`` / ``.2``; the ReLU runs inside the first conv
-    where it can (:func:`conv_relu`)."""
+    where it can (:func:`conv_relu`).
+
+    An input in a lower precision than the weights (a bf16 map of a mixed-precision DA3 head) runs the 3x3 conv in
+    that precision and the last 1x1 conv, whose outputs are the logits, in the weights' precision: bf16 logits
+    would be off by up to 0.4% of their value, and depth is their exponential.
+    """
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
         super().__init__(
@@ -144,4 +159,10 @@ class OutputBranch(nn.Sequential):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self[2](conv_relu(self[0], x))
+        dtype = self[2].weight.dtype
+        if x.dtype == dtype or not (x.device.type in ("cpu", "cuda") and x.is_floating_point()):
+            return self[2](conv_relu(self[0], x))
+        with torch.autocast(device_type=x.device.type, dtype=x.dtype):
+            hidden = self[0](x).relu_()
+        with float32_region(x.device):
+            return self[2](hidden.to(dtype))

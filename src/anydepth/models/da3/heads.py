@@ -150,9 +150,11 @@ def uv_position_embedding(
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_uv_embedding(height: int, width: int, channels: int, aspect_ratio: float, device: torch.device) -> Tensor:
-    """:func:`uv_position_embedding` per map size, built once (a video or folder repeats the same sizes)."""
-    return uv_position_embedding(height, width, channels, aspect_ratio, device)
+def _cached_uv_embedding(
+    height: int, width: int, channels: int, aspect_ratio: float, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """:func:`uv_position_embedding` per map size and dtype, built once (a video or folder repeats the sizes)."""
+    return uv_position_embedding(height, width, channels, aspect_ratio, device).to(dtype)
 
 
 def resize_bilinear(x: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -309,11 +311,12 @@ class DPTTrunk(nn.Module):
         self.scratch = _Scratch(out_channels, features)
 
     def _add_pos_embed(self, x: Tensor, aspect_ratio: float) -> Tensor:
-        """``x`` (a temporary of the caller, so it is updated in place) plus the cached UV embedding."""
+        """``x`` (a temporary of the caller, so it is updated in place) plus the cached UV embedding, in the
+        precision of ``x`` (float32, or bf16 for the mixed-precision main map)."""
         if not self.pos_embed:
             return x
-        table = _cached_uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
-        if x.requires_grad or x.dtype != table.dtype:
+        table = _cached_uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device, x.dtype)
+        if x.requires_grad:
             return x + table
         return x.add_(table)
 
@@ -344,8 +347,9 @@ class DPTTrunk(nn.Module):
         dtype = self.scratch.output_conv1.weight.dtype
         return [getattr(self.scratch, f"layer{i}_rn")(x).to(dtype) for i, x in enumerate(levels, start=1)]
 
-    def _fuse(self, maps: Sequence[Tensor], suffix: str = "") -> Tensor:
-        """Top-down fusion through ``scratch.refinenet{4..1}{suffix}``; output at 8x the patch grid."""
+    def _fuse(self, maps: Sequence[Tensor], suffix: str = "", out_dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Top-down fusion through ``scratch.refinenet{4..1}{suffix}``; output at 8x the patch grid (in
+        ``out_dtype`` from the last block's projection on, where given)."""
         l1, l2, l3, l4 = maps
 
         def block(i: int) -> FeatureFusionBlock:
@@ -354,15 +358,24 @@ class DPTTrunk(nn.Module):
         path = block(4)(l4, size=l3.shape[2:])
         path = block(3)(path, l3, size=l2.shape[2:])
         path = block(2)(path, l2, size=l1.shape[2:])
-        return block(1)(path, l1)
+        return block(1)(path, l1, out_dtype=out_dtype)
 
-    def _main_map(self, maps: Sequence[Tensor], height: int, width: int) -> Tensor:
+    def _main_map(
+        self, maps: Sequence[Tensor], height: int, width: int, mixed_dtype: Optional[torch.dtype] = None
+    ) -> Tensor:
         """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype.
 
-        Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does.
+        Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does. With
+        ``mixed_dtype``, everything after the projection of the last fusion block runs in that precision: its
+        upsampling, ``output_conv1`` and the resize to the image size (see :func:`reassembly_precision`).
         """
         p = self.patch_size
-        fused = self.scratch.output_conv1(self._fuse(maps))
+        if mixed_dtype is None:
+            fused = self.scratch.output_conv1(self._fuse(maps))
+        else:
+            fused = self._fuse(maps, out_dtype=mixed_dtype)
+            with torch.autocast(device_type=fused.device.type, dtype=mixed_dtype):
+                fused = self.scratch.output_conv1(fused)
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
     def _forward_views(
@@ -382,7 +395,7 @@ class DPTTrunk(nn.Module):
     ) -> Tuple[Tuple[int, int], Tuple[Tensor, ...]]:
         """Checks the inputs, flattens views, runs ``_forward_views`` in float32 on chunks of views.
 
-        ``options`` go to ``_forward_views`` as keywords (``reassembly_dtype`` among them, where a head takes it).
+        ``options`` go to ``_forward_views`` as keywords (``mixed_dtype`` among them, where a head takes it).
 
         Returns:
             ((B, S), outputs with a leading B * S dimension).
@@ -446,7 +459,7 @@ class DualDPTHead(DPTTrunk):
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
         rays: bool = True,
-        reassembly_dtype: Optional[torch.dtype] = None,
+        mixed_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and rays from the backbone's four output levels, in float32 even under autocast.
 
@@ -456,15 +469,16 @@ class DualDPTHead(DPTTrunk):
             patch_start_idx: tokens before this index are not patches (0 for the DA3 backbone's outputs).
             chunk_size: views per pass through the head (memory bound); None runs all B * S views at once.
             rays: also run the ray branch (about half the head's work); only the ray-pose solve reads it.
-            reassembly_dtype: run the reassembly in this precision (see :func:`reassembly_precision`); the
-                fusion, the output convolutions and the ray branch stay float32.
+            mixed_dtype: run the reassembly, and the depth branch from the last fusion block's projection up to
+                its last convolution, in this precision (see :func:`reassembly_precision`); the fusion, the
+                convolution that gives the logits and the ray branch stay float32.
 
         Returns:
             HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and, with ``rays``, ray (B, S, 8*gh, 8*gw, 6)
             and ray_conf.
         """
         batch_views, outputs = self._run(
-            features, height, width, patch_start_idx, chunk_size, rays=rays, reassembly_dtype=reassembly_dtype
+            features, height, width, patch_start_idx, chunk_size, rays=rays, mixed_dtype=mixed_dtype
         )
         if not rays:
             depth, depth_conf = _reshape_views(outputs, batch_views)
@@ -479,14 +493,14 @@ class DualDPTHead(DPTTrunk):
         width: int,
         *per_view: Tensor,
         rays: bool = True,
-        reassembly_dtype: Optional[torch.dtype] = None,
+        mixed_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
         s, aspect = self.scratch, width / height
-        with reassembly_precision(tokens[0].device, reassembly_dtype):
+        with reassembly_precision(tokens[0].device, mixed_dtype):
             maps = self._level_maps(tokens, height, width)
 
-        main = self._add_pos_embed(self._main_map(maps, height, width), aspect)
-        logits = s.output_conv2(main)
+        main = self._add_pos_embed(self._main_map(maps, height, width, mixed_dtype), aspect)
+        logits = s.output_conv2(main)  # a float32 output either way (OutputBranch)
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
         if not rays:
             return depth, depth_conf
@@ -518,7 +532,7 @@ class DPTSkyHead(DPTTrunk):
         width: int,
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
-        reassembly_dtype: Optional[torch.dtype] = None,
+        mixed_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and sky score, in float32 even under autocast.
 
@@ -527,14 +541,13 @@ class DPTSkyHead(DPTTrunk):
             height, width: image size; the patch grid is ``(height // 14, width // 14)``.
             patch_start_idx: tokens before this index are not patches.
             chunk_size: views per pass through the head; None runs all B * S views at once.
-            reassembly_dtype: run the reassembly in this precision; the fusion and the outputs stay float32.
+            mixed_dtype: run the reassembly, and the output branches up to their last convolutions, in this
+                precision; the fusion and the convolutions that give the logits stay float32.
 
         Returns:
             HeadOutput with depth = exp(logit) and sky = relu(logit), both (B, S, 14*gh, 14*gw).
         """
-        batch_views, outputs = self._run(
-            features, height, width, patch_start_idx, chunk_size, reassembly_dtype=reassembly_dtype
-        )
+        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, mixed_dtype=mixed_dtype)
         depth, sky = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, sky=sky)
 
@@ -544,10 +557,10 @@ class DPTSkyHead(DPTTrunk):
         height: int,
         width: int,
         *per_view: Tensor,
-        reassembly_dtype: Optional[torch.dtype] = None,
+        mixed_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
-        with reassembly_precision(tokens[0].device, reassembly_dtype):
+        with reassembly_precision(tokens[0].device, mixed_dtype):
             maps = self._level_maps(tokens, height, width)
-        fused = self._add_pos_embed(self._main_map(maps, height, width), width / height)
+        fused = self._add_pos_embed(self._main_map(maps, height, width, mixed_dtype), width / height)
         s = self.scratch
         return s.output_conv2(fused)[:, 0].exp(), F.relu(s.sky_output_conv2(fused)[:, 0])

@@ -186,9 +186,9 @@ class DepthAnything3Net(nn.Module):
         features, aux_features = self.backbone(
             images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
         )
-        # under bf16 autocast the head's reassembly stays in bf16 (fusion and outputs in float32); fp16 keeps the
-        # whole head in float32, as upstream does
-        reassembly_dtype = torch.bfloat16 if active_autocast_dtype(images.device) == torch.bfloat16 else None
+        # under bf16 autocast the head's reassembly and its depth branch up to the logits run in bf16 (fusion,
+        # logits and rays in float32; layers.precision.reassembly_precision); fp16 keeps the whole head in float32
+        mixed_dtype = torch.bfloat16 if active_autocast_dtype(images.device) == torch.bfloat16 else None
         with float32_region(images.device):
             head_options: Dict[str, Any] = {"rays": use_ray_pose} if self.predicts_cameras else {}
             head = self.head(
@@ -197,7 +197,7 @@ class DepthAnything3Net(nn.Module):
                 W,
                 patch_start_idx=0,
                 chunk_size=chunk_size,
-                reassembly_dtype=reassembly_dtype,
+                mixed_dtype=mixed_dtype,
                 **head_options,
             )
             out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
