@@ -44,10 +44,11 @@ def reassembly_precision(device: torch.device, dtype: Optional[torch.dtype]) -> 
     block's projection to the output branch's 3x3 conv (upsampling, ``output_conv1``, resize to the image, UV
     embedding). The fusion blocks, the 1x1 convs that give the logits and the ray branch stay float32; the patch
     embedding does too (``models.dinov2.PatchEmbed``). Mean relative depth error against float32 on random
-    DA3-small weights, 4 views at 504 px, four weight seeds (tests/test_precision_da3.py):
+    DA3-small weights, 4 views of 640x480 at 504 px (tests/test_precision_da3.py, benchmarks/RESULTS.md):
 
-    - this policy: 0.36-0.80%; with the fusion in bf16 as well: 0.54-1.06%, over the 1% limit;
-    - the previous policy (bf16 patch embedding, float32 from the fusion on): 0.31-0.93%.
+    - this policy: 0.36-0.83% over eight weight seeds;
+    - with the fusion in bf16 as well: 0.54-1.06% over four of them, over the 1% limit;
+    - the previous policy (bf16 patch embedding, float32 from the fusion on): 0.26-1.00% over the eight.
 
     Depth Anything V2 keeps its whole head in float32 (see its forward). On this 2-core AMX CPU the bf16
     reassembly takes 55 ms instead of 128 ms in DA3-small's head (4 views at 504), and the bf16 main map about

@@ -363,7 +363,7 @@ class DPTTrunk(nn.Module):
     def _main_map(
         self, maps: Sequence[Tensor], height: int, width: int, mixed_dtype: Optional[torch.dtype] = None
     ) -> Tensor:
-        """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype.
+        """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype or ``mixed_dtype``.
 
         Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does. With
         ``mixed_dtype``, everything after the projection of the last fusion block runs in that precision: its
