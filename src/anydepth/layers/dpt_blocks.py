@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, float32_region, onednn_op
+from anydepth.layers.precision import active_autocast_dtype, compiling, float32_region, onednn_op
 
 # oneDNN's convolution with a post-op
 _FUSED_CONV = onednn_op("_convolution_pointwise")
 
 
 def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
-    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no autocast, grad or tracing, and
-    no forward hooks on the module (the fused kernel does not call it, so hooks would not see it run)."""
+    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no autocast, grad, tracing or
+    ``torch.compile``, and no forward hooks on the module (the fused kernel does not call it, so hooks would not
+    see it run)."""
     return (
         _FUSED_CONV is not None
         and not conv._forward_hooks
@@ -29,6 +30,7 @@ def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
         and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
+        and not compiling()
         and active_autocast_dtype(x.device) is None
     )
 

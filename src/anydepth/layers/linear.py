@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, onednn_op
+from anydepth.layers.precision import active_autocast_dtype, compiling, onednn_op
 
 # oneDNN's linear with bias and a post-op
 _FUSED = onednn_op("_linear_pointwise")
@@ -26,7 +26,7 @@ class Linear(nn.Linear):
       float32 accumulator) instead of a broadcast copy of the bias and a separate pass over the output.
 
     The result equals autocast's ``F.linear`` up to bf16 rounding of the output (the GELU is applied before it).
-    Elsewhere (float32, CUDA, fp16, grad, tracing) this is ``F.linear`` followed by ``F.gelu``.
+    Elsewhere (float32, CUDA, fp16, grad, tracing, ``torch.compile``) this is ``F.linear`` followed by ``F.gelu``.
     """
 
     _bf16: Optional[Tuple[Tuple[Any, ...], Tensor, Optional[Tensor]]] = None
@@ -49,6 +49,7 @@ class Linear(nn.Linear):
             or self.weight.dtype != torch.float32
             or torch.is_grad_enabled()
             or active_autocast_dtype(x.device) != torch.bfloat16
+            or compiling()
         ):
             return None
         stamp: Tuple[Any, ...] = (self.weight.data_ptr(), self.weight._version)

@@ -27,6 +27,14 @@ def active_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing this code. The hand-fused CPU paths (cached bf16 weights, oneDNN ops
+    with post-ops, in-place rotations) step aside then: the compiler fuses the plain ops itself, and it cannot lower
+    some of those kernels (``mkldnn._linear_pointwise`` failed to lower under bf16 autocast in torch 2.13)."""
+    compiler = getattr(torch, "compiler", None)  # torch >= 2.1; torch 1.x cannot compile
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
 def onednn_op(name: str) -> Any:
     """``torch.ops.mkldnn.<name>`` (oneDNN kernels with fused post-ops, those torch.compile uses on CPUs), or None
     where the build lacks it (torch 1.x, builds without oneDNN)."""

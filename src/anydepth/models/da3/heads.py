@@ -20,7 +20,7 @@ from anydepth.layers.dpt_blocks import (
     make_resize_layers,
     token_map,
 )
-from anydepth.layers.precision import active_autocast_dtype, float32_region, reassembly_precision
+from anydepth.layers.precision import active_autocast_dtype, compiling, float32_region, reassembly_precision
 
 # Tied weights in the official checkpoints
 # ----------------------------------------
@@ -315,7 +315,9 @@ class DPTTrunk(nn.Module):
         precision of ``x`` (float32, or bf16 for the mixed-precision main map)."""
         if not self.pos_embed:
             return x
-        table = _cached_uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device, x.dtype)
+        args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
+        # torch.compile traces the function itself (and warns about the cache)
+        table = uv_position_embedding(*args).to(x.dtype) if compiling() else _cached_uv_embedding(*args, x.dtype)
         if x.requires_grad:
             return x + table
         return x.add_(table)
