@@ -28,9 +28,10 @@ def active_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
 
 
 def compiling() -> bool:
-    """Whether ``torch.compile`` is tracing this code. The hand-fused CPU paths (cached bf16 weights, oneDNN ops
-    with post-ops, in-place rotations) step aside then: the compiler fuses the plain ops itself, and it cannot lower
-    some of those kernels (``mkldnn._linear_pointwise`` failed to lower under bf16 autocast in torch 2.13)."""
+    """Whether ``torch.compile`` is tracing this code. The hand-fused CPU paths (the linear layers' cached bf16
+    weights and oneDNN kernels, the fused convolutions) and the UV-embedding cache step aside then: the compiler
+    fuses the plain ops itself, and it could not lower ``mkldnn._linear_pointwise`` under bf16 autocast (torch
+    2.13)."""
     compiler = getattr(torch, "compiler", None)  # torch >= 2.1; torch 1.x cannot compile
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
