@@ -27,13 +27,16 @@ def active_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
+# torch >= 2.1 (torch 1.x cannot compile); looked up once, as the fast paths ask on every call
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+
+
 def compiling() -> bool:
     """Whether ``torch.compile`` is tracing this code. The hand-fused CPU paths (the linear layers' cached bf16
     weights and oneDNN kernels, the fused convolutions) and the UV-embedding cache step aside then: the compiler
     fuses the plain ops itself, and it could not lower ``mkldnn._linear_pointwise`` under bf16 autocast (torch
     2.13)."""
-    compiler = getattr(torch, "compiler", None)  # torch >= 2.1; torch 1.x cannot compile
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+    return _IS_COMPILING is not None and bool(_IS_COMPILING())
 
 
 def onednn_op(name: str) -> Any:
