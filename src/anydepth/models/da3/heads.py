@@ -372,12 +372,9 @@ class DPTTrunk(nn.Module):
         upsampling, ``output_conv1`` and the resize to the image size (see :func:`reassembly_precision`).
         """
         p = self.patch_size
-        if mixed_dtype is None:
-            fused = self.scratch.output_conv1(self._fuse(maps))
-        else:
-            fused = self._fuse(maps, out_dtype=mixed_dtype)
-            with torch.autocast(device_type=fused.device.type, dtype=mixed_dtype):
-                fused = self.scratch.output_conv1(fused)
+        fused = self._fuse(maps, out_dtype=mixed_dtype)
+        with reassembly_precision(fused.device, mixed_dtype):
+            fused = self.scratch.output_conv1(fused)
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
     def _forward_views(
