@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, compiling, float32_region, onednn_op
+from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, float32_region, onednn_op
 
 # oneDNN's convolution with a post-op
 _FUSED_CONV = onednn_op("_convolution_pointwise")
@@ -16,8 +16,8 @@ _FUSED_CONV = onednn_op("_convolution_pointwise")
 
 def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no autocast, grad, tracing or
-    ``torch.compile``, and no forward hooks on the module (the fused kernel does not call it, so hooks would not
-    see it run)."""
+    ``torch.compile``, the fast paths on (``layers.precision.fast_paths_enabled``), and no forward hooks on the
+    module (the fused kernel does not call it, so hooks would not see it run)."""
     return (
         _FUSED_CONV is not None
         and not conv._forward_hooks
@@ -30,7 +30,7 @@ def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
         and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
-        and not compiling()
+        and fast_paths_enabled()
         and active_autocast_dtype(x.device) is None
     )
 
@@ -40,14 +40,16 @@ def _conv_args(conv: nn.Conv2d) -> Tuple[Any, ...]:
 
 
 def conv_relu(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``relu(conv(x))``; on float32 CPU inference in one oneDNN kernel (ReLU as a post-op, the same values)."""
+    """``relu(conv(x))``; on float32 CPU inference in one oneDNN kernel (ReLU as a post-op: the same arithmetic,
+    float32 rounding apart where oneDNN picks another kernel for the fused call)."""
     if _fusable(conv, x):
         return _FUSED_CONV(x, conv.weight, conv.bias, *_conv_args(conv), "relu", [], "")
     return conv(x).relu_()
 
 
 def conv_add(conv: nn.Conv2d, x: Tensor, other: Tensor) -> Tensor:
-    """``conv(x) + other``; on float32 CPU inference in one oneDNN kernel (a binary post-op, the same values)."""
+    """``conv(x) + other``; on float32 CPU inference in one oneDNN kernel (a binary post-op: the same arithmetic,
+    float32 rounding apart where oneDNN picks another kernel for the fused call)."""
     if _fusable(conv, x) and other.dtype == torch.float32 and other.device == x.device:
         return _FUSED_CONV.binary(x, other, conv.weight, conv.bias, *_conv_args(conv), "add", None, None, [], None)
     return _add_into(conv(x), other)

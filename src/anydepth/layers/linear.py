@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, compiling, onednn_op
+from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, onednn_op
 
 # oneDNN's linear with bias and a post-op
 _FUSED = onednn_op("_linear_pointwise")
+
+
+@functools.cache
+def fused_bf16_linear_supported() -> bool:
+    """Whether oneDNN's fused linear runs bf16 on this CPU: it needs AVX512 (BW, VL, DQ) or AVX-NE-CONVERT, and
+    raises elsewhere (an AVX2-only CPU asked for bf16). Tried once on a tiny input, which also catches a oneDNN
+    that cannot build the kernel (``ONEDNN_MAX_CPU_ISA`` below the CPU's ISA)."""
+    if _FUSED is None:
+        return False
+    check = onednn_op("_is_mkldnn_bf16_supported")
+    if check is not None and not check():
+        return False
+    try:
+        x = torch.ones(2, 8, dtype=torch.bfloat16)
+        _FUSED(x, torch.ones(4, 8, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.bfloat16), "gelu", [], "none")
+    except RuntimeError:
+        return False
+    return True
 
 
 class Linear(nn.Linear):
@@ -26,7 +45,9 @@ class Linear(nn.Linear):
       float32 accumulator) instead of a broadcast copy of the bias and a separate pass over the output.
 
     The result equals autocast's ``F.linear`` up to bf16 rounding of the output (the GELU is applied before it).
-    Elsewhere (float32, CUDA, fp16, grad, tracing, ``torch.compile``) this is ``F.linear`` followed by ``F.gelu``.
+    Where the CPU lacks oneDNN's bf16 kernels (:func:`fused_bf16_linear_supported`) the cached weights go through
+    ``F.linear``. Elsewhere (float32, CUDA, fp16, grad, tracing, ``torch.compile``, the fast paths switched off by
+    ``layers.precision.set_fast_paths``) this is ``F.linear`` followed by ``F.gelu``.
     """
 
     _bf16: Optional[Tuple[Tuple[Any, ...], Tensor, Optional[Tensor]]] = None
@@ -38,7 +59,7 @@ class Linear(nn.Linear):
             return F.gelu(out) if activation == "gelu" else out
         weight, bias = operands
         x = x.to(torch.bfloat16)
-        if _FUSED is not None:
+        if fused_bf16_linear_supported():
             return _FUSED(x, weight, bias, activation, [], "none")
         out = F.linear(x, weight, bias)
         return F.gelu(out) if activation == "gelu" else out
@@ -49,7 +70,7 @@ class Linear(nn.Linear):
             or self.weight.dtype != torch.float32
             or torch.is_grad_enabled()
             or active_autocast_dtype(x.device) != torch.bfloat16
-            or compiling()
+            or not fast_paths_enabled()
         ):
             return None
         stamp: Tuple[Any, ...] = (self.weight.data_ptr(), self.weight._version)

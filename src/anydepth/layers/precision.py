@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Optional
+import os
+from typing import Any, ContextManager, Iterator, Optional
 
 import torch
 
@@ -37,6 +38,40 @@ def compiling() -> bool:
     fuses the plain ops itself, and it could not lower ``mkldnn._linear_pointwise`` under bf16 autocast (torch
     2.13)."""
     return _IS_COMPILING is not None and bool(_IS_COMPILING())
+
+
+# The switch for the hand-written CPU fast paths (see fast_paths_enabled); ANYDEPTH_FAST_PATHS=0 starts it off.
+_fast_paths_on = os.environ.get("ANYDEPTH_FAST_PATHS", "1").strip() != "0"
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the hand-written CPU fast paths may run.
+
+    They are: the linear layers' cached bf16 weights with bias and GELU inside oneDNN's matmul
+    (``layers.linear``), the DPT heads' convolutions with ReLU or the residual addition as oneDNN post-ops
+    (``layers.dpt_blocks``), and the patch embedding as one matmul under mixed precision (``models.dinov2``). Each
+    has a plain twin that runs instead when this is False: ``F.linear`` then ``F.gelu`` under autocast, the
+    convolution then ``relu`` or ``+``, the strided convolution. Off while ``torch.compile`` traces, after
+    :func:`set_fast_paths` (False), and from the start where the environment sets ``ANYDEPTH_FAST_PATHS=0``.
+    """
+    return _fast_paths_on and not compiling()
+
+
+def set_fast_paths(enabled: bool) -> None:
+    """Switch the hand-written CPU fast paths on or off for the whole process (see :func:`fast_paths_enabled`)."""
+    global _fast_paths_on
+    _fast_paths_on = bool(enabled)
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool) -> Iterator[None]:
+    """Inside the block, the hand-written CPU fast paths are on or off; the previous setting comes back after."""
+    before = _fast_paths_on
+    set_fast_paths(enabled)
+    try:
+        yield
+    finally:
+        set_fast_paths(before)
 
 
 def onednn_op(name: str) -> Any:

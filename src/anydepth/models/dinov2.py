@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
-from anydepth.layers.precision import active_autocast_dtype, float32_region
+from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, float32_region
 from anydepth.layers.rope import Rope
 
 
@@ -76,6 +76,7 @@ class PatchEmbed(nn.Module):
             if (
                 x.device.type == "cpu"
                 and not torch.is_grad_enabled()
+                and fast_paths_enabled()
                 and x.shape[-2] % p == 0
                 and x.shape[-1] % p == 0
                 and not self.proj._forward_hooks

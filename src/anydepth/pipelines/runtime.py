@@ -49,6 +49,14 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def auto_picks_cpu_bf16() -> bool:
+    """Whether "auto" runs bf16 on this CPU: native bf16 matmuls, torch >= 2, and not switched off by
+    ``ANYDEPTH_CPU_BF16=0`` (read on every call, so the setting can change within a process)."""
+    if os.environ.get("ANYDEPTH_CPU_BF16", "1").strip() == "0":
+        return False
+    return cpu_has_fast_bf16() and _torch_major() >= 2
+
+
 def _torch_major() -> int:
     return int(torch.__version__.split(".")[0])
 
@@ -57,14 +65,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision ("fp32", "bf16" or "fp16") for a requested one on a device.
 
     "auto" picks bf16 on CUDA devices that support it (fp16 on older ones) and on CPUs with native bf16
-    matmuls, and float32 elsewhere. fp16 on a CPU is refused: it is slower than float32 there.
+    matmuls (unless ``ANYDEPTH_CPU_BF16=0``, see :func:`auto_picks_cpu_bf16`), and float32 elsewhere. fp16 on a
+    CPU is refused: it is slower than float32 there.
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and cpu_has_fast_bf16() and _torch_major() >= 2:
+        if device.type == "cpu" and auto_picks_cpu_bf16():
             return "bf16"
         return "fp32"
     if precision == "fp16" and device.type == "cpu":
