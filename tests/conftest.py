@@ -20,6 +20,30 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
 
 
+def pytest_report_header(config):
+    """The CPU and the precision policy this run tests: results of the tests marked ``precision`` depend on them."""
+    import platform
+
+    from anydepth.layers.linear import fused_bf16_linear_supported
+    from anydepth.layers.precision import fast_paths_enabled
+    from anydepth.pipelines.runtime import auto_picks_cpu_bf16, cpu_has_fast_bf16
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    get_capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)  # torch >= 2.0
+    capability = get_capability() if get_capability is not None else "n/a"
+    return [
+        f"cpu: {model}; native bf16: {cpu_has_fast_bf16()}; ATen kernels: {capability}; "
+        f"oneDNN fused bf16 linear: {fused_bf16_linear_supported()}",
+        f'precision "auto" on the CPU: {"bf16" if auto_picks_cpu_bf16() else "fp32"} (ANYDEPTH_CPU_BF16); '
+        f"fast paths: {'on' if fast_paths_enabled() else 'off'} (ANYDEPTH_FAST_PATHS)",
+    ]
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return
@@ -63,6 +87,15 @@ def depthcrafter_folders(tmp_path_factory):
     from depthcrafter_tiny import save_official_layout
 
     return save_official_layout(tmp_path_factory.mktemp("depthcrafter"), seed=0)
+
+
+@pytest.fixture
+def fast_paths_on():
+    """For the tests of a fast path itself: on, whatever ANYDEPTH_FAST_PATHS says for the rest of the run."""
+    from anydepth.layers.precision import fast_paths
+
+    with fast_paths(True):
+        yield
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from anydepth.layers.mlp import Mlp
 from anydepth.models.dinov2 import PatchEmbed
 
 needs_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
+# the fast paths themselves are under test: on whatever ANYDEPTH_FAST_PATHS says
+pytestmark = [pytest.mark.precision, pytest.mark.usefixtures("fast_paths_on")]
 
 
 @needs_bf16
@@ -25,7 +27,7 @@ def test_linear_takes_the_plain_path_while_compiling(monkeypatch):
         fast = layer(x, activation="gelu")
         assert layer._bf16 is not None  # the cached bf16 weights of the fast path
         layer._bf16 = None
-        monkeypatch.setattr("anydepth.layers.linear.compiling", lambda: True)
+        monkeypatch.setattr("anydepth.layers.precision.compiling", lambda: True)
         plain = layer(x, activation="gelu")
     assert layer._bf16 is None
     assert plain.dtype == torch.bfloat16

@@ -287,6 +287,7 @@ def test_partial_rope_gives_the_attention_of_the_full_tables():
         torch.testing.assert_close(attn(x, rope=partial), attn(x, rope=full), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.precision
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
 def test_cross_view_blocks_take_partial_rope_only_under_mixed_precision():
     model = _tiny_model()
@@ -404,6 +405,7 @@ def test_bad_inputs_are_named():
         mono(_images(1, 2), cam_token=torch.zeros(1, 2, 32))
 
 
+@pytest.mark.precision
 @pytest.mark.skipif(not HAS_SDPA, reason="needs scaled_dot_product_attention")
 @torch.no_grad()
 def test_fused_attention_matches_explicit_path():

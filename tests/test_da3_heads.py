@@ -300,6 +300,7 @@ def test_chunked_views_equal_one_pass(chunk_size):
     assert_close_scaled(chunked.densities, whole.densities)
 
 
+@pytest.mark.precision
 @torch.no_grad()
 def test_heads_stay_float32_under_bf16_autocast():
     feats, (h, w) = features("dualdpt_small"), image_size("dualdpt_small")

@@ -237,6 +237,7 @@ def test_cpu_offload_checks(folders, monkeypatch):
         load(device="cpu", cpu_offload="sequential")
 
 
+@pytest.mark.precision
 def test_float_networks_load_in_the_asked_precision(folders):
     depthcrafter, svd = folders
     model = anydepth.load_model("depthcrafter", weights=depthcrafter, svd_weights=svd, device="cpu", precision="bf16")

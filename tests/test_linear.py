@@ -10,6 +10,8 @@ from anydepth.layers.linear import Linear
 from anydepth.layers.mlp import Mlp
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
+# the fast path itself is under test: on whatever ANYDEPTH_FAST_PATHS says
+pytestmark = [pytest.mark.precision, pytest.mark.usefixtures("fast_paths_on")]
 
 
 def _layer():
@@ -73,3 +75,25 @@ def test_grad_mode_keeps_autocast_and_the_graph():
 
 def test_mlp_keys_are_the_official_ones():
     assert set(Mlp(8, 32).state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+@needs_cpu_bf16
+def test_a_cpu_without_onednn_bf16_kernels_takes_the_plain_linear(monkeypatch):
+    """oneDNN's fused linear raises on CPUs without AVX512 (BW, VL, DQ) or AVX-NE-CONVERT, as torch words it."""
+    import anydepth.layers.linear as linear
+
+    def refuse(*args):
+        raise RuntimeError("mkldnn_linear_pointwise: bf16 path needs the cpu support avx512bw, avx512vl and avx512dq")
+
+    layer, x = _layer()
+    monkeypatch.setattr(linear, "_FUSED", refuse)
+    linear.fused_bf16_linear_supported.cache_clear()
+    try:
+        assert not linear.fused_bf16_linear_supported()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            got = layer(x, activation="gelu")
+            autocast = F.gelu(F.linear(x, layer.weight, layer.bias))
+        assert layer._bf16 is not None  # still the cached bf16 weights
+        torch.testing.assert_close(got, autocast, rtol=0, atol=0)
+    finally:
+        linear.fused_bf16_linear_supported.cache_clear()

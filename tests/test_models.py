@@ -46,6 +46,7 @@ def test_deterministic_and_batched_equals_single():
     torch.testing.assert_close(a, singles, rtol=1e-5, atol=1e-5)  # convolution algorithms may differ by batch size
 
 
+@pytest.mark.precision
 @pytest.mark.skipif(not HAS_SDPA, reason="needs scaled_dot_product_attention")
 @torch.no_grad()
 def test_fused_attention_matches_explicit_path():
@@ -170,25 +171,30 @@ def test_token_map_is_channels_last_with_canonical_strides(n):
         assert conv(got).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("grad", [False, True])
-def test_fused_convolutions_equal_the_separate_operations(grad):
+def test_fused_convolutions_equal_the_separate_operations(grad, fast_paths_on):
     from anydepth.layers.dpt_blocks import OutputBranch, ResidualConvUnit, conv_add, conv_relu
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(8, 8, 3, padding=1)
     x = torch.randn(2, 8, 10, 12).contiguous(memory_format=torch.channels_last)
     other = torch.randn(2, 8, 10, 12)
+    # The same arithmetic; equal to the last bit where oneDNN runs the plain and the fused convolution with one
+    # kernel (so far on every CPU tried), within float32 rounding where it picks another kernel for the post-op.
+    close = {"rtol": 1e-5, "atol": 1e-6}
     with torch.set_grad_enabled(grad):
-        torch.testing.assert_close(conv_relu(conv, x), F.relu(conv(x)), rtol=0, atol=0)
-        torch.testing.assert_close(conv_add(conv, x, other), conv(x) + other, rtol=0, atol=0)
+        torch.testing.assert_close(conv_relu(conv, x), F.relu(conv(x)), **close)
+        torch.testing.assert_close(conv_add(conv, x, other), conv(x) + other, **close)
         unit = ResidualConvUnit(8)
         reference = unit.conv2(F.relu(unit.conv1(F.relu(x)))) + x
-        torch.testing.assert_close(unit(x), reference, rtol=0, atol=0)
+        torch.testing.assert_close(unit(x), reference, **close)
         branch = OutputBranch(8, 4, 2)
-        torch.testing.assert_close(branch(x), branch[2](F.relu(branch[0](x))), rtol=0, atol=0)
+        torch.testing.assert_close(branch(x), branch[2](F.relu(branch[0](x))), **close)
     assert set(branch.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}  # the official keys
 
 
+@pytest.mark.precision
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
 def test_output_branch_on_a_bf16_map_gives_float32_logits():
     from anydepth.layers.dpt_blocks import OutputBranch
@@ -208,8 +214,9 @@ def test_output_branch_on_a_bf16_map_gives_float32_logits():
     torch.testing.assert_close(mixed, reference, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.precision
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
-def test_patch_embedding_stays_float32_under_bf16_as_a_matmul():
+def test_patch_embedding_stays_float32_under_bf16_as_a_matmul(fast_paths_on):
     torch.manual_seed(0)
     embed = PatchEmbed(14, 64).eval()
     x = torch.randn(2, 3, 28, 42)

@@ -16,6 +16,7 @@ from random_weights import fill_
 from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
+pytestmark = pytest.mark.precision
 
 
 def _views(n=3, h=120, w=160):

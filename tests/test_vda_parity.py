@@ -139,6 +139,7 @@ def test_windowed_alignment_matters():
     assert p99_rel_err(unscaled, expected) > 10 * TOLERANCE
 
 
+@pytest.mark.precision
 def test_mixed_precision_runs_close_to_float32():
     # fp32=False is upstream's autocast (bf16 on the CPU); it must run and stay near the float32 result
     frames = VDA["frames"][:6]
