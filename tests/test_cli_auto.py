@@ -138,3 +138,15 @@ def test_auto_cleanup_empties_only_a_dedicated_export_dir(tmp_path, da3_small_fo
     code, output = _run("auto", folder, "--export-dir", ".", "--auto-cleanup", *args)
     _assert_one_line_error(code, output, "--auto-cleanup")
     assert (out / "exports" / "mini_npz" / "results.npz").exists()
+
+
+def test_the_summary_line_names_what_the_maps_hold():
+    from anydepth.cli.scene import describe
+    from anydepth.prediction import Prediction
+
+    depth = np.linspace(0.5, 31.3, 2 * 6 * 8, dtype=np.float32).reshape(2, 6, 8)
+    assert describe(Prediction(depth=depth, depth_kind="depth")) == "2 view(s) at 8x6, depth (up to scale) 0.5..31.3"
+    assert describe(Prediction(depth=depth, depth_kind="metric")).endswith("metric depth (m) 0.5..31.3")
+    assert describe(Prediction(depth=np.full((1, 2, 2), np.nan, np.float32), depth_kind="disparity")).endswith(
+        "disparity no finite values"
+    )

@@ -67,6 +67,19 @@ def _quiet_hub_logs():
         hub_logger.setLevel(level)
 
 
+def manual_download_hint(spec: WeightsSpec, revision: Optional[str] = None) -> str:
+    """How to get ``spec``'s weights by hand and hand them over: the address, and the option in each interface."""
+    rev = revision or spec.revision
+    page = f"https://huggingface.co/{spec.repo_id}/tree/{rev}"
+    if spec.layout == "da3":
+        what = f"Download config.json and {spec.filename} from {page} into one folder and pass the folder"
+    elif spec.layout == "diffusers":
+        what = f"Download the repo's folders from {page} into one folder and pass the folder"
+    else:
+        what = f"Download https://huggingface.co/{spec.repo_id}/resolve/{rev}/{spec.filename} and pass the file"
+    return f"{what} with --weights PATH (WEIGHTS=PATH with make run, weights=PATH in Python)"
+
+
 def download(
     spec: WeightsSpec,
     revision: Optional[str] = None,
@@ -100,7 +113,7 @@ def download(
             reason = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
         raise WeightsError(
             f"cannot get {spec.filename} from the Hugging Face hub repo {spec.repo_id} (revision {rev}): "
-            f"{reason}. Download the file yourself and pass it with --weights PATH (weights=PATH in Python)"
+            f"{reason}. {manual_download_hint(spec, rev)}"
         ) from None
     _announce_license(spec)
     return Path(path)

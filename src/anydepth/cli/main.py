@@ -10,9 +10,10 @@ from typing import Callable, Optional
 import typer
 
 from anydepth.cli import deploy as _deploy_cli
+from anydepth.cli.typer_app import App
 from anydepth.errors import AnyDepthError, InputError
 
-app = typer.Typer(
+app = App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -185,10 +186,14 @@ def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family
     """List the model presets with their kind, size, licence and hub repo."""
     from anydepth.api import list_models
 
-    rows = list_models(family)
-    typer.echo(f"{'name':32} {'kind':10} {'params':>8}  {'license':14} repo")
-    for r in rows:
-        typer.echo(f"{r.name:32} {r.depth_kind:10} {r.params_m:7.1f}M  {r.license:14} {r.repo_id or '-'}")
+    table = [("name", "kind", "params", "repo", "license")]
+    table += [(r.name, r.depth_kind, f"{r.params_m:.1f}M", r.repo_id or "-", r.license) for r in list_models(family)]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for name, kind, params, repo, license_ in table:
+        # the licence last: some are sentences, and a last column may run on without breaking the others
+        typer.echo(
+            f"{name:{widths[0]}}  {kind:{widths[1]}}  {params:>{widths[2]}}  {repo:{widths[3]}}  {license_}".rstrip()
+        )
 
 
 def _run_images(

@@ -172,11 +172,14 @@ def run_scene(
     return prediction
 
 
+# how the log names each kind of map (Prediction.depth_kind)
+_KIND_WORDS = {"depth": "depth (up to scale)", "metric": "metric depth (m)", "disparity": "disparity"}
+
+
 def describe(prediction: Prediction) -> str:
-    """One line about a scene prediction, for the log."""
+    """One line about a scene prediction, for the log: "3 view(s) at 504x378, depth (up to scale) 0.09..31.3"."""
     depth = prediction.depth
     finite = depth[np.isfinite(depth)]
-    return (
-        f"{len(prediction)} view(s) at {depth.shape[2]}x{depth.shape[1]}, depth {prediction.depth_kind} "
-        f"{float(finite.min()):.3g}..{float(finite.max()):.3g}"
-    )
+    span = f"{float(finite.min()):.3g}..{float(finite.max()):.3g}" if finite.size else "no finite values"
+    kind = _KIND_WORDS.get(prediction.depth_kind, prediction.depth_kind)
+    return f"{len(prediction)} view(s) at {depth.shape[2]}x{depth.shape[1]}, {kind} {span}"
