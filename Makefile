@@ -1,22 +1,40 @@
 # Set-up, the main job and the tests in one place; README.md and .ci/run call these targets.
+#   make run IMAGE=photo.jpg   .venv with torch (the CPU build where there is no NVIDIA GPU) and anydepth's core
+#   make test                  the same .venv plus every extra and the test tools, Chromium, then the suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# the CPU build of torch, installed before the project so that no multi-GB CUDA build is pulled in
+# scripts/install_torch.sh picks the build: CPU (PyTorch's CPU index or a local wheel) unless an NVIDIA GPU is seen
 TORCH ?= torch==2.13.0
 MODEL ?= dav2-small
 OUTDIR ?= vis_depth
+VENV_PIP := $(BIN)/python -m pip install
 
-.PHONY: setup browser run test lint check-torch113 viewer clean
+.PHONY: setup setup-dev browser run test test-precision lint check-torch113 viewer clean
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[all,dev]"
+
+$(VENV)/.torch: | $(BIN)/python
+	scripts/install_torch.sh $(BIN)/python "$(TORCH)"
 	touch $@
 
+# what `anydepth image` needs: torch, numpy, OpenCV, Pillow, safetensors, huggingface_hub, typer, tqdm
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	@echo "installing anydepth (core) into $(VENV)"
+	$(VENV_PIP) -e .
+	touch $@
+
+# every extra (video, exports, deployment runtimes, service, web app, DepthCrafter) and the test tools
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	@echo "installing anydepth with every extra and the test tools into $(VENV) (about 2.3 GB in all)"
+	$(VENV_PIP) -e ".[all,dev]"
+	touch $(VENV)/.installed $@
+
 setup: $(VENV)/.installed
+
+setup-dev: $(VENV)/.installed-dev
 
 # make run IMAGE=photo.jpg [WEIGHTS=depth_anything_v2_vits.pth] [MODEL=dav2-small]
 run: setup
@@ -27,10 +45,16 @@ run: setup
 browser:
 	scripts/install_browser.sh
 
-test: setup browser
-	$(BIN)/python -m pytest -q
+test: setup-dev browser
+	$(BIN)/python -m pytest
 
-lint: setup
+# the tests marked `precision` (bf16, fused oneDNN kernels, SDPA) again with "auto" in float32, as on CPUs
+# without native bf16, and with the hand-written fast paths off (their plain twins)
+test-precision: setup-dev
+	ANYDEPTH_CPU_BF16=0 $(BIN)/python -m pytest -m precision
+	ANYDEPTH_FAST_PATHS=0 $(BIN)/python -m pytest -m precision
+
+lint: setup-dev
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/vermin --eval-annotations --feature union-types -t=3.9- --no-tips --violations src/anydepth

@@ -52,3 +52,5 @@ def test_setup_uses_pip_without_uv(tmp_path):
     run = _make(tmp_path, "-n", "setup", "UV=")
     assert run.returncode == 0
     assert "-m venv .venv" in run.stdout and "-m pip install" in run.stdout
+    # off Inf1, torch comes through the script that picks the CPU build where there is no NVIDIA GPU
+    assert "scripts/install_torch.sh" in run.stdout
