@@ -93,3 +93,22 @@ def test_inference_visual_exports(da3_small_folder, tmp_path):  # noqa: F811
     assert sorted(p.name for p in (tmp_path / "depth_vis").iterdir()) == ["0000.jpg", "0001.jpg", "0002.jpg"]
     assert len(list((tmp_path / "feat_vis" / "feat_layer_3").glob("*.jpg"))) == 3
     assert (tmp_path / "feat_vis" / "feat_layer_3.mp4").is_file()
+
+
+def test_sky_is_upstreams_boolean_mask(monkeypatch, tmp_path):
+    """Upstream's ``Prediction.sky`` is the (N, H, W) bool ``sky >= 0.5``, so ``depth[pred.sky]`` is the sky; the
+    sky head's score stays available as ``sky_score``."""
+    import anydepth.compat.depth_anything_3 as facade
+    from test_deploy import _photo, _tiny_da3
+
+    monkeypatch.setattr(facade, "build_da3_network", lambda name: _tiny_da3(anyview=False, seed=2))  # mono + sky
+    model = DepthAnything3(model_name="da3mono-large", precision="fp32")
+    pred = model.inference([_photo(60, 80)], process_res=56, export_dir=tmp_path, export_format="mini_npz-glb")
+    assert pred.sky.dtype == np.bool_ and pred.sky.shape == pred.depth.shape == (1, 42, 56)
+    assert pred.sky_score.dtype == np.float32 and pred.sky_score.max() > 1.0  # a score, not a probability
+    np.testing.assert_array_equal(pred.sky, pred.sky_score >= 0.5)
+    assert 0 < pred.sky.sum() < pred.sky.size  # both sky and ground in this draw
+    sky_depth = pred.depth[pred.sky]  # upstream users' idiom
+    assert sky_depth.shape == (int(pred.sky.sum()),)
+    one = pred[0]
+    assert one.sky.dtype == np.bool_ and one.sky_score.shape == (1, 42, 56)

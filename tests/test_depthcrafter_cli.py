@@ -99,3 +99,28 @@ def test_help_documents_the_options():
     for option in ("--dc-steps", "--dc-guidance", "--dc-window", "--dc-overlap", "--dc-max-res", "--dc-no-align",
                    "--cpu-offload", "--seed", "--svd-weights"):  # fmt: skip
         assert option in output
+
+
+def test_global_threads_and_compile_reach_depthcrafter(tmp_path, folders, clip, monkeypatch):
+    import torch
+
+    from anydepth.pipelines import runtime
+
+    compiled = []
+
+    def record(net, device):
+        compiled.append(type(net).__name__)
+        return net  # the eager network: compiling a tiny UNet takes minutes
+
+    monkeypatch.setattr(runtime, "compile_network", record)
+    depthcrafter, svd = folders
+    before = torch.get_num_threads()
+    try:
+        code, output = _run("--threads", 2 if before == 1 else 1, "--compile", "video", clip, "--model", "depthcrafter",
+                            "--weights", depthcrafter, "--svd-weights", svd, "--device", "cpu", "--max-frames", 3,
+                            *FAST, "-o", tmp_path / "out", "-q")  # fmt: skip
+        assert code == 0, output
+        assert torch.get_num_threads() == (2 if before == 1 else 1)
+    finally:
+        torch.set_num_threads(before)
+    assert compiled == ["DepthCrafterUNet"]

@@ -73,7 +73,7 @@ def make_scene() -> Prediction:
 
 def expected_kept(prediction: Prediction, percentile: float = 40.0) -> np.ndarray:
     """(N, H, W) pixels that should become points: not sky, confidence at or above the percentile of the rest."""
-    not_sky = prediction.sky < 0.5
+    not_sky = ~prediction.sky
     threshold = np.percentile(prediction.conf[not_sky], percentile)
     return not_sky & (prediction.conf >= threshold)
 

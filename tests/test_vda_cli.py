@@ -100,3 +100,26 @@ def test_bad_options_fail_before_loading(tmp_path, clip, extra, needle):
 def test_image_commands_point_video_models_to_video(tmp_path):
     code, output = _run("image", tmp_path / "x.png", "-m", "vda-small")
     assert code == 1 and "anydepth video" in output
+
+
+def test_global_threads_and_compile_reach_video_depth_anything(tmp_path, vda_weights, clip, monkeypatch):
+    import anydepth.api
+
+    compiled = []
+
+    def record(net, device):
+        compiled.append(type(net).__name__)
+        return net
+
+    monkeypatch.setattr(anydepth.api, "compile_network", record)
+    before = torch.get_num_threads()
+    threads = 2 if before == 1 else 1
+    try:
+        options = ["--device", "cpu", "--input-size", 28, "--max-frames", 4, "-o", tmp_path / "out", "-q"]
+        code, output = _run("--threads", threads, "--compile", "video", clip, "-m", "vda-small", "-w", vda_weights,
+                            *options)  # fmt: skip
+        assert code == 0, output
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert compiled == ["VideoDepthAnythingNet"]

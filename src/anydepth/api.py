@@ -140,7 +140,7 @@ def load_model(
         local_files_only: use the hub cache only, never the network.
         num_threads: CPU threads for torch's kernels (None: torch's default, one per core).
         compile: run the network through ``torch.compile`` (torch >= 2 and, on the CPU, a C++ compiler; the
-            first call of each input size compiles). Off by default.
+            first call of each input size compiles; for DepthCrafter its UNet). Off by default.
         backend: "pytorch", or a runtime for an artefact of ``anydepth export`` given as ``weights``:
             "onnxruntime", "openvino" or "torchscript" (see :mod:`anydepth.deploy.backends`).
         svd_weights: DepthCrafter only: Stable Video Diffusion's repo id or local folder (``vae/``,
@@ -167,7 +167,7 @@ def load_model(
         from anydepth.pipelines.depthcrafter.loading import load_depthcrafter
 
         return load_depthcrafter(
-            preset, weights, svd_weights, device, precision, revision, cache_dir, local_files_only, cpu_offload
+            preset, weights, svd_weights, device, precision, revision, cache_dir, local_files_only, cpu_offload, compile
         )
     if svd_weights is not None or cpu_offload is not None:
         raise InputError(f"svd_weights and cpu_offload are DepthCrafter options; {name} takes neither")

@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 DEPTH_KINDS = ("depth", "disparity", "metric")
+# a pixel is sky where the sky head's score reaches this (upstream DA3's Prediction.sky = sky >= 0.5)
+SKY_THRESHOLD = 0.5
 
 
 @dataclass
@@ -21,9 +23,13 @@ class Prediction:
         conf: (N, H, W) float32 confidence, where the model predicts one.
         extrinsics: (N, 3, 4) float32 world-to-camera, OpenCV convention, where predicted.
         intrinsics: (N, 3, 3) float32 pixel intrinsics for the returned resolution, where predicted.
-        sky: (N, H, W) bool or float32 sky mask, where predicted.
+        sky: (N, H, W) bool sky mask, where predicted: ``sky_score >= SKY_THRESHOLD``, as upstream DA3's
+            ``Prediction.sky`` (so ``depth[pred.sky]`` selects the sky).
         processed_images: (N, h, w, 3) uint8 RGB images at the network's processing resolution.
         aux: further named outputs (intermediate features, ...).
+        sky_score: (N, H, W) float32 output of the sky head (DA3 mono and metric models), where predicted.
+
+    A float ``sky`` given without ``sky_score`` is taken as the score: ``sky`` becomes its mask.
     """
 
     depth: np.ndarray
@@ -34,10 +40,17 @@ class Prediction:
     sky: Optional[np.ndarray] = None
     processed_images: Optional[np.ndarray] = None
     aux: Dict[str, Any] = field(default_factory=dict)
+    sky_score: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.depth_kind not in DEPTH_KINDS:
             raise ValueError(f"depth_kind must be one of {DEPTH_KINDS}, not {self.depth_kind!r}")
+        if self.sky is not None and np.asarray(self.sky).dtype != bool:  # a score given as the sky
+            if self.sky_score is None:
+                self.sky_score = np.asarray(self.sky, dtype=np.float32)
+            self.sky = None
+        if self.sky is None and self.sky_score is not None:
+            self.sky = np.asarray(self.sky_score) >= SKY_THRESHOLD
         if self.depth.ndim != 3:
             raise ValueError(f"depth must be (N, H, W), got shape {self.depth.shape}")
 
@@ -62,4 +75,5 @@ class Prediction:
             sky=take(self.sky),
             processed_images=take(self.processed_images),
             aux=dict(self.aux),
+            sky_score=take(self.sky_score),
         )

@@ -120,11 +120,14 @@ def run_depthcrafter_command(
     max_frames: Optional[int],
     cpu_offload: Optional[str],
     quiet: bool = False,
+    num_threads: Optional[int] = None,
+    compile: bool = False,
     **options,
 ) -> List[str]:
     """``anydepth video --model depthcrafter``: checks the options and the video before loading weights, then runs.
 
-    Returns the lines to show the user.
+    ``num_threads`` and ``compile`` are the global ``--threads`` and ``--compile``. Returns the lines to show the
+    user.
     """
     from anydepth.api import load_model
     from anydepth.cli.jobs import parse_raw
@@ -146,6 +149,8 @@ def run_depthcrafter_command(
         precision=precision,
         revision=revision,
         cpu_offload=offload,
+        num_threads=num_threads,
+        compile=compile,
     )
     written = run_depthcrafter_video(model, path, outputs, fps, stride, max_frames, progress=not quiet, **options)
     return [] if quiet else [f"wrote {len(written)} file(s) to {outdir}"]

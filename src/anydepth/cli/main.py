@@ -471,8 +471,9 @@ def video_cmd(
                 raise InputError(f"--backend {backend}: DepthCrafter runs with the pytorch backend only")
             lines = run_depthcrafter_command(
                 path, weights, svd_weights, device, precision, revision, outdir, grayscale, raw, fps, stride,
-                max_frames, cpu_offload, quiet=quiet, steps=dc_steps, guidance=dc_guidance, window=dc_window,
-                overlap=dc_overlap, max_res=dc_max_res, seed=seed, align=dc_align, decode_chunk_size=dc_decode_chunk,
+                max_frames, cpu_offload, quiet=quiet, num_threads=_state["threads"], compile=bool(_state["compile"]),
+                steps=dc_steps, guidance=dc_guidance, window=dc_window, overlap=dc_overlap, max_res=dc_max_res,
+                seed=seed, align=dc_align, decode_chunk_size=dc_decode_chunk,
             )  # fmt: skip
             for line in lines:
                 typer.echo(line, err=True)
@@ -483,7 +484,10 @@ def video_cmd(
             from anydepth.cli.video_depth_job import run_vda_command
 
             args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
-            lines = run_vda_command(path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align, backend=backend)
+            lines = run_vda_command(
+                path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align, backend=backend,
+                num_threads=_state["threads"], compile=bool(_state["compile"]),
+            )  # fmt: skip
             for line in lines:
                 typer.echo(line, err=True)
             return
@@ -512,7 +516,7 @@ def video_cmd(
 def auto_cmd(
     ctx: typer.Context,
     path: str = typer.Argument(
-        ..., help="An image, a folder / glob / .txt list of images, a video, or a COLMAP dataset (images/, sparse/0/)."
+        ..., help="An image, a folder / glob / .txt list of images, a video, or a COLMAP dataset (images/, sparse/)."
     ),
     model: Optional[str] = typer.Option(
         None,
@@ -538,7 +542,11 @@ def auto_cmd(
     max_frames: Optional[int] = MaxViewsOpt,
     export_at_input_res: bool = InputResOpt,
     auto_cleanup: bool = CleanupOpt,
-    sparse_subdir: str = typer.Option("sparse/0", "--sparse-subdir", help="[COLMAP] Folder of the model."),
+    sparse_subdir: str = typer.Option(
+        "",
+        "--sparse-subdir",
+        help="[COLMAP] The model's folder under sparse/ (0: sparse/0/); empty: sparse/, else sparse/0/.",
+    ),
     images_subdir: str = typer.Option("images", "--images-subdir", help="[COLMAP] Folder of the images."),
     align_to_input_ext_scale: bool = typer.Option(
         True,
@@ -560,7 +568,7 @@ def auto_cmd(
 
     def body() -> None:
         from anydepth.cli.scene import SceneOptions, collect_views
-        from anydepth.io.colmap import is_colmap_dataset, read_colmap_views
+        from anydepth.io.colmap import is_colmap_dataset, missing_model_message, read_colmap_views
 
         command = ctx.info_name or "auto"
         name = _pick_model(model, weights, "da3-small")
@@ -577,7 +585,7 @@ def auto_cmd(
             return
         colmap = is_colmap_dataset(path, sparse_subdir)
         if command == "colmap" and not colmap:
-            raise InputError(f"{path}: no COLMAP model at {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
+            raise InputError(missing_model_message(path, sparse_subdir))
         if not colmap:
             views = lambda: collect_views(path, fps=fps, max_frames=max_frames)  # noqa: E731
             _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, backend=backend)
@@ -603,7 +611,7 @@ def auto_cmd(
 
 app.command(
     "colmap",
-    help="Depth of a COLMAP dataset (images/ + sparse/0/) with a DA3 model, conditioned on its cameras and "
+    help="Depth of a COLMAP dataset (images/ + sparse/) with a DA3 model, conditioned on its cameras and "
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
 

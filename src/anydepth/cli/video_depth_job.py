@@ -215,10 +215,13 @@ def run_vda_command(
     mode: str = "windowed",
     align: str = "overlap",
     backend: str = "pytorch",
+    num_threads: Optional[int] = None,
+    compile: bool = False,
 ) -> List[str]:
     """``anydepth video --model vda-*``: checks the options and the video before loading weights, then runs.
 
-    Returns the lines to show the user.
+    ``num_threads`` and ``compile`` are the global ``--threads`` and ``--compile``. Returns the lines to show the
+    user.
     """
     from anydepth.api import load_model
     from anydepth.cli.jobs import parse_raw
@@ -236,7 +239,14 @@ def run_vda_command(
         raise InputError(f"--vda-mode {mode}: exported models run whole windows; use --vda-mode windowed")
     check_video_input(path, fps, "Video Depth Anything")
     model = load_model(
-        model_name, weights=weights, device=device, precision=precision, revision=revision, backend=backend
+        model_name,
+        weights=weights,
+        device=device,
+        precision=precision,
+        revision=revision,
+        backend=backend,
+        num_threads=num_threads,
+        compile=compile,
     )
     written = run_video_depth(
         model, path, outputs, input_size, fps, stride, max_frames, mode=mode, align=align, progress=not quiet

@@ -12,7 +12,7 @@ import torch
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.geometry.cameras import unproject_depth
-from anydepth.prediction import Prediction
+from anydepth.prediction import SKY_THRESHOLD, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +167,11 @@ def resolve_cameras(
 
 
 def sky_mask(prediction: Prediction) -> Optional[np.ndarray]:
-    """(N, H, W) bool sky mask: ``sky`` as given when bool, else sky probability >= 0.5 (as DA3 thresholds it)."""
+    """(N, H, W) bool sky mask of a prediction (``Prediction.sky``: the sky score >= 0.5, upstream's threshold)."""
     if prediction.sky is None:
         return None
     sky = np.asarray(prediction.sky)
-    return sky.astype(bool) if sky.dtype == bool else sky >= 0.5
+    return sky if sky.dtype == bool else sky >= SKY_THRESHOLD  # a score put there after construction
 
 
 def keep_mask(

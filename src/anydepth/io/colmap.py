@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -27,27 +27,54 @@ class ColmapViews:
     intrinsics: np.ndarray
 
 
-def is_colmap_dataset(path: Union[str, Path], sparse_subdir: str = "sparse/0") -> bool:
-    """Whether ``path`` holds a COLMAP model at ``sparse_subdir`` (or ``sparse``, or directly)."""
-    path = Path(path)
-    folders = (path / sparse_subdir, path / "sparse", path)
-    return path.is_dir() and any((d / "cameras.bin").exists() or (d / "cameras.txt").exists() for d in folders)
+def _holds_model(folder: Path) -> bool:
+    return (folder / "cameras.bin").is_file() or (folder / "cameras.txt").is_file()
 
 
-def read_colmap_views(
-    dataset: Union[str, Path], sparse_subdir: str = "sparse/0", images_subdir: str = "images"
-) -> ColmapViews:
-    """Registered images of ``dataset/sparse_subdir`` with their cameras, images from ``dataset/images_subdir``.
+def colmap_model_dir(dataset: Union[str, Path], sparse_subdir: str = "") -> Optional[Path]:
+    """The folder of ``dataset``'s COLMAP model (binary or text), or None where there is none.
+
+    ``sparse_subdir`` means what it means to upstream's ``da3 colmap --sparse-subdir``: a folder under
+    ``dataset/sparse`` ("0" is ``sparse/0/``), and "" is ``sparse/`` itself. Unlike upstream, "" also finds
+    ``sparse/0/`` (COLMAP's first model) or a model in the dataset folder where ``sparse/`` holds none, and a path
+    relative to the dataset ("sparse/0") is accepted where it does not also name a folder under ``sparse/``.
+
+    Raises:
+        InputError: ``sparse_subdir`` names two different folders that both hold a model.
+    """
+    dataset = Path(dataset)
+    if not dataset.is_dir():
+        return None
+    value = str(sparse_subdir).strip().strip("/")
+    if not value:
+        return next((d for d in (dataset / "sparse", dataset / "sparse" / "0", dataset) if _holds_model(d)), None)
+    upstream, relative = dataset / "sparse" / value, dataset / value
+    found = [d for d in (upstream, relative) if _holds_model(d)]
+    if len(found) == 2 and found[0].resolve() != found[1].resolve():
+        raise InputError(
+            f"{dataset}: --sparse-subdir {value} names two COLMAP models, {upstream} (upstream's meaning) and "
+            f"{relative}; pass sparse/{value} or a path that names only one"
+        )
+    return found[0] if found else None
+
+
+def is_colmap_dataset(path: Union[str, Path], sparse_subdir: str = "") -> bool:
+    """Whether ``path`` holds a COLMAP model where :func:`colmap_model_dir` looks for one."""
+    return colmap_model_dir(path, sparse_subdir) is not None
+
+
+def read_colmap_views(dataset: Union[str, Path], sparse_subdir: str = "", images_subdir: str = "images") -> ColmapViews:
+    """Registered images of ``dataset``'s model (see :func:`colmap_model_dir` for ``sparse_subdir``) with their
+    cameras, images from ``dataset/images_subdir``.
 
     Raises:
         InputError: no model, no registered image, or an image file missing.
     """
     pycolmap = require("pycolmap", "export")
     dataset = Path(dataset)
-    candidates = [dataset / sparse_subdir, dataset / "sparse", dataset]
-    model_dir = next((d for d in candidates if (d / "cameras.bin").exists() or (d / "cameras.txt").exists()), None)
+    model_dir = colmap_model_dir(dataset, sparse_subdir)
     if model_dir is None:
-        raise InputError(f"{dataset}: no COLMAP model in {sparse_subdir}/ (cameras.bin); pass --sparse-subdir")
+        raise InputError(missing_model_message(dataset, sparse_subdir))
     try:
         reconstruction = pycolmap.Reconstruction(str(model_dir))
     except Exception as exc:  # corrupt or partial model files
@@ -72,3 +99,13 @@ def read_colmap_views(
         K[:2, 2] -= 0.5  # COLMAP puts pixel centres at +0.5; our intrinsics put them at integers
         intrinsics.append(K)
     return ColmapViews(paths, np.stack(extrinsics).astype(np.float32), np.stack(intrinsics).astype(np.float32))
+
+
+def missing_model_message(dataset: Union[str, Path], sparse_subdir: str = "") -> str:
+    """One line for a dataset without a COLMAP model where ``sparse_subdir`` says, naming the folders tried."""
+    value = str(sparse_subdir).strip().strip("/")
+    tried = f"sparse/{value}/ or {value}/" if value else "sparse/, sparse/0/ or the folder itself"
+    return (
+        f"{dataset}: no COLMAP model (cameras.bin or cameras.txt) in {tried}; --sparse-subdir names the model's "
+        "folder under sparse/ (0 for sparse/0/)"
+    )

@@ -144,7 +144,7 @@ class MultiViewModel:
             conf=None if out.depth_conf is None else _to_numpy(out.depth_conf[0]),
             extrinsics=_to_numpy(pred_ext),
             intrinsics=_to_numpy(pred_ixt),
-            sky=None if out.sky is None else _to_numpy(out.sky[0]),
+            sky_score=None if out.sky is None else _to_numpy(out.sky[0]),
             processed_images=inputs.processed_images,
             aux=aux,
         )
@@ -182,7 +182,7 @@ def _to_input_resolution(pred: Prediction, inputs: DA3Inputs) -> Prediction:
         conf=up(pred.conf),
         extrinsics=pred.extrinsics,
         intrinsics=intrinsics,
-        sky=up(pred.sky),
+        sky_score=up(pred.sky_score),
         processed_images=images,
         aux=pred.aux,
     )

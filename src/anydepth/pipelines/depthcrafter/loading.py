@@ -174,6 +174,7 @@ def load_depthcrafter(
     cache_dir: Optional[PathLike] = None,
     local_files_only: bool = False,
     cpu_offload: Optional[str] = None,
+    compile: bool = False,
 ):
     """A ready :class:`~anydepth.pipelines.depthcrafter.pipeline.DepthCrafterModel` (see :func:`resolve_folders`).
 
@@ -181,12 +182,16 @@ def load_depthcrafter(
         precision: "auto" (float16 on CUDA, float32 on the CPU), "fp32", "fp16" or "bf16".
         cpu_offload: "model" (one network on the GPU at a time), "sequential" (layer by layer, least memory) or
             None (everything on ``device``); needs accelerate and a CUDA device.
+        compile: run the UNet, nearly all of the arithmetic, through ``torch.compile`` (not with ``cpu_offload``,
+            whose hooks move the weights between calls).
     """
-    from anydepth.pipelines.runtime import resolve_device
+    from anydepth.pipelines.runtime import compile_network, resolve_device
 
     dev = resolve_device(device)
     dtype = _dtype(precision, dev)
     check_cpu_offload(cpu_offload, dev)
+    if compile and cpu_offload is not None:
+        raise InputError(f"compile and cpu_offload={cpu_offload!r} do not combine; drop one of them")
     require("diffusers", "depthcrafter")
     require("transformers", "depthcrafter")
     unet_dir, svd_dir = resolve_folders(preset, weights, svd_weights, revision, cache_dir, local_files_only)
@@ -228,5 +233,7 @@ def load_depthcrafter(
         components.enable_sequential_cpu_offload(device=dev)
     else:
         components.to(dev)
+    if compile:
+        components.unet = compile_network(components.unet, dev)
     logger.info("loaded DepthCrafter from %s and %s on %s (%s)", unet_dir, svd_dir, dev, dtype)
     return DepthCrafterModel(components, preset, dev, dtype, mean, std, cpu_offload=cpu_offload)
