@@ -88,11 +88,14 @@ def test_inference_visual_exports(da3_small_folder, tmp_path):  # noqa: F811
         model.inference(_views(), process_res=56, export_dir=tmp_path, export_format="feat_vis")
     model.inference(
         _views(), process_res=56, export_dir=tmp_path, export_format="depth_vis-feat_vis", export_feat_layers=[3],
-        feat_vis_fps=5,
+        feat_vis_fps=5, export_kwargs={"feat_vis": {"fps": 2}},  # as upstream, the argument wins
     )  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "depth_vis").iterdir()) == ["0000.jpg", "0001.jpg", "0002.jpg"]
     assert len(list((tmp_path / "feat_vis" / "feat_layer_3").glob("*.jpg"))) == 3
-    assert (tmp_path / "feat_vis" / "feat_layer_3.mp4").is_file()
+    import av
+
+    with av.open(str(tmp_path / "feat_vis" / "feat_layer_3.mp4")) as video:
+        assert video.streams.video[0].average_rate == 5
 
 
 def test_sky_is_upstreams_boolean_mask(monkeypatch, tmp_path):
@@ -112,3 +115,45 @@ def test_sky_is_upstreams_boolean_mask(monkeypatch, tmp_path):
     assert sky_depth.shape == (int(pred.sky.sum()),)
     one = pred[0]
     assert one.sky.dtype == np.bool_ and one.sky_score.shape == (1, 42, 56)
+
+
+def test_metric_scale_and_flags_read_as_upstreams_prediction(monkeypatch):
+    """Upstream's Prediction has ``is_metric`` (1 for the nested model), ``scale_factor`` (the nested model's
+    metric scale) and ``gaussians``; the facade's does too."""
+    import anydepth.compat.depth_anything_3 as facade
+    from anydepth.models.da3.network import NestedDepthAnything3Net
+    from random_weights import fill_
+    from test_deploy import _photo, _tiny_da3
+
+    nested = NestedDepthAnything3Net(_tiny_da3(True).cfg, _tiny_da3(False).cfg)
+    monkeypatch.setattr(facade, "build_da3_network", lambda name: fill_(nested, seed=4).eval())
+    model = DepthAnything3(model_name="da3nested-giant-large", precision="fp32")
+    pred = model.inference([_photo(60, 80, seed=i) for i in range(3)], process_res=56)
+    assert pred.is_metric == 1 and pred.depth_kind == "metric"
+    assert isinstance(pred.scale_factor, float) and pred.scale_factor > 0
+    assert pred.gaussians is None  # no infer_gs
+    assert pred[1].scale_factor == pred.scale_factor
+
+    monkeypatch.setattr(facade, "build_da3_network", lambda name: _tiny_da3(True))
+    pred = DepthAnything3(model_name="da3-small", precision="fp32").inference([_photo(60, 80)], process_res=56)
+    assert pred.is_metric == 0 and pred.scale_factor is None and pred.sky is None
+
+
+def test_metric_model_gives_metres_when_the_intrinsics_are_known(monkeypatch):
+    """DA3METRIC's output is focal-normalised: metres = focal x output / 300. With intrinsics anydepth applies it
+    (upstream ignores intrinsics without extrinsics and returns the raw output); without, the raw output."""
+    import anydepth.compat.depth_anything_3 as facade
+    from test_deploy import _photo, _tiny_da3
+
+    monkeypatch.setattr(facade, "build_da3_network", lambda name: _tiny_da3(anyview=False, seed=3))
+    model = DepthAnything3(model_name="da3metric-large", precision="fp32")
+    view = _photo(60, 80)
+    raw = model.inference([view], process_res=56)
+    assert raw.depth_kind == "depth" and raw.intrinsics is None and raw.is_metric == 0
+    K = np.array([[[120.0, 0, 40], [0, 90.0, 30], [0, 0, 1]]], np.float32)
+    metric = model.inference([view], intrinsics=K, process_res=56)
+    assert metric.depth_kind == "metric" and metric.is_metric == 1
+    scale = 56 / 80  # 80x60 -> 56x42
+    np.testing.assert_allclose(metric.intrinsics[0, 0, 0], 120 * scale, rtol=1e-5)
+    focal = (120 * scale + 90 * scale) / 2
+    np.testing.assert_allclose(metric.depth, raw.depth * focal / 300, rtol=1e-4)

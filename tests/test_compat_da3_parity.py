@@ -34,9 +34,8 @@ def test_inference_matches_upstream(model, case):
     pred = model.inference(views, **kwargs)
     for field in case["outputs"]:
         expected, ours = DATA[f"{name}/{field}"], getattr(pred, field)
-        if field == "processed_images":
-            assert ours.shape == expected.shape
-            assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1  # within one grey level
+        if field == "processed_images":  # upstream's truncated round trip through the normalised tensor
+            np.testing.assert_array_equal(ours, expected)
         elif field == "extrinsics":
             ours = ours[:, :3] if expected.shape[1] == 3 else ours
             assert np.abs(ours - expected[:, : ours.shape[1]]).max() <= 2e-3, field

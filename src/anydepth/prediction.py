@@ -28,8 +28,11 @@ class Prediction:
         processed_images: (N, h, w, 3) uint8 RGB images at the network's processing resolution.
         aux: further named outputs (intermediate features, ...).
         sky_score: (N, H, W) float32 output of the sky head (DA3 mono and metric models), where predicted.
+        scale_factor: the scale the nested DA3 model applied to reach metres (upstream's ``scale_factor``), else
+            None.
 
-    A float ``sky`` given without ``sky_score`` is taken as the score: ``sky`` becomes its mask.
+    A float ``sky`` given without ``sky_score`` is taken as the score: ``sky`` becomes its mask. ``is_metric``
+    and ``gaussians`` read as on upstream DA3's Prediction.
     """
 
     depth: np.ndarray
@@ -41,6 +44,7 @@ class Prediction:
     processed_images: Optional[np.ndarray] = None
     aux: Dict[str, Any] = field(default_factory=dict)
     sky_score: Optional[np.ndarray] = None
+    scale_factor: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.depth_kind not in DEPTH_KINDS:
@@ -53,6 +57,17 @@ class Prediction:
             self.sky = np.asarray(self.sky_score) >= SKY_THRESHOLD
         if self.depth.ndim != 3:
             raise ValueError(f"depth must be (N, H, W), got shape {self.depth.shape}")
+
+    @property
+    def is_metric(self) -> int:
+        """1 where ``depth`` is in metres, else 0 (upstream DA3's ``Prediction.is_metric``)."""
+        return int(self.depth_kind == "metric")
+
+    @property
+    def gaussians(self) -> Any:
+        """The 3D Gaussians of a DA3 model with a Gaussian head run with ``infer_gs`` (``aux["gaussians"]``),
+        else None."""
+        return self.aux.get("gaussians")
 
     def __len__(self) -> int:
         return int(self.depth.shape[0])
@@ -76,4 +91,5 @@ class Prediction:
             processed_images=take(self.processed_images),
             aux=dict(self.aux),
             sky_score=take(self.sky_score),
+            scale_factor=self.scale_factor,
         )

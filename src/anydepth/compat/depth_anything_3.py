@@ -15,6 +15,7 @@ from anydepth.checkpoints import convert_da3_state_dict, load_strict, read_state
 from anydepth.errors import InputError, WeightsError
 from anydepth.geometry.cameras import as_homogeneous
 from anydepth.models.da3.network import DA3Output, build_da3_network
+from anydepth.pipelines.da3_preprocess import upstream_processed_images_of
 from anydepth.pipelines.runtime import PRECISIONS, autocast, keep_freed_memory, resolve_precision
 from anydepth.prediction import Prediction
 from anydepth.presets import PRESETS, Preset
@@ -179,6 +180,10 @@ class DepthAnything3(nn.Module):
             export_feat_layers=export_feat_layers,
             ray_decomposition="ql",
         )
+        if prediction.processed_images is not None and prediction.processed_images.dtype == np.uint8:
+            # upstream rebuilds them from the normalised tensor and truncates: 20-33% of the values one grey
+            # level darker; its exports (npz image, GLB colours, depth_vis) show those
+            prediction.processed_images = upstream_processed_images_of(prediction.processed_images)
         if export_dir is not None:
             options: Dict[str, Dict[str, Any]] = {name: dict((export_kwargs or {}).get(name, {})) for name in formats}
             if "glb" in options:
@@ -186,12 +191,13 @@ class DepthAnything3(nn.Module):
                     conf_thresh_percentile=conf_thresh_percentile, num_max_points=num_max_points,
                     show_cameras=show_cameras,
                 )  # fmt: skip
+            # as upstream, the explicit arguments win over the same options in export_kwargs
             if "feat_vis" in options:
-                options["feat_vis"].setdefault("fps", feat_vis_fps)
+                options["feat_vis"]["fps"] = feat_vis_fps
             if "colmap" in options:
-                options["colmap"].setdefault("conf_thresh_percentile", conf_thresh_percentile)
+                options["colmap"]["conf_thresh_percentile"] = conf_thresh_percentile
                 if all(isinstance(i, (str, Path)) for i in images):
-                    options["colmap"].setdefault("image_paths", [str(i) for i in images])
+                    options["colmap"]["image_paths"] = [str(i) for i in images]
             export(prediction, export_dir, "-".join(formats), **{k: v for k, v in options.items() if v})
         if extrinsics is not None and not align_to_input_ext_scale:
             # upstream hands the aligned poses back as (N, 4, 4) in this one case ((N, 3, 4) everywhere else)

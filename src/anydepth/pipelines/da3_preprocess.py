@@ -189,11 +189,8 @@ def preprocess_da3(
     else:
         processed_images = np.round(stack * 255.0).astype(np.uint8)
         unit = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
-    normalised = unit.sub_(mean).div_(std)
     return DA3Inputs(
-        images=normalised,
+        images=_normalise_(unit),
         processed_images=processed_images,
         intrinsics=None if intrinsics_in is None else torch.from_numpy(np.stack(out_intrinsics)).float(),
         original_sizes=np.array([v.shape[:2] for v in views], dtype=np.int64),
@@ -206,8 +203,8 @@ def preprocess_da3(
 def upstream_processed_images(images: Tensor) -> np.ndarray:
     """Upstream's ``Prediction.processed_images`` from normalised images: denormalise, clip, x255, truncate.
 
-    Truncation makes about half of the values one grey level darker than the pixels that were normalised
-    (:attr:`DA3Inputs.processed_images`); the compat facade uses this to match upstream bit for bit.
+    Truncation makes 20-33% of the values one grey level darker than the pixels that were normalised
+    (:attr:`DA3Inputs.processed_images`); the compat facade returns this (:func:`upstream_processed_images_of`).
 
     Args:
         images: (S, 3, h, w) ImageNet-normalised float images.
@@ -222,7 +219,23 @@ def upstream_processed_images(images: Tensor) -> np.ndarray:
     return (array * 255).astype(np.uint8)
 
 
+def upstream_processed_images_of(processed_images: np.ndarray) -> np.ndarray:
+    """Upstream's ``Prediction.processed_images`` for the (S, h, w, 3) uint8 pixels :func:`preprocess_da3` fed the
+    network: normalised as it normalises them, then :func:`upstream_processed_images` (the compat facade's)."""
+    if not isinstance(processed_images, np.ndarray) or processed_images.dtype != np.uint8:
+        raise ShapeError("processed_images must be a uint8 (S, h, w, 3) array")
+    unit = torch.from_numpy(processed_images).permute(0, 3, 1, 2).contiguous().float().div_(255)
+    return upstream_processed_images(_normalise_(unit))
+
+
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _normalise_(unit: Tensor) -> Tensor:
+    """(S, 3, h, w) float images in [0, 1] -> ImageNet-normalised, in place."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+    return unit.sub_(mean).div_(std)
 
 
 def _check_method(method: str) -> None:

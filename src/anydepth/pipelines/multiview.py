@@ -147,6 +147,7 @@ class MultiViewModel:
             sky_score=None if out.sky is None else _to_numpy(out.sky[0]),
             processed_images=inputs.processed_images,
             aux=aux,
+            scale_factor=None if out.metric_scale is None else float(out.metric_scale.reshape(-1)[0]),
         )
         return pred if output == "processed" else _to_input_resolution(pred, inputs)
 
@@ -183,6 +184,7 @@ def _to_input_resolution(pred: Prediction, inputs: DA3Inputs) -> Prediction:
         extrinsics=pred.extrinsics,
         intrinsics=intrinsics,
         sky_score=up(pred.sky_score),
+        scale_factor=pred.scale_factor,
         processed_images=images,
         aux=pred.aux,
     )
