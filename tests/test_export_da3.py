@@ -376,3 +376,21 @@ def test_impossible_combinations_rejected_before_writing(scene, tmp_path):
     with pytest.raises(InputError, match="'show_cameras' is not an option of 'ply'"):
         export(scene, tmp_path, "mini_npz-ply", ply={"show_cameras": False})
     assert list(tmp_path.iterdir()) == []  # nothing written: every check ran before the first file
+
+
+def test_glb_also_writes_the_depth_pictures_and_the_thumbnail_as_upstream(scene, tmp_path):
+    """Upstream's glb export writes depth_vis/0000.jpg... and scene.jpg (export_depth_vis=True by default), which
+    its gallery shows as the scene's thumbnail."""
+    from PIL import Image
+
+    written = export(scene, tmp_path / "a", "glb")
+    assert written["glb"] == [tmp_path / "a" / "scene.glb"]
+    pictures = sorted(p.name for p in (tmp_path / "a" / "depth_vis").iterdir())
+    assert pictures == ["0000.jpg", "0001.jpg", "0002.jpg"]
+    thumbnail = tmp_path / "a" / "scene.jpg"
+    assert thumbnail.read_bytes() == (tmp_path / "a" / "depth_vis" / "0000.jpg").read_bytes()
+    with Image.open(thumbnail) as image:  # the processed image beside its depth
+        assert image.format == "JPEG" and image.size == (2 * W, H)
+
+    export(scene, tmp_path / "b", "glb", glb={"export_depth_vis": False})
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["scene.glb"]

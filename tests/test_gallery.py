@@ -195,8 +195,35 @@ def test_gallery_command_binds_loopback_by_default(tmp_path, gallery, monkeypatc
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     code, output = _run("gallery", "--gallery-dir", gallery)
     assert code == 0, output
-    assert served["host"] == "127.0.0.1" and served["port"] == 8009
+    assert served["host"] == "127.0.0.1" and served["port"] == 8007  # upstream's `da3 gallery` port
     with TestClient(served["app"]) as client:
         assert client.get("/api/scenes").status_code == 200
     code, output = _run("gallery", "--gallery-dir", tmp_path / "missing")
     assert code == 1 and "is not a folder" in output and "Traceback" not in output
+
+
+def test_gallery_open_browser_opens_the_served_address(gallery, monkeypatch):
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from test_cli import _run
+
+    opened = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+
+    class Now:  # the timer's call, at once
+        def __init__(self, delay, function, args):
+            self.call = lambda: function(*args)
+
+        def start(self):
+            self.call()
+
+    monkeypatch.setattr(threading, "Timer", Now)
+    code, output = _run("gallery", "--gallery-dir", gallery, "--port", "8123", "--open-browser")
+    assert code == 0, output
+    assert opened == ["http://127.0.0.1:8123/"]
+    code, output = _run("gallery", "--gallery-dir", gallery, "--no-open-browser")
+    assert code == 0 and opened == ["http://127.0.0.1:8123/"]

@@ -195,7 +195,8 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):  # no
             for job_id in ids:
                 assert _depth(client, job_id).shape == (4, 126, 168)
                 listing = {f["path"] for f in client.get(f"/jobs/{job_id}/files").json()["files"]}
-                assert listing == {"exports/mini_npz/results.npz", "scene.glb"}
+                pictures = {f"depth_vis/{i:04d}.jpg" for i in range(4)}  # glb writes them and the thumbnail
+                assert listing == {"exports/mini_npz/results.npz", "scene.glb", "scene.jpg", *pictures}
     finally:
         restarted.stop()
     assert not list((data / "exports").glob("*.partial")) and not list((data / "uploads").iterdir())
@@ -226,8 +227,12 @@ def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, mo
     finally:
         server.stop()
     assert sorted(p.relative_to(tmp_path / "remote").as_posix() for p in (tmp_path / "remote").rglob("*.*")) == [
+        "depth_vis/0000.jpg",  # glb writes the depth pictures and the thumbnail too, as upstream's
+        "depth_vis/0001.jpg",
+        "depth_vis/0002.jpg",
         "exports/mini_npz/results.npz",
         "scene.glb",
+        "scene.jpg",
     ]
     local = dict(np.load(tmp_path / "local/exports/mini_npz/results.npz"))
     remote = dict(np.load(tmp_path / "remote/exports/mini_npz/results.npz"))
@@ -236,3 +241,36 @@ def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, mo
         np.testing.assert_allclose(remote[key], local[key], rtol=1e-5, atol=1e-6)
     code, output = _run("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{_free_port()}")
     _assert_one_line_error(code, output, "cannot reach the backend")
+
+
+def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+    """Upstream's `da3 image`, `da3 images` and `da3 video` take --use-backend and --backend-url, as `auto`."""
+    from test_cli import _assert_one_line_error, _run, _video
+
+    weights, _ = da3_small_folder
+    views = tmp_path / "views"
+    views.mkdir()
+    for i, view in enumerate(_views()):
+        Image.fromarray(view).save(views / f"view{i}.png")
+    (views / "notes.txt").write_text("not a view")
+    clip = _video(tmp_path / "clip.mp4")
+    common = ["--export-format", "mini_npz", "--process-res", "56", "--quiet"]
+    (tmp_path / "data").mkdir()
+    server = _Server(weights, tmp_path / "data", workers=1)
+    try:
+        runs = {
+            "image": ("image", views / "view1.png", 1),
+            "images": ("images", views, 3),
+            "video": ("video", clip, 12),  # 12 frames at 10 fps, sampled at --fps 10
+        }
+        for name, (command, spec, count) in runs.items():
+            extra = ["--fps", "10"] if command == "video" else []
+            code, output = _run(command, spec, "-m", "da3-small", "--use-backend", "--backend-url", server.url,
+                                "--export-dir", tmp_path / name, *extra, *common)  # fmt: skip
+            assert code == 0, (name, output)
+            with np.load(tmp_path / name / "exports" / "mini_npz" / "results.npz") as npz:
+                assert npz["depth"].shape[0] == count, name
+    finally:
+        server.stop()
+    code, output = _run("image", views / "view1.png", "--use-backend", "--export-dir", tmp_path / "v2")
+    _assert_one_line_error(code, output, "--use-backend", "dav2-small")

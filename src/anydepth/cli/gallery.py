@@ -18,9 +18,12 @@ def gallery_cmd(
         Path("workspace/gallery"), "--gallery-dir", help="Folder of exported scenes (each sub-folder one scene)."
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only by default)."),
-    port: int = typer.Option(8009, "--port", min=0, max=65535, help="Port to listen on."),
+    port: int = typer.Option(8007, "--port", min=0, max=65535, help="Port to listen on (upstream's default)."),
     token: Optional[str] = typer.Option(
         None, "--token", envvar="ANYDEPTH_GALLERY_TOKEN", help="Require this token (open the page with ?token=...)."
+    ),
+    open_browser: bool = typer.Option(
+        False, "--open-browser/--no-open-browser", help="Open the gallery in the default web browser."
     ),
 ) -> None:
     """Serve a gallery of exported scenes: thumbnails, depth maps and a 3D viewer (three.js, no CDN)."""
@@ -41,6 +44,13 @@ def gallery_cmd(
         app = create_gallery_app(gallery_dir, token=token)
         suffix = "/?token=<token>" if token else "/"
         typer.echo(f"anydepth gallery of {gallery_dir} on http://{host}:{port}{suffix}", err=True)
+        if open_browser:
+            import threading
+            import webbrowser
+
+            address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+            address += f"?token={token}" if token else ""
+            threading.Timer(1.0, webbrowser.open, [address]).start()  # once the server listens
         uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
 
     _guarded(body)

@@ -79,7 +79,8 @@ ProcessResMethodOpt = typer.Option(
 RefViewOpt = typer.Option(
     "saddle_balanced", "--ref-view-strategy", help="[DA3] first, middle, saddle_balanced or saddle_sim_range."
 )
-RayPoseOpt = typer.Option(False, "--use-ray-pose", help="[DA3] Cameras from the ray maps.")
+# boolean options take upstream's --no- forms too (typer's default for its flags: da3 --no-use-ray-pose)
+RayPoseOpt = typer.Option(False, "--use-ray-pose/--no-use-ray-pose", help="[DA3] Cameras from the ray maps.")
 ConfOpt = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut (percentile).")
 MaxPointsOpt = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud.")
 CamerasOpt = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta.")
@@ -88,7 +89,13 @@ FeatFpsOpt = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of
 InputResOpt = typer.Option(
     False, "--export-at-input-res", help="[DA3] Maps and exports at the input images' size (resize methods only)."
 )
-CleanupOpt = typer.Option(False, "--auto-cleanup", help="[DA3] Empty the export folder before writing.")
+UseBackendOpt = typer.Option(
+    False, "--use-backend/--no-use-backend", help="[DA3] Run the job on `anydepth backend` (--backend-url)."
+)
+BackendUrlOpt = typer.Option("http://127.0.0.1:8008", "--backend-url", help="[DA3] Server of --use-backend.")
+CleanupOpt = typer.Option(
+    False, "--auto-cleanup/--no-auto-cleanup", help="[DA3] Empty the export folder before writing."
+)
 MaxViewsOpt = typer.Option(None, "--max-frames", min=1, help="At most this many views / frames.")
 
 
@@ -231,9 +238,33 @@ def _v2_only(model: str, **given: bool) -> None:
         )
 
 
-def _da3_only(model: str, export_format: Optional[str]) -> None:
+def _da3_only(model: str, export_format: Optional[str], use_backend: bool = False) -> None:
     if export_format is not None:
         raise InputError(f"--export-format needs a DA3 model (da3-*); {model} writes --raw outputs into --outdir")
+    if use_backend:
+        raise InputError(
+            f"--use-backend runs DA3 models on `anydepth backend`; {model} is not one: add --model with a DA3 preset"
+        )
+
+
+def _scene_on_backend(
+    backend: str,
+    url: str,
+    spec: str,
+    model: Optional[str],
+    scene,
+    quiet: bool,
+    fps: float = 1.0,
+    max_frames: Optional[int] = None,
+    files: Optional[list] = None,
+    is_colmap: bool = False,
+) -> None:
+    """A DA3 command with --use-backend: the job runs on `anydepth backend` at ``url``."""
+    from anydepth.cli.service import run_on_backend
+
+    if backend != "pytorch":
+        raise InputError("--use-backend runs the job on the service with its own models; drop --backend")
+    run_on_backend(url, spec, model, scene, fps, max_frames, is_colmap, quiet, files=files)
 
 
 def _run_scene(
@@ -293,6 +324,8 @@ def image_cmd(
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
     backend: str = BackendOpt,
+    use_backend: bool = UseBackendOpt,
+    backend_url: str = BackendUrlOpt,
 ) -> None:
     """Depth of one image (V2 models: visualisation and --raw maps in --outdir; DA3 models: --export-format)."""
 
@@ -307,11 +340,14 @@ def image_cmd(
             _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
             scene = SceneOptions.from_options(options)
             read_image(path)  # fail on a bad input before loading any weights
+            if use_backend:
+                _scene_on_backend(backend, backend_url, str(path), model, scene, quiet)
+                return
             _run_scene(
                 "image", lambda: [path], name, weights, device, precision, revision, scene, quiet, backend=backend
             )
             return
-        _da3_only(name, export_format)
+        _da3_only(name, export_format, use_backend)
         opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
         read_image(path)
         _run_images([path], name, weights, device, precision, revision, input_size, opts, 1, quiet, backend)
@@ -354,6 +390,8 @@ def images_cmd(
     revision: Optional[str] = RevisionOpt,
     backend: str = BackendOpt,
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip images whose outputs all exist."),
+    use_backend: bool = UseBackendOpt,
+    backend_url: str = BackendUrlOpt,
 ) -> None:
     """Depth of many images: a folder, a glob pattern or a text file listing paths (one per line).
 
@@ -375,9 +413,12 @@ def images_cmd(
         if _is_da3(name):
             _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
             scene = SceneOptions.from_options(options)
+            if use_backend:
+                _scene_on_backend(backend, backend_url, inputs, model, scene, quiet, files=paths())
+                return
             _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
-        _da3_only(name, export_format)
+        _da3_only(name, export_format, use_backend)
         opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
         _run_images(
             paths(), name, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend,
@@ -435,6 +476,8 @@ def video_cmd(
     dc_decode_chunk: int = typer.Option(8, "--dc-decode-chunk", help="[depthcrafter] Frames per VAE call."),
     seed: int = typer.Option(42, "--seed", help="[depthcrafter] Seed of the diffusion noise."),
     cpu_offload: Optional[str] = CpuOffloadOpt,
+    use_backend: bool = UseBackendOpt,
+    backend_url: str = BackendUrlOpt,
 ) -> None:
     """Depth of a video. V2 models: per frame, streamed (memory does not grow with the video's length).
     Video Depth Anything models (vda-*): temporally consistent depth, streamed in windows.
@@ -460,10 +503,13 @@ def video_cmd(
             scene = SceneOptions.from_options(options)
             with VideoReader(path):  # fail on an unreadable video before loading any weights
                 pass
+            if use_backend:
+                _scene_on_backend(backend, backend_url, str(path), model, scene, quiet, fps or 1.0, max_frames)
+                return
             views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
             _run_scene("video", views, name, weights, device, precision, revision, scene, quiet, backend=backend)
             return
-        _da3_only(name, export_format)
+        _da3_only(name, export_format, use_backend)
         if get_preset(name).family == "depthcrafter":
             from anydepth.cli.depthcrafter_job import run_depthcrafter_command
 
@@ -556,8 +602,8 @@ def auto_cmd(
     quiet: bool = QuietOpt,
     revision: Optional[str] = RevisionOpt,
     backend: str = BackendOpt,
-    use_backend: bool = typer.Option(False, "--use-backend", help="Run the job on `anydepth backend` (--backend-url)."),
-    backend_url: str = typer.Option("http://127.0.0.1:8008", "--backend-url", help="[Backend] Server address."),
+    use_backend: bool = UseBackendOpt,
+    backend_url: str = BackendUrlOpt,
 ) -> None:
     """Depth and cameras of one scene with a DA3 model: every input is a view of the same scene.
 
@@ -574,14 +620,8 @@ def auto_cmd(
         name = _pick_model(model, weights, "da3-small")
         scene = SceneOptions.from_options(options)
         if use_backend:
-            from anydepth.cli.service import run_on_backend
-
-            if backend != "pytorch":
-                raise InputError("--use-backend runs the job on the service with its own models; drop --backend")
-
-            run_on_backend(
-                backend_url, path, model, scene, fps, max_frames, is_colmap_dataset(path, sparse_subdir), quiet
-            )
+            colmap = is_colmap_dataset(path, sparse_subdir)
+            _scene_on_backend(backend, backend_url, path, model, scene, quiet, fps, max_frames, is_colmap=colmap)
             return
         colmap = is_colmap_dataset(path, sparse_subdir)
         if command == "colmap" and not colmap:

@@ -129,8 +129,10 @@ def run_on_backend(
     max_frames: Optional[int],
     is_colmap: bool,
     quiet: bool,
+    files: Optional[list] = None,
 ) -> None:
-    """``anydepth auto --use-backend``: upload the views, wait for the job, download its exports into the folder."""
+    """``anydepth auto --use-backend`` (and ``image``, ``images``, ``video`` with a DA3 model): upload the views
+    (``files``, else those ``spec`` names), wait for the job, download its exports into the folder."""
     import os
     from dataclasses import asdict
 
@@ -139,7 +141,9 @@ def run_on_backend(
 
     if is_colmap:
         raise InputError(f"{spec} is a COLMAP dataset; those run locally (drop --use-backend)")
-    files = scene_files(spec, max_frames)
+    files = scene_files(spec, max_frames) if files is None else files
+    if not files:
+        raise InputError(f"{spec}: no images to send")
     options = {k: v for k, v in asdict(scene).items() if k not in ("export_dir", "auto_cleanup")}
     options.update(fps=fps, max_frames=max_frames)
     if model:

@@ -8,10 +8,24 @@ from typing import Any, List, Optional
 import typer
 from typer.core import TyperCommand
 
+from anydepth.cli.migration import upstream_option_hint
+
 
 class UsageCommand(TyperCommand):
     """A command whose usage line names its arguments as ``PATH`` (required) and ``[PATH]`` (optional), the
-    convention of man pages and click, instead of typer's ``{path}``."""
+    convention of man pages and click, instead of typer's ``{path}``, and whose "No such option" says what to write
+    instead of an upstream script's option (:mod:`anydepth.cli.migration`)."""
+
+    def parse_args(self, ctx: Any, args: List[str]) -> List[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            # click's NoSuchOption, or that of the click typer >= 0.22 carries inside it
+            hint = upstream_option_hint(getattr(exc, "option_name", None))
+            if type(exc).__name__ == "NoSuchOption" and hint is not None:
+                exc.message = f"No such option: {exc.option_name}, an upstream script's option: {hint}"
+                exc.possibilities = None
+            raise
 
     def collect_usage_pieces(self, ctx: Any) -> List[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

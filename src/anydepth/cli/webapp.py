@@ -21,7 +21,7 @@ def app_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto."),
     work_dir: Optional[Path] = typer.Option(
-        None, "--work-dir", help="Where runs are written (default: a temporary folder)."
+        None, "--work-dir", "--workspace-dir", help="Where runs are written (default: a temporary folder)."
     ),
     max_files: int = typer.Option(32, "--max-files", min=1, help="Most files per run."),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001, help="Largest upload per run, MiB."),
@@ -60,5 +60,6 @@ def app_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Adds ``app`` to the command line."""
+    """Adds ``app`` to the command line, and ``gradio`` (upstream's name of its web app) as the same command."""
     app.command("app")(app_cmd)
+    app.command("gradio", help="The web app under upstream's name: `anydepth app`, with the same options.")(app_cmd)

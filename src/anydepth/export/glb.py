@@ -22,6 +22,8 @@ from anydepth.prediction import Prediction
 logger = logging.getLogger(__name__)
 
 GLB_PATH = Path("scene.glb")
+# the scene thumbnail upstream writes beside scene.glb: a copy of depth_vis/0000.jpg
+THUMBNAIL_PATH = Path("scene.jpg")
 
 # OpenCV camera (x right, y down, z forward) -> glTF (x right, y up, z backward)
 _CV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -115,16 +117,17 @@ def export_glb(
     intrinsics: Optional[np.ndarray] = None,
     fov_deg: float = DEFAULT_FOV_DEG,
     seed: int = 0,
+    export_depth_vis: bool = True,
 ) -> Path:
-    """Write ``<export_dir>/scene.glb``: a coloured point cloud plus one wireframe frustum per camera.
+    """Write ``<export_dir>/scene.glb``: a coloured point cloud plus one wireframe frustum per camera; and, as
+    upstream by default, ``depth_vis/0000.jpg``... with ``scene.jpg`` (a copy of the first, the scene's thumbnail).
 
     As upstream: points are aligned to the first camera, converted to glTF axes (x right, y up, z backward) and
     centred on their median (see :func:`gltf_alignment`); frusta go through the same transform and their size is
     ``camera_size`` times the scene's 5-95 percentile diagonal. Unlike upstream, sky pixels are dropped (upstream
     looks for a ``sky_mask`` attribute that its Prediction does not have, so its sky handling never runs), the
     subsampling is seeded, the prediction is never modified, and predictions without cameras use the fallback of
-    :func:`~anydepth.export.pointcloud.resolve_cameras` instead of failing. Upstream also writes ``depth_vis``
-    and ``scene.jpg`` here; ask for the ``depth_vis`` format for those.
+    :func:`~anydepth.export.pointcloud.resolve_cameras` instead of failing.
 
     Args:
         prediction: depth (N, H, W) with conf, sky, processed_images, extrinsics (N, 3, 4) w2c, intrinsics.
@@ -136,9 +139,11 @@ def export_glb(
         camera_size: frustum depth as a fraction of the scene size.
         intrinsics, fov_deg: cameras for predictions without them.
         seed: seed of the subsampling.
+        export_depth_vis: also write the depth visualisations and ``scene.jpg`` (upstream's option; skipped for
+            a prediction without processed images).
 
     Returns:
-        The path written.
+        The path of ``scene.glb``.
     """
     trimesh = require("trimesh", "export")
     from trimesh.path.entities import Line
@@ -181,4 +186,10 @@ def export_glb(
     with atomic_open(path, "wb") as handle:
         handle.write(data)
     logger.info("wrote %s: %d points, %d cameras", path, len(points), len(cameras.extrinsics) if show_cameras else 0)
+    if export_depth_vis and prediction.processed_images is not None:
+        from anydepth.export.depth_vis import export_depth_vis as write_depth_vis
+
+        first = write_depth_vis(prediction, export_dir)[0]
+        with atomic_open(Path(export_dir) / THUMBNAIL_PATH, "wb") as handle:
+            handle.write(first.read_bytes())
     return path
