@@ -202,14 +202,20 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):  # no
     assert not list((data / "exports").glob("*.partial")) and not list((data / "uploads").iterdir())
 
 
-def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
-    from test_cli import _assert_one_line_error, _run
-
-    weights, _ = da3_small_folder
+def _view_folder(tmp_path):
+    """tmp_path/views with the three test views as PNG files."""
     views = tmp_path / "views"
     views.mkdir()
     for i, view in enumerate(_views()):
         Image.fromarray(view).save(views / f"view{i}.png")
+    return views
+
+
+def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+    from test_cli import _assert_one_line_error, _run
+
+    weights, _ = da3_small_folder
+    views = _view_folder(tmp_path)
     common = ["--export-format", "mini_npz-glb", "--process-res", "56", "--num-max-points", "500", "--quiet"]
     code, output = _run("auto", views, "--weights", weights, "--device", "cpu", "--precision", "fp32",
                         "--export-dir", tmp_path / "local", *common)  # fmt: skip
@@ -248,10 +254,7 @@ def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_smal
     from test_cli import _assert_one_line_error, _run, _video
 
     weights, _ = da3_small_folder
-    views = tmp_path / "views"
-    views.mkdir()
-    for i, view in enumerate(_views()):
-        Image.fromarray(view).save(views / f"view{i}.png")
+    views = _view_folder(tmp_path)
     (views / "notes.txt").write_text("not a view")
     clip = _video(tmp_path / "clip.mp4")
     common = ["--export-format", "mini_npz", "--process-res", "56", "--quiet"]
