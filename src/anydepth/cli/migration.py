@@ -56,5 +56,7 @@ def upstream_option_hint(option: Optional[str]) -> Optional[str]:
     "use --outdir DIR", "give the video as the argument: ...", "anydepth has no equivalent: ..."."""
     if not option or not option.startswith("--"):
         return None
-    name = option[2:].split("=", 1)[0].replace("_", "-")
-    return UPSTREAM_OPTIONS.get("--" + name) or UPSTREAM_OPTIONS.get("--" + name[3:] if name.startswith("no-") else "")
+    name = "--" + option[2:].split("=", 1)[0].replace("_", "-")
+    if name.startswith("--no-") and name not in UPSTREAM_OPTIONS:
+        name = "--" + name[5:]  # a flag's off form: --no-share
+    return UPSTREAM_OPTIONS.get(name)
