@@ -31,6 +31,11 @@ def _holds_model(folder: Path) -> bool:
     return (folder / "cameras.bin").is_file() or (folder / "cameras.txt").is_file()
 
 
+def _subdir(sparse_subdir: str) -> str:
+    """``--sparse-subdir`` as a relative folder name: "/0/" and " 0" are "0"; "" stays ""."""
+    return str(sparse_subdir).strip().strip("/")
+
+
 def colmap_model_dir(dataset: Union[str, Path], sparse_subdir: str = "") -> Optional[Path]:
     """The folder of ``dataset``'s COLMAP model (binary or text), or None where there is none.
 
@@ -45,7 +50,7 @@ def colmap_model_dir(dataset: Union[str, Path], sparse_subdir: str = "") -> Opti
     dataset = Path(dataset)
     if not dataset.is_dir():
         return None
-    value = str(sparse_subdir).strip().strip("/")
+    value = _subdir(sparse_subdir)
     if not value:
         return next((d for d in (dataset / "sparse", dataset / "sparse" / "0", dataset) if _holds_model(d)), None)
     upstream, relative = dataset / "sparse" / value, dataset / value
@@ -103,7 +108,7 @@ def read_colmap_views(dataset: Union[str, Path], sparse_subdir: str = "", images
 
 def missing_model_message(dataset: Union[str, Path], sparse_subdir: str = "") -> str:
     """One line for a dataset without a COLMAP model where ``sparse_subdir`` says, naming the folders tried."""
-    value = str(sparse_subdir).strip().strip("/")
+    value = _subdir(sparse_subdir)
     tried = f"sparse/{value}/ or {value}/" if value else "sparse/, sparse/0/ or the folder itself"
     return (
         f"{dataset}: no COLMAP model (cameras.bin or cameras.txt) in {tried}; --sparse-subdir names the model's "
