@@ -1,4 +1,4 @@
-"""The native entry points: list the presets, build a network, load a model with its weights."""
+"""The native entry points: list the presets, load a model with its weights (networks: :mod:`anydepth.families`)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,18 @@ from typing import TYPE_CHECKING, List, Optional, Union
 
 import torch
 
-from anydepth.checkpoints import (
-    complete_vda_state_dict,
-    convert_da3_state_dict,
-    convert_hf_to_v2,
-    detect_v2_layout,
-    load_strict,
-    read_state_dict,
-)
 from anydepth.errors import InputError
-from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
+from anydepth.families import build_network, family_of, load_network, load_network_weights, resolve
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.runtime import compile_network, resolve_device, resolve_precision, set_cpu_threads
-from anydepth.presets import PRESETS, Preset, get_preset
+from anydepth.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
     from anydepth.pipelines.depthcrafter.pipeline import DepthCrafterModel
     from anydepth.pipelines.multiview import MultiViewModel
     from anydepth.pipelines.video_depth import VideoDepthModel
+
+__all__ = ["ModelInfo", "build_network", "list_models", "load_model", "load_network", "load_network_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,56 +53,6 @@ def list_models(family: Optional[str] = None) -> List[ModelInfo]:
         for p in PRESETS.values()
         if family is None or p.family == family
     ]
-
-
-def build_network(preset: Union[str, Preset]) -> torch.nn.Module:
-    """The preset's network with untrained weights (for tests, exports and custom loading)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    if preset.family == "depthcrafter":
-        raise ValueError("depthcrafter is a diffusers pipeline of several networks; load it with load_model")
-    if preset.family == "da3":
-        from anydepth.models.da3.network import build_da3_network
-
-        return build_da3_network(preset.arch)
-    if preset.family == "vda":
-        from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
-
-        return VideoDepthAnythingNet(VideoDepthAnythingConfig.from_encoder(preset.encoder))
-    return DepthAnythingV2Net(preset.config())
-
-
-def load_network_weights(net: torch.nn.Module, preset: Preset, path: Path) -> torch.nn.Module:
-    """Read ``path``, convert its key layout to ours and load it strictly into ``net``."""
-    sd = read_state_dict(path)
-    if preset.family == "da3":
-        sd = convert_da3_state_dict(sd)
-    elif preset.family == "vda":
-        sd = complete_vda_state_dict(sd, net)
-    elif detect_v2_layout(sd) == "hf":
-        sd = convert_hf_to_v2(sd, depth=preset.config().encoder.depth, swiglu=preset.config().encoder.ffn == "swiglu")
-    return load_strict(net, sd, source=str(path))
-
-
-def load_network(
-    name: str,
-    weights: Optional[Union[str, Path]] = None,
-    device: Union[str, torch.device] = "auto",
-    revision: Optional[str] = None,
-    cache_dir: Optional[Union[str, Path]] = None,
-    local_files_only: bool = False,
-) -> torch.nn.Module:
-    """The preset's bare network (``nn.Module``, eval mode) with its weights, without pre- or post-processing.
-
-    Arguments as for :func:`load_model`. DA3 weights are the hub folder's ``model.safetensors`` (a folder
-    holding it works too).
-    """
-    from anydepth.hub import resolve_weights
-
-    preset = get_preset(name)
-    dev = resolve_device(device)
-    path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    net = load_network_weights(build_network(preset), preset, path)
-    return net.to(dev).eval()
 
 
 def load_model(
@@ -163,10 +107,9 @@ def load_model(
 
         return load_exported_model(name, weights, backend, device=device, precision=precision)
     preset = get_preset(name)
-    if preset.family == "depthcrafter":
-        from anydepth.pipelines.depthcrafter.loading import load_depthcrafter
-
-        return load_depthcrafter(
+    family = family_of(preset)
+    if family.loader is not None:  # several networks, loaded by the family's own loader
+        return resolve(family.loader)(
             preset, weights, svd_weights, device, precision, revision, cache_dir, local_files_only, cpu_offload, compile
         )
     if svd_weights is not None or cpu_offload is not None:
@@ -178,12 +121,4 @@ def load_model(
     if compile:
         net = compile_network(net, dev)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
-    if preset.family == "da3":
-        from anydepth.pipelines.multiview import MultiViewModel
-
-        return MultiViewModel(net, preset, dev, prec)
-    if preset.family == "vda":
-        from anydepth.pipelines.video_depth import VideoDepthModel
-
-        return VideoDepthModel(net, preset, dev, prec)
-    return MonoDepthModel(net, preset, dev, prec)
+    return resolve(family.pipeline)(net, preset, dev, prec)

@@ -289,7 +289,11 @@ def guess_preset(weights: str) -> Optional[str]:
             arch = json.loads(config.read_text()).get("model_name")
         except (OSError, ValueError, AttributeError):
             return None
-        for preset in PRESETS.values():
-            if preset.family == "da3" and preset.arch == arch:
-                return preset.name
+        preset = preset_for_arch(arch) if isinstance(arch, str) else None
+        return preset.name if preset else None
     return None
+
+
+def preset_for_arch(arch: str) -> Optional[Preset]:
+    """The first preset built from upstream DA3's configuration ``arch`` ("da3-large"); None when none is."""
+    return next((p for p in PRESETS.values() if p.arch is not None and p.arch == arch), None)

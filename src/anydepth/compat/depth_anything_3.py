@@ -18,19 +18,19 @@ from anydepth.models.da3.network import DA3Output, build_da3_network
 from anydepth.pipelines.da3_preprocess import upstream_processed_images_of
 from anydepth.pipelines.runtime import PRECISIONS, autocast, keep_freed_memory, resolve_precision
 from anydepth.prediction import Prediction
-from anydepth.presets import PRESETS, Preset
+from anydepth.presets import PRESETS, Preset, preset_for_arch
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 SAFETENSORS_NAME = "model.safetensors"
-_ARCHS = sorted({p.arch for p in PRESETS.values() if p.family == "da3"})
+_ARCHS = sorted({p.arch for p in PRESETS.values() if p.arch is not None})
 
 
 def _preset_for(model_name: str) -> Preset:
-    for preset in PRESETS.values():
-        if preset.family == "da3" and preset.arch == model_name:
-            return preset
+    preset = preset_for_arch(model_name)
+    if preset is not None:
+        return preset
     raise InputError(f"unknown DA3 model_name {model_name!r}; expected one of {', '.join(_ARCHS)}")
 
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from anydepth.deploy.manifest import Manifest, read_manifest
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, require
+from anydepth.families import family_of, resolve
 from anydepth.models.da3.network import DA3Output
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
@@ -114,7 +115,7 @@ class ExportedNetwork(nn.Module):
             raise ShapeError(
                 f"the exported {m.model} takes inputs of shape (B, {', '.join(str(s) for s in expected)}), got "
                 f"{tuple(x.shape)}; export it again for this size (anydepth export --size HxW"
-                f"{' --views S' if m.family == 'da3' else ''})"
+                f"{' --views S' if family_of(m.family).task == 'scene' else ''})"
             )
         x = x.detach().float().cpu()
         if m.dynamic_batch:
@@ -329,8 +330,26 @@ def load_exported_model(
     else:
         runner = torchscript_runner(path, manifest, dev)
     logger.info("running %s from %s with %s", manifest.model, path, backend)
-    if manifest.family == "da3":
-        return ExportedMultiViewModel(ExportedDA3Net(runner, manifest), preset, dev, backend)
-    if manifest.family == "vda":
-        return ExportedVideoDepthModel(ExportedVDANet(runner, manifest), preset, dev, backend)
-    return ExportedMonoDepthModel(ExportedV2Net(runner, manifest), preset, dev, backend)
+    runtime = family_of(manifest.family).exported_runtime
+    if runtime is None:
+        raise InputError(f"{path}: {manifest.family} models have no exported runtime")
+    return resolve(runtime)(runner, manifest, preset, dev, backend)
+
+
+# the family table's exported runtimes (anydepth.families.FAMILIES)
+def exported_v2_model(
+    runner: Runner, manifest: Manifest, preset: Preset, device: torch.device, backend: str
+) -> ExportedMonoDepthModel:
+    return ExportedMonoDepthModel(ExportedV2Net(runner, manifest), preset, device, backend)
+
+
+def exported_da3_model(
+    runner: Runner, manifest: Manifest, preset: Preset, device: torch.device, backend: str
+) -> ExportedMultiViewModel:
+    return ExportedMultiViewModel(ExportedDA3Net(runner, manifest), preset, device, backend)
+
+
+def exported_vda_model(
+    runner: Runner, manifest: Manifest, preset: Preset, device: torch.device, backend: str
+) -> ExportedVideoDepthModel:
+    return ExportedVideoDepthModel(ExportedVDANet(runner, manifest), preset, device, backend)

@@ -7,8 +7,8 @@ holds neither bicubic resizing nor position-grid construction; it returns a tupl
 the graph leaves out (DA3's sky filling, which is data-dependent) the runtime side adds back, with the same code
 as the PyTorch path (:mod:`anydepth.deploy.backends`).
 
-Adding a family (Video Depth Anything): write a builder ``(net, preset, request) -> StaticExport`` and put it in
-:data:`WRAPPERS` under the preset's family; the checks, exporters, manifest and CLI need nothing else.
+Adding a family: write a builder ``(net, preset, request) -> StaticExport`` and name it as the family's
+``static_export`` in :data:`anydepth.families.FAMILIES`; the checks, exporters, manifest and CLI need nothing else.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from anydepth.deploy.manifest import Manifest, TensorSpec, manifest_path, write_manifest
 from anydepth.errors import InputError, MissingDependencyError, require
+from anydepth.families import family_of, resolve
 from anydepth.layers.attention import set_fused_attention
 from anydepth.models.dinov2 import resize_pos_embed
 from anydepth.presets import Preset, get_preset
@@ -101,8 +102,8 @@ def check_request(preset: Preset, request: ExportRequest) -> None:
     fmt = request.format
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if preset.family not in WRAPPERS:
-        raise InputError(f"{preset.name}: export of {preset.family} models is not available yet")
+    if not family_of(preset).exportable:
+        raise InputError(f"{preset.name}: export of {family_of(preset).title} models is not available yet")
     if preset.name in _NOT_EXPORTABLE or preset.arch in _NOT_EXPORTABLE:
         reason = _NOT_EXPORTABLE.get(preset.name) or _NOT_EXPORTABLE[str(preset.arch)]
         raise InputError(f"{preset.name} cannot be exported: {reason}")
@@ -149,7 +150,7 @@ def require_exporter(fmt: str) -> None:
 
 
 def _is_anyview(preset: Preset) -> bool:
-    return preset.family == "da3" and preset.arch not in ("da3mono-large", "da3metric-large")
+    return family_of(preset).takes_views(preset)
 
 
 # ----------------------------------------------------------------------------------------------------- wrappers
@@ -308,22 +309,20 @@ class StaticDepthAnything3(nn.Module):
         return head.depth, head.sky
 
 
-# input layout per family: images, views of one scene, frames of one window
-_LAYOUTS = {"dav2": "NCHW", "da3": "NSCHW", "vda": "NTCHW"}
-
-
-def _image_preprocessing(preset: Preset, resize: str) -> Dict[str, object]:
+def _image_preprocessing(preset: Preset, resize: str, layout: str) -> Dict[str, object]:
+    """The manifest's preprocessing; ``layout`` is the input's: images (NCHW), views of one scene (NSCHW) or
+    frames of one window (NTCHW)."""
     return {
         "color": "RGB",
         "scale": "1/255",
         "mean": list(preset.mean),
         "std": list(preset.std),
-        "layout": _LAYOUTS[preset.family],
+        "layout": layout,
         "resize": resize,
     }
 
 
-def _wrap_v2(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
+def wrap_v2(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
     H, W = request.size
     B = None if request.dynamic else request.batch
     resize = (
@@ -336,11 +335,11 @@ def _wrap_v2(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticEx
         example=torch.randn(request.batch, 3, H, W, generator=torch.Generator().manual_seed(0)),
         inputs=[TensorSpec("images", (B, 3, H, W))],
         outputs=[TensorSpec("depth", (B, H, W))],
-        preprocessing=_image_preprocessing(preset, resize),
+        preprocessing=_image_preprocessing(preset, resize, "NCHW"),
     )
 
 
-def _wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
+def wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
     H, W = request.size
     S = request.views
     B = None if request.dynamic else request.batch
@@ -364,7 +363,7 @@ def _wrap_da3(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
         example=torch.randn(request.batch, S, 3, H, W, generator=torch.Generator().manual_seed(0)),
         inputs=[TensorSpec("images", (B, S, 3, H, W))],
         outputs=outputs,
-        preprocessing=_image_preprocessing(preset, resize),
+        preprocessing=_image_preprocessing(preset, resize, "NSCHW"),
         extra={"ref_view_strategy": request.ref_view_strategy if S >= 3 else None},
     )
 
@@ -376,7 +375,7 @@ class StaticVideoDepthAnything(StaticDepthAnythingV2):
     The forward is V2's: the network itself takes the (B, T, 3, H, W) clips."""
 
 
-def _wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
+def wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
     from anydepth.pipelines.video_depth import OVERLAP, WINDOW
 
     H, W = request.size
@@ -391,22 +390,14 @@ def _wrap_vda(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticE
         example=torch.randn(request.batch, WINDOW, 3, H, W, generator=torch.Generator().manual_seed(0)),
         inputs=[TensorSpec("frames", (B, WINDOW, 3, H, W))],
         outputs=[TensorSpec("depth", (B, WINDOW, H, W))],
-        preprocessing=_image_preprocessing(preset, resize),
+        preprocessing=_image_preprocessing(preset, resize, "NTCHW"),
     )
-
-
-# family -> wrapper builder
-WRAPPERS: Dict[str, Callable[[nn.Module, Preset, ExportRequest], StaticExport]] = {
-    "dav2": _wrap_v2,
-    "da3": _wrap_da3,
-    "vda": _wrap_vda,
-}
 
 
 def wrap_network(net: nn.Module, preset: Preset, request: ExportRequest) -> StaticExport:
     """The static wrapper of ``net`` for ``request`` (checked first)."""
     check_request(preset, request)
-    return WRAPPERS[preset.family](net, preset, request)
+    return resolve(family_of(preset).static_export)(net, preset, request)
 
 
 # ---------------------------------------------------------------------------------------------------- exporters
@@ -531,7 +522,7 @@ def export_network(
     require_exporter(request.format)
     path = output_path(output, request.format, preset.name, request.size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    static = WRAPPERS[preset.family](net, preset, request)
+    static = resolve(family_of(preset).static_export)(net, preset, request)
     logger.info("exporting %s to %s (%s, %dx%d)", preset.name, path, request.format, *request.size)
     # written under a temporary name in the same folder, then renamed: never a half-written artefact
     with tempfile.TemporaryDirectory(dir=str(path.parent), prefix=".anydepth-export-") as tmp:
@@ -587,7 +578,7 @@ def export_model(
 
     Everything that can be refused (size, format, model, missing exporter) is refused before weights load.
     """
-    from anydepth.api import load_network
+    from anydepth.families import load_network
 
     preset = get_preset(name)
     check_request(preset, request)
