@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from anydepth.api import load_model
-from anydepth.cli.scene import SceneOptions, run_scene
+from anydepth.jobs import SceneOptions, run_scene
 from test_da3_pipeline import _views
 
 SCRIPT_NAME = "<script>alert(1)</script>"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from anydepth.app.runner import AppSettings, RunOptions, model_choices, run_job
 from anydepth.errors import AnyDepthError
-from anydepth.service.models import ModelCache
+from anydepth.web.models import ModelCache
 from test_cli import _video
 from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
 from test_da3_pipeline import _views

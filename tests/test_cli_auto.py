@@ -141,7 +141,7 @@ def test_auto_cleanup_empties_only_a_dedicated_export_dir(tmp_path, da3_small_fo
 
 
 def test_the_summary_line_names_what_the_maps_hold():
-    from anydepth.cli.scene import describe
+    from anydepth.jobs.scene import describe
     from anydepth.prediction import Prediction
 
     depth = np.linspace(0.5, 31.3, 2 * 6 * 8, dtype=np.float32).reshape(2, 6, 8)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from plyfile import PlyData
 
-from anydepth.cli.scene import SceneOptions, run_scene
 from anydepth.errors import InputError
 from anydepth.export.formats import export, parse_export_format
 from anydepth.export.gs_ply import gaussian_property_names
+from anydepth.jobs import SceneOptions, run_scene
 from anydepth.models.da3.gaussian_head import GaussianAdapterConfig, GaussianDPTConfig
 from anydepth.models.da3.network import (
     DA3_CONFIGS,

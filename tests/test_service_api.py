@@ -17,11 +17,11 @@ pytest.importorskip("multipart")
 from fastapi.testclient import TestClient
 
 from anydepth.api import load_model
-from anydepth.cli.scene import SceneOptions, run_scene
+from anydepth.jobs import SceneOptions, run_scene
 from anydepth.service.app import create_app
-from anydepth.service.models import ModelCache, ModelKey, default_loader
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import JobStore
+from anydepth.web.models import ModelCache, ModelKey, default_loader
 from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
 from test_da3_pipeline import _views
 

@@ -16,8 +16,8 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from anydepth.errors import WeightsError  # noqa: E402
 from anydepth.service.app import create_app  # noqa: E402
-from anydepth.service.models import ModelCache  # noqa: E402
 from anydepth.service.settings import ServiceSettings  # noqa: E402
+from anydepth.web.models import ModelCache  # noqa: E402
 
 EXAMPLES = 25
 

@@ -8,8 +8,10 @@ import time
 import pytest
 import torch
 
-from anydepth.service.models import ModelCache, ModelKey, model_bytes
-from anydepth.service.security import (
+from anydepth.jobs.options import ModelSpec, RuntimeOptions
+from anydepth.service.store import CANCELLED, DONE, QUEUED, RUNNING, JobStore
+from anydepth.web.models import ModelCache, ModelKey, model_bytes
+from anydepth.web.security import (
     ServiceError,
     confine,
     confine_any,
@@ -17,7 +19,6 @@ from anydepth.service.security import (
     token_matches,
     upload_kind,
 )
-from anydepth.service.store import CANCELLED, DONE, QUEUED, RUNNING, JobStore
 
 
 class _FakeModel:
@@ -25,8 +26,8 @@ class _FakeModel:
         self.net = torch.nn.Linear(numel, 1, bias=False)  # numel float32 parameters
 
 
-def _key(name: str) -> ModelKey:
-    return ModelKey(name, None, "cpu", "fp32")
+def _key(name: str, precision: str = "fp32") -> ModelKey:
+    return ModelKey(ModelSpec(name), RuntimeOptions("cpu", precision))
 
 
 def test_model_cache_keeps_recent_models_under_the_budget():
@@ -54,7 +55,8 @@ def test_model_cache_keeps_recent_models_under_the_budget():
     counted.get(_key("a"))
     counted.get(_key("b"))
     assert [k.model for k in counted.loaded()] == ["b"]
-    assert _key("a") != ModelKey("a", None, "cpu", "bf16")  # precision is part of the key
+    assert _key("a") != _key("a", "bf16")  # precision is part of the key
+    assert _key("a") != ModelKey(ModelSpec("a"), RuntimeOptions("cpu", "fp32", threads=2))  # and the threads
 
 
 def test_model_cache_loads_once_for_concurrent_callers():

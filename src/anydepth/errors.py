@@ -11,6 +11,22 @@ class InputError(AnyDepthError, ValueError):
     """An input (file, array, option) cannot be used as given."""
 
 
+class OptionError(InputError):
+    """A job option with a value that cannot be used.
+
+    ``option`` is the option's field name in the typed options (``export_feat``); each interface says it in its
+    own words: the command line as ``--export-feat``, the service as the request's field, through :meth:`worded`.
+    """
+
+    def __init__(self, option: str, value: object, problem: str) -> None:
+        self.option, self.value, self.problem = option, value, problem
+        super().__init__(self.worded(option))
+
+    def worded(self, name: str) -> str:
+        """The message with the option called ``name`` (and its value, unless None: a switch)."""
+        return f"{name}: {self.problem}" if self.value is None else f"{name} {self.value}: {self.problem}"
+
+
 class ShapeError(InputError):
     """An array or tensor has the wrong shape or dtype."""
 

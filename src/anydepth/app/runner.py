@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
 from anydepth.errors import InputError
-from anydepth.service.models import ModelCache, ModelKey
-from anydepth.service.security import ServiceError, sanitize_filename, upload_kind, validate_decodes
+from anydepth.jobs.images import output_paths, run_images, unique_stems
+from anydepth.jobs.options import ImageOutputs, ModelSpec, RuntimeOptions, SceneOptions
+from anydepth.jobs.scene import run_scene
+from anydepth.web.models import ModelCache, ModelKey
+from anydepth.web.security import ServiceError, sanitize_filename, upload_kind, validate_decodes
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ class AppSettings:
     Args:
         model: the preset selected when the page opens.
         weights: local weights (file or folder) or hub id for ``model``; other presets use their own weights.
-        device, precision: as for the CLI.
+        device, precision, threads, compile: how the models run, as for the CLI.
         work_dir: per-run folders (``<run id>/inputs``, ``exports``, the zip); default: a temporary folder.
         max_files: most files in one run.
         max_upload_bytes: most bytes of one run's files together (also the per-file limit of the server).
@@ -45,6 +48,8 @@ class AppSettings:
     weights: Optional[str] = None
     device: str = "auto"
     precision: str = "auto"
+    threads: Optional[int] = None
+    compile: bool = False
     work_dir: Optional[Path] = None
     max_files: int = 32
     max_upload_bytes: int = 200 * 2**20
@@ -65,17 +70,27 @@ class AppSettings:
     def weights_for(self, model: str) -> Optional[str]:
         return self.weights if model == self.model else None
 
+    def model_key(self, model: str) -> ModelKey:
+        """The warm-cache key of ``model`` run as these settings say."""
+        runtime = RuntimeOptions(
+            device=self.device, precision=self.precision, threads=self.threads, compile=self.compile
+        )
+        return ModelKey(ModelSpec(model, self.weights_for(model)), runtime)
+
+
+_SCENE = SceneOptions.defaults()
+
 
 @dataclass
 class RunOptions:
-    """The choices of one run (the app's controls)."""
+    """The choices of one run (the app's controls; scene defaults are :class:`SceneOptions`')."""
 
     model: str
-    process_res: int = 504
+    process_res: int = _SCENE["process_res"]
     export_formats: Sequence[str] = ("glb", "depth_vis")
-    conf_thresh_percentile: float = 40.0
-    show_cameras: bool = True
-    num_max_points: int = 1_000_000
+    conf_thresh_percentile: float = _SCENE["conf_thresh_percentile"]
+    show_cameras: bool = _SCENE["show_cameras"]
+    num_max_points: int = _SCENE["num_max_points"]
     fps: float = 1.0
 
 
@@ -95,10 +110,15 @@ def model_choices(selected: str) -> List[str]:
     """Presets the app offers: DA3 and Depth Anything V2 ones with hub weights, and the selected one."""
     from anydepth.presets import PRESETS
 
-    names = [
-        n for n, p in PRESETS.items() if p.family in ("da3", "dav2") and p.weights is not None and p.weights.repo_id
-    ]
+    names = [n for n, p in PRESETS.items() if _offered(n) and p.weights is not None and p.weights.repo_id]
     return names if selected in names else [selected, *names]
+
+
+def _offered(model: str) -> bool:
+    """The app runs scene models (DA3) and image models (V2); video models need whole videos."""
+    from anydepth.families import family_of
+
+    return family_of(model).task in ("scene", "image")
 
 
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
@@ -196,25 +216,23 @@ def _zip(folder: Path, target: Path) -> Path:
 def run_job(settings: AppSettings, cache: ModelCache, files: Sequence[Any], options: RunOptions) -> RunResult:
     """One run: uploads -> views -> model -> exports -> zip.
 
-    DA3 models (``da3*``) treat all views as one scene and export with :func:`~anydepth.cli.scene.run_scene`
-    (the chosen formats plus glb and depth_vis); V2 models (``dav2-*``) give each image its own depth with
-    :func:`~anydepth.cli.jobs.run_images` (side-by-side visualisations plus the chosen raw formats).
+    Scene models (DA3) treat all views as one scene and export with :func:`~anydepth.jobs.scene.run_scene`
+    (the chosen formats plus glb and depth_vis); image models (V2) give each image its own depth with
+    :func:`~anydepth.jobs.images.run_images` (side-by-side visualisations plus the chosen raw formats).
     """
-    from anydepth.presets import get_preset
+    from anydepth.families import family_of
 
-    preset = get_preset(options.model)
-    if preset.family not in ("da3", "dav2"):
+    if not _offered(options.model):
         raise InputError(f"{options.model} is not offered here; pick a DA3 (da3-*) or Depth Anything V2 model")
     if not 14 <= int(options.process_res) <= 4096:
         raise InputError(f"processing resolution {options.process_res} must be between 14 and 4096")
     run_dir = _new_run(settings)
     saved, kind = save_uploads(files, run_dir / "inputs", settings)
     views = video_frames(saved[0], run_dir / "inputs", options.fps, settings.max_frames) if kind == "video" else saved
-    key = ModelKey(options.model, settings.weights_for(options.model), settings.device, settings.precision)
-    model = cache.get(key)
+    model = cache.get(settings.model_key(options.model))
     exports = run_dir / "exports"
     started = time.perf_counter()
-    if preset.family == "da3":
+    if family_of(options.model).task == "scene":
         depth_images, glb = _run_da3(model, views, exports, options)
     else:
         depth_images, glb = _run_v2(model, views, exports, options)
@@ -229,7 +247,6 @@ def run_job(settings: AppSettings, cache: ModelCache, files: Sequence[Any], opti
 
 
 def _run_da3(model: Any, views: List[Path], exports: Path, options: RunOptions) -> Tuple[List[Path], Optional[Path]]:
-    from anydepth.cli.scene import SceneOptions, run_scene
     from anydepth.export.depth_vis import DEPTH_VIS_DIR
     from anydepth.export.glb import GLB_PATH
 
@@ -250,10 +267,8 @@ def _run_da3(model: Any, views: List[Path], exports: Path, options: RunOptions) 
 
 
 def _run_v2(model: Any, views: List[Path], exports: Path, options: RunOptions) -> Tuple[List[Path], Optional[Path]]:
-    from anydepth.cli.jobs import OutputOptions, output_paths, run_images, unique_stems
-
     raw = tuple(f for f in options.export_formats if f in V2_RAW_FORMATS)
-    outputs = OutputOptions(outdir=exports, raw=raw)
+    outputs = ImageOutputs(outdir=exports, raw=raw)
     report = run_images(model, views, outputs, input_size=int(options.process_res), progress=False)
     if report.failures:
         raise InputError(report.failures[0])

@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Tuple
 
 from anydepth.app.runner import DA3_FORMATS, AppSettings, RunOptions, model_choices, run_job
 from anydepth.errors import AnyDepthError, require
-from anydepth.service.models import ModelCache
+from anydepth.web.models import ModelCache
 
 logger = logging.getLogger(__name__)
 

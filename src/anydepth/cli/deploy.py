@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from anydepth.cli.common import guarded
+
 
 def register(app: typer.Typer) -> None:
     """Add the deployment commands to the ``anydepth`` application."""
@@ -15,6 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def export_cmd(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Preset name; `anydepth models` lists them."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local weights file or folder, or a hub repo."),
     fmt: str = typer.Option(..., "--format", "-f", help="onnx, openvino, torchscript or neuron (AWS Inferentia)."),
@@ -34,7 +37,6 @@ def export_cmd(
     A manifest (model, size, preprocessing, sha256) is written beside the artefact as <artefact>.json; run the
     artefact with `anydepth images ... --backend onnxruntime --weights <artefact>`.
     """
-    from anydepth.cli.main import _guarded
 
     def body() -> None:
         from anydepth.deploy.export import ExportRequest, export_model, parse_size
@@ -54,4 +56,4 @@ def export_cmd(
             megabytes = sum(f.stat().st_size for f in result.files) / 2**20
             typer.echo(f"wrote {result.path} ({megabytes:.1f} MiB) and {result.manifest_path.name}", err=True)
 
-    _guarded(body)
+    guarded(ctx, body)

@@ -8,12 +8,14 @@ from typing import Optional
 
 import typer
 
+from anydepth.cli.common import guarded, state
 from anydepth.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
 def gallery_cmd(
+    ctx: typer.Context,
     gallery_dir: Path = typer.Option(
         Path("workspace/gallery"), "--gallery-dir", help="Folder of exported scenes (each sub-folder one scene)."
     ),
@@ -27,8 +29,6 @@ def gallery_cmd(
     ),
 ) -> None:
     """Serve a gallery of exported scenes: thumbnails, depth maps and a 3D viewer (three.js, no CDN)."""
-    from anydepth.cli.main import _guarded, _state
-    from anydepth.cli.service import _is_loopback
 
     def body() -> None:
         from anydepth.errors import require
@@ -36,10 +36,11 @@ def gallery_cmd(
         require("fastapi", "service")
         uvicorn = require("uvicorn", "service")
         from anydepth.gallery.server import create_gallery_app
+        from anydepth.web.security import is_loopback
 
         if not gallery_dir.is_dir():
             raise InputError(f"--gallery-dir {gallery_dir} is not a folder; export scenes into it first")
-        if not _is_loopback(host) and not token:
+        if not is_loopback(host) and not token:
             logger.warning("serving %s on %s without a token: anyone who reaches it can browse it", gallery_dir, host)
         app = create_gallery_app(gallery_dir, token=token)
         suffix = "/?token=<token>" if token else "/"
@@ -51,9 +52,9 @@ def gallery_cmd(
             address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
             address += f"?token={token}" if token else ""
             threading.Timer(1.0, webbrowser.open, [address]).start()  # once the server listens
-        uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
+        uvicorn.run(app, host=host, port=port, log_level="info" if state(ctx).debug else "warning")
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,17 +1,60 @@
-"""``anydepth`` command line: list models, and depth for an image, a set of images or a video."""
+"""``anydepth`` command line: list models, and depth for an image, a set of images or a video.
 
-from __future__ import annotations
+Every command is a thin adapter: it turns its parameters into the typed options of :mod:`anydepth.jobs` and calls
+a job. The root options travel in the typer context (:class:`~anydepth.cli.common.CliState`).
+"""
+
+# No `from __future__ import annotations` here: typer reads these annotations at runtime.
 
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from anydepth.cli import deploy as _deploy_cli
+from anydepth.cli import deploy, gallery, service, webapp
+from anydepth.cli.common import (
+    BackendOpt,
+    BackendUrlOpt,
+    BatchOpt,
+    CamerasOpt,
+    CleanupOpt,
+    CliState,
+    ConfOpt,
+    CpuOffloadOpt,
+    DcAlignOpt,
+    DeviceOpt,
+    ExportDirOpt,
+    ExportFormatOpt,
+    FeatFpsOpt,
+    FeatOpt,
+    GrayOpt,
+    InputResOpt,
+    InputSizeOpt,
+    MaxPointsOpt,
+    MaxViewsOpt,
+    ModelOpt,
+    NoVisOpt,
+    OutdirOpt,
+    PrecisionOpt,
+    PredOnlyOpt,
+    ProcessResMethodOpt,
+    ProcessResOpt,
+    QuietOpt,
+    RawOpt,
+    RayPoseOpt,
+    RefViewOpt,
+    RevisionOpt,
+    SvdWeightsOpt,
+    UseBackendOpt,
+    WeightsOpt,
+    guarded,
+    state,
+)
 from anydepth.cli.typer_app import App
-from anydepth.errors import AnyDepthError, InputError
+from anydepth.errors import InputError
+from anydepth.jobs.options import ImageOutputs, ModelSpec, RuntimeOptions, SceneOptions, parse_raw
 
 app = App(
     add_completion=False,
@@ -20,161 +63,10 @@ app = App(
     help="Depth, cameras and geometry from images and videos with the Depth Anything family.",
 )
 
-_state = {"debug": False, "threads": None, "compile": False}
-
-# options shared by the depth commands (typer needs the defaults at definition time)
-ModelOpt = typer.Option(
-    None,
-    "--model",
-    "-m",
-    help="Preset name (`anydepth models` lists them); default: the preset --weights names, else dav2-small.",
-)
-WeightsOpt = typer.Option(
-    None, "--weights", "-w", "--model-dir", help="Local weights file or folder, or a hub repo id."
-)
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
-PrecisionOpt = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto.")
-InputSizeOpt = typer.Option(518, "--input-size", help="Shorter side the network sees (multiple of 14 after resize).")
-OutdirOpt = typer.Option(Path("./vis_depth"), "--outdir", "-o", help="Output folder.")
-PredOnlyOpt = typer.Option(False, "--pred-only", help="Write only the depth visualisation, not the input beside it.")
-GrayOpt = typer.Option(False, "--grayscale", help="Grey depth visualisation instead of the Spectral colour map.")
-RawOpt = typer.Option(None, "--raw", help="Raw depth outputs, comma-separated: png16, npy, npz, exr.")
-NoVisOpt = typer.Option(False, "--no-vis", help="Skip the colourised visualisation (raw outputs only).")
-BatchOpt = typer.Option(4, "--batch-size", min=1, help="Images per forward pass.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
-RevisionOpt = typer.Option(None, "--revision", help="Hub branch, tag or commit of the weights.")
-BackendOpt = typer.Option(
-    "pytorch", "--backend", help="pytorch, or onnxruntime / openvino / torchscript for a model exported with "
-    "`anydepth export`, given by --weights.",
-)  # fmt: skip
-
-# DepthCrafter's options of the video command
-SvdWeightsOpt = typer.Option(
-    None, "--svd-weights", help="[depthcrafter] Stable Video Diffusion repo id or folder (vae/, image_encoder/, "
-    "scheduler/, feature_extractor/); --weights is then the DepthCrafter repo id or a folder holding unet/.",
-)  # fmt: skip
-DcAlignOpt = typer.Option(
-    True, "--dc-align/--dc-no-align", help="[depthcrafter] Fit each window's scale and shift over the overlap "
-    "frames before the cross-fade; --dc-no-align joins windows exactly as upstream.",
-)  # fmt: skip
-CpuOffloadOpt = typer.Option(
-    None, "--cpu-offload", help="[depthcrafter] model or sequential: keep networks in CPU memory and move them "
-    "to the GPU when they run (needs accelerate and CUDA); default: none.",
-)  # fmt: skip
-
-# options of the DA3 (multi-view) commands, with upstream `da3` names; image/images/video take them for da3-* models
-ExportDirOpt = typer.Option(Path("workspace/gallery/scene"), "--export-dir", help="[DA3] Export folder.")
-ExportFormatOpt = typer.Option(
-    None,
-    "--export-format",
-    help="[DA3] Formats joined by '-': mini_npz, npz, glb, ply, colmap, depth_vis, feat_vis, exr, png16, "
-    "gs_ply (default glb).",
-)
-ProcessResOpt = typer.Option(504, "--process-res", help="[DA3] Processing resolution.")
-ProcessResMethodOpt = typer.Option(
-    "upper_bound_resize",
-    "--process-res-method",
-    help="[DA3] upper_bound_resize, lower_bound_resize, upper_bound_crop or lower_bound_crop.",
-)
-RefViewOpt = typer.Option(
-    "saddle_balanced", "--ref-view-strategy", help="[DA3] first, middle, saddle_balanced or saddle_sim_range."
-)
-# boolean options take upstream's --no- forms too (typer's default for its flags: da3 --no-use-ray-pose)
-RayPoseOpt = typer.Option(False, "--use-ray-pose/--no-use-ray-pose", help="[DA3] Cameras from the ray maps.")
-ConfOpt = typer.Option(40.0, "--conf-thresh-percentile", help="[GLB] Confidence cut (percentile).")
-MaxPointsOpt = typer.Option(1_000_000, "--num-max-points", help="[GLB] Most points in the cloud.")
-CamerasOpt = typer.Option(True, "--show-cameras/--no-show-cameras", help="[GLB] Camera frusta.")
-FeatOpt = typer.Option(None, "--export-feat", help="[FEAT_VIS] Backbone blocks to visualise, e.g. 5,11.")
-FeatFpsOpt = typer.Option(15.0, "--feat-vis-fps", help="[FEAT_VIS] Frame rate of the video.")
-InputResOpt = typer.Option(
-    False, "--export-at-input-res", help="[DA3] Maps and exports at the input images' size (resize methods only)."
-)
-UseBackendOpt = typer.Option(
-    False, "--use-backend/--no-use-backend", help="[DA3] Run the job on `anydepth backend` (--backend-url)."
-)
-BackendUrlOpt = typer.Option("http://127.0.0.1:8008", "--backend-url", help="[DA3] Server of --use-backend.")
-CleanupOpt = typer.Option(
-    False, "--auto-cleanup/--no-auto-cleanup", help="[DA3] Empty the export folder before writing."
-)
-MaxViewsOpt = typer.Option(None, "--max-frames", min=1, help="At most this many views / frames.")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _guarded(fn: Callable[[], None]) -> None:
-    """Runs a command body: our errors become one line on stderr and a non-zero exit, never a traceback."""
-    try:
-        fn()
-    except AnyDepthError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
-
-
-def _pick_model(model: Optional[str], weights: Optional[str], default: str) -> str:
-    """--model, else the preset that --weights names (hub id, official file name, DA3 config), else the default."""
-    from anydepth.presets import guess_preset
-
-    if model:
-        return model
-    return (guess_preset(weights) if weights else None) or default
-
-
-def _is_da3(model: str) -> bool:
-    from anydepth.presets import get_preset
-
-    return get_preset(model).family == "da3"
-
-
-def _load(
-    model: str,
-    weights: Optional[str],
-    device: str,
-    precision: str,
-    revision: Optional[str],
-    backend: str = "pytorch",
-):
-    from anydepth.api import load_model
-
-    return load_model(
-        model,
-        weights=weights,
-        device=device,
-        precision=precision,
-        revision=revision,
-        num_threads=_state["threads"],
-        compile=bool(_state["compile"]),
-        backend=backend,
-    )
-
-
-def _options(
-    model: str, outdir: Path, pred_only: bool, grayscale: bool, raw: Optional[str], no_vis: bool, video: bool = False
-):
-    """Checks the model name and the output options before any work starts."""
-    from anydepth.cli.jobs import RAW_FORMATS, VIDEO_RAW_FORMATS, OutputOptions, parse_raw
-    from anydepth.presets import get_preset
-
-    if get_preset(model).family in ("vda", "depthcrafter"):
-        raise InputError(f"{model} is a video model; run it with `anydepth video VIDEO --model {model}`")
-    opts = OutputOptions(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
-    opts.check(VIDEO_RAW_FORMATS if video else RAW_FORMATS)
-    if not opts.vis and not opts.raw and not video:
-        raise InputError("--no-vis leaves nothing to write; add --raw png16,npy,npz or exr")
-    return opts
-
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
     threads: Optional[int] = typer.Option(
@@ -184,7 +76,7 @@ def _root(
         False, "--compile", help="torch.compile the network (the first call of each input size compiles)."
     ),
 ) -> None:
-    _state.update(debug=debug, threads=threads, compile=compile_model)
+    ctx.obj = CliState(debug=debug, threads=threads, compile=compile_model)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 
 
@@ -203,27 +95,35 @@ def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family
         )
 
 
-def _run_images(
-    paths, model, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend, skip=False
-) -> None:
-    from anydepth.cli.jobs import run_images
+def _image_outputs(
+    spec: ModelSpec, outdir: Path, pred_only: bool, grayscale: bool, raw: Optional[str], no_vis: bool, video: bool
+) -> ImageOutputs:
+    """Checks the model and the output options of an image model before any work starts."""
+    if spec.task == "video":
+        raise InputError(f"{spec.name} is a video model; run it with `anydepth video VIDEO --model {spec.name}`")
+    outputs = ImageOutputs(outdir=outdir, pred_only=pred_only, grayscale=grayscale, raw=parse_raw(raw), vis=not no_vis)
+    if video:
+        from anydepth.jobs.options import FRAME_RAW_FORMATS
 
-    if input_size < 14:
-        raise InputError(f"--input-size {input_size} is too small; use at least 14")
-    loaded = _load(model, weights, device, precision, revision, backend)
-    report = run_images(
-        loaded,
-        paths,
-        opts,
-        input_size=input_size,
-        batch_size=batch_size,
-        progress=not quiet,
-        on_error=lambda msg: typer.echo(f"error: {msg}", err=True),
-        skip_existing=skip,
-    )
+        outputs.check(FRAME_RAW_FORMATS, need_output=False)
+    else:
+        outputs.check()
+    return outputs
+
+
+def _run_images(
+    spec: ModelSpec, runtime: RuntimeOptions, paths: List[Path], input_size: int, outputs: ImageOutputs,
+    batch_size: int, quiet: bool, skip_existing: bool = False,
+) -> None:  # fmt: skip
+    from anydepth.jobs.images import images_job
+
+    report = images_job(
+        spec, runtime, paths, outputs, input_size=input_size, batch_size=batch_size, progress=not quiet,
+        on_error=lambda msg: typer.echo(f"error: {msg}", err=True), skip_existing=skip_existing,
+    )  # fmt: skip
     if not quiet:
         skipped = f" ({report.skipped} already done)" if report.skipped else ""
-        typer.echo(f"{report.done} image(s) written to {opts.outdir}{skipped}", err=True)
+        typer.echo(f"{report.done} image(s) written to {outputs.outdir}{skipped}", err=True)
     if report.failures:
         raise typer.Exit(1)
 
@@ -247,56 +147,37 @@ def _da3_only(model: str, export_format: Optional[str], use_backend: bool = Fals
         )
 
 
-def _scene_on_backend(
-    backend: str,
-    url: str,
-    spec: str,
-    model: Optional[str],
-    scene,
-    quiet: bool,
-    fps: float = 1.0,
-    max_frames: Optional[int] = None,
-    files: Optional[list] = None,
-    is_colmap: bool = False,
-) -> None:
-    """A DA3 command with --use-backend: the job runs on `anydepth backend` at ``url``."""
-    from anydepth.cli.service import run_on_backend
-
-    if backend != "pytorch":
-        raise InputError("--use-backend runs the job on the service with its own models; drop --backend")
-    run_on_backend(url, spec, model, scene, fps, max_frames, is_colmap, quiet, files=files)
-
-
 def _run_scene(
     command: str,
+    spec: ModelSpec,
+    runtime: RuntimeOptions,
+    scene: SceneOptions,
     views_of: Callable[[], list],
-    model: str,
-    weights: Optional[str],
-    device: str,
-    precision: str,
-    revision: Optional[str],
-    scene,
     quiet: bool,
-    cameras_of: Optional[Callable[[int], dict]] = None,
-    backend: str = "pytorch",
+    cameras_of: Optional[Callable[[int], Dict[str, Any]]] = None,
 ) -> None:
-    """A DA3 command: check the options, gather the views, load the model, infer, export."""
-    from anydepth.cli.scene import describe, run_scene
-    from anydepth.export.formats import parse_export_format
+    """A scene command: the job, then one line about the prediction."""
+    from anydepth.jobs.scene import describe, scene_job
 
-    if not _is_da3(model):
-        raise InputError(f"{command} runs DA3 models (da3-*); {model} is not one. Use `anydepth images` for it")
-    parse_export_format(scene.export_format, has_features=bool(scene.feat_layers()))  # fails before any work
-    views = views_of()
-    cameras = cameras_of(len(views)) if cameras_of else None
-    loaded = _load(model, weights, device, precision, revision, backend)
-    prediction = run_scene(loaded, views, scene, cameras)
+    if spec.task != "scene":
+        raise InputError(f"{command} runs DA3 models (da3-*); {spec.name} is not one. Use `anydepth images` for it")
+    prediction = scene_job(spec, runtime, scene, views_of, cameras_of)
     if not quiet:
         typer.echo(f"{describe(prediction)}; exported {scene.export_format} to {scene.export_dir}", err=True)
 
 
+def _scene_on_backend(runtime: RuntimeOptions, url: str, spec: str, model: Optional[str], scene: SceneOptions,
+                      quiet: bool, fps: float = 1.0, max_frames: Optional[int] = None, files: Optional[list] = None,
+                      is_colmap: bool = False) -> None:  # fmt: skip
+    """A DA3 command with --use-backend: the job runs on `anydepth backend` at ``url``."""
+    if runtime.backend != "pytorch":
+        raise InputError("--use-backend runs the job on the service with its own models; drop --backend")
+    service.run_on_backend(url, spec, model, scene, fps, max_frames, is_colmap, quiet, files=files)
+
+
 @app.command("image")
 def image_cmd(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="Image file."),
     model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
@@ -332,31 +213,30 @@ def image_cmd(
     options = dict(locals())  # the parameters, for SceneOptions.from_options
 
     def body() -> None:
-        from anydepth.cli.scene import SceneOptions
         from anydepth.io.images import read_image
 
-        name = _pick_model(model, weights, "dav2-small")
-        if _is_da3(name):
-            _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
+        spec = ModelSpec.pick(model, weights, "dav2-small", revision=revision)
+        runtime = state(ctx).runtime(device, precision, backend)
+        if spec.task == "scene":
+            _v2_only(spec.name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
             scene = SceneOptions.from_options(options)
             read_image(path)  # fail on a bad input before loading any weights
             if use_backend:
-                _scene_on_backend(backend, backend_url, str(path), model, scene, quiet)
+                _scene_on_backend(runtime, backend_url, str(path), model, scene, quiet)
                 return
-            _run_scene(
-                "image", lambda: [path], name, weights, device, precision, revision, scene, quiet, backend=backend
-            )
+            _run_scene("image", spec, runtime, scene, lambda: [path], quiet)
             return
-        _da3_only(name, export_format, use_backend)
-        opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
+        _da3_only(spec.name, export_format, use_backend)
+        outputs = _image_outputs(spec, outdir, pred_only, grayscale, raw, no_vis, video=False)
         read_image(path)
-        _run_images([path], name, weights, device, precision, revision, input_size, opts, 1, quiet, backend)
+        _run_images(spec, runtime, [path], input_size, outputs, 1, quiet)
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 @app.command("images")
 def images_cmd(
+    ctx: typer.Context,
     inputs: str = typer.Argument(..., help="A folder, a glob pattern ('photos/*.jpg') or a .txt list of paths."),
     model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
@@ -401,35 +281,34 @@ def images_cmd(
     options = dict(locals())  # the parameters, for SceneOptions.from_options
 
     def body() -> None:
-        from anydepth.cli.scene import SceneOptions, filter_extensions
         from anydepth.io.inputs import expand_inputs
+        from anydepth.jobs.scene import filter_extensions
 
-        name = _pick_model(model, weights, "dav2-small")
+        spec = ModelSpec.pick(model, weights, "dav2-small", revision=revision)
+        runtime = state(ctx).runtime(device, precision, backend)
 
         def paths() -> list:
             found = filter_extensions(expand_inputs(inputs), image_extensions)
             return found[:max_frames] if max_frames else found
 
-        if _is_da3(name):
-            _v2_only(name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
+        if spec.task == "scene":
+            _v2_only(spec.name, **{"--raw": raw is not None, "--no-vis": no_vis, "--pred-only": pred_only})
             scene = SceneOptions.from_options(options)
             if use_backend:
-                _scene_on_backend(backend, backend_url, inputs, model, scene, quiet, files=paths())
+                _scene_on_backend(runtime, backend_url, inputs, model, scene, quiet, files=paths())
                 return
-            _run_scene("images", paths, name, weights, device, precision, revision, scene, quiet, backend=backend)
+            _run_scene("images", spec, runtime, scene, paths, quiet)
             return
-        _da3_only(name, export_format, use_backend)
-        opts = _options(name, outdir, pred_only, grayscale, raw, no_vis)
-        _run_images(
-            paths(), name, weights, device, precision, revision, input_size, opts, batch_size, quiet, backend,
-            skip_existing,
-        )  # fmt: skip
+        _da3_only(spec.name, export_format, use_backend)
+        outputs = _image_outputs(spec, outdir, pred_only, grayscale, raw, no_vis, video=False)
+        _run_images(spec, runtime, paths(), input_size, outputs, batch_size, quiet, skip_existing)
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 @app.command("video")
 def video_cmd(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="Video file."),
     model: Optional[str] = ModelOpt,
     weights: Optional[str] = WeightsOpt,
@@ -487,75 +366,77 @@ def video_cmd(
     options = dict(locals())  # the parameters, for SceneOptions.from_options
 
     def body() -> None:
-        from anydepth.cli.jobs import run_video
-        from anydepth.cli.scene import SceneOptions, collect_views
         from anydepth.io.inputs import is_image_path
         from anydepth.io.video import VideoReader
-        from anydepth.presets import get_preset
+        from anydepth.jobs import video as jobs
+        from anydepth.jobs.options import FrameSampling, VideoOutputs
 
-        if fps is not None and fps <= 0:
-            raise InputError(f"--fps {fps} must be positive")
+        sampling = FrameSampling(fps=fps, stride=stride, max_frames=max_frames)
+        sampling.check()
         if is_image_path(path):
             raise InputError(f"{path} is an image, not a video; use `anydepth image {path}`")
-        name = _pick_model(model, weights, "dav2-small")
-        if _is_da3(name):
-            _v2_only(name, **{"--raw": raw is not None, "--pred-only": pred_only, "--stride": stride != 1})
+        spec = ModelSpec.pick(model, weights, "dav2-small", revision=revision, svd_weights=svd_weights)
+        runtime = state(ctx).runtime(device, precision, backend, None if cpu_offload in (None, "none") else cpu_offload)
+        if spec.task == "scene":
+            _v2_only(spec.name, **{"--raw": raw is not None, "--pred-only": pred_only, "--stride": stride != 1})
             scene = SceneOptions.from_options(options)
             with VideoReader(path):  # fail on an unreadable video before loading any weights
                 pass
             if use_backend:
-                _scene_on_backend(backend, backend_url, str(path), model, scene, quiet, fps or 1.0, max_frames)
+                _scene_on_backend(runtime, backend_url, str(path), model, scene, quiet, fps or 1.0, max_frames)
                 return
-            views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
-            _run_scene("video", views, name, weights, device, precision, revision, scene, quiet, backend=backend)
-            return
-        _da3_only(name, export_format, use_backend)
-        if get_preset(name).family == "depthcrafter":
-            from anydepth.cli.depthcrafter_job import run_depthcrafter_command
+            from anydepth.jobs.scene import collect_views
 
-            if backend != "pytorch":
-                raise InputError(f"--backend {backend}: DepthCrafter runs with the pytorch backend only")
-            lines = run_depthcrafter_command(
-                path, weights, svd_weights, device, precision, revision, outdir, grayscale, raw, fps, stride,
-                max_frames, cpu_offload, quiet=quiet, num_threads=_state["threads"], compile=bool(_state["compile"]),
-                steps=dc_steps, guidance=dc_guidance, window=dc_window, overlap=dc_overlap, max_res=dc_max_res,
-                seed=seed, align=dc_align, decode_chunk_size=dc_decode_chunk,
-            )  # fmt: skip
-            for line in lines:
-                typer.echo(line, err=True)
+            views = lambda: collect_views(str(path), fps=1.0 if fps is None else fps, max_frames=max_frames)  # noqa: E731
+            _run_scene("video", spec, runtime, scene, views, quiet)
+            return
+        _da3_only(spec.name, export_format, use_backend)
+        if spec.task == "video":
+            outputs = VideoOutputs(outdir=outdir, raw=parse_raw(raw), grayscale=grayscale)
+            written = _video_model(spec, runtime, path, outputs, sampling, options)
+            if not quiet:
+                typer.echo(f"wrote {len(written)} file(s) to {outdir}", err=True)
             return
         if svd_weights is not None or cpu_offload is not None:
             raise InputError("--svd-weights and --cpu-offload are DepthCrafter options; add --model depthcrafter")
-        if get_preset(name).family == "vda":
-            from anydepth.cli.video_depth_job import run_vda_command
-
-            args = (weights, device, precision, revision, input_size, outdir, grayscale, raw, fps, stride, max_frames)
-            lines = run_vda_command(
-                path, name, *args, quiet=quiet, mode=vda_mode, align=vda_align, backend=backend,
-                num_threads=_state["threads"], compile=bool(_state["compile"]),
-            )  # fmt: skip
-            for line in lines:
-                typer.echo(line, err=True)
-            return
-        opts = _options(name, outdir, pred_only, grayscale, raw, False, video=True)
-        with VideoReader(path):  # fail on an unreadable video before loading any weights
-            pass
-        loaded = _load(name, weights, device, precision, revision, backend)
-        out = run_video(
-            loaded,
-            path,
-            opts,
-            input_size=input_size,
-            fps=fps,
-            stride=stride,
-            max_frames=max_frames,
-            batch_size=batch_size,
-            progress=not quiet,
+        outputs = _image_outputs(spec, outdir, pred_only, grayscale, raw, False, video=True)
+        out = jobs.frame_video_job(
+            spec, runtime, path, outputs, sampling, input_size=input_size, batch_size=batch_size, progress=not quiet
         )
         if not quiet:
             typer.echo(f"wrote {out}", err=True)
 
-    _guarded(body)
+    guarded(ctx, body)
+
+
+def _video_model(spec: ModelSpec, runtime: RuntimeOptions, path: Path, outputs: Any, sampling: Any,
+                 options: Dict[str, Any]) -> List[Path]:  # fmt: skip
+    """``video`` with a video model: Video Depth Anything (--vda-*) or DepthCrafter (--dc-*)."""
+    from anydepth.families import family_of
+    from anydepth.jobs import video as jobs
+
+    progress = not options["quiet"]
+    if family_of(spec.name).loader is None:  # one network: Video Depth Anything
+        if spec.svd_weights is not None or runtime.cpu_offload is not None:
+            raise InputError("--svd-weights and --cpu-offload are DepthCrafter options; add --model depthcrafter")
+        return jobs.video_depth_job(
+            spec, runtime, path, outputs, sampling, options["input_size"], mode=options["vda_mode"],
+            align=options["vda_align"], progress=progress,
+        )  # fmt: skip
+    from anydepth.pipelines.depthcrafter.pipeline import DepthCrafterOptions
+
+    if runtime.backend != "pytorch":
+        raise InputError(f"--backend {runtime.backend}: DepthCrafter runs with the pytorch backend only")
+    settings = DepthCrafterOptions(
+        steps=options["dc_steps"], guidance=options["dc_guidance"], window=options["dc_window"],
+        overlap=options["dc_overlap"], max_res=options["dc_max_res"], seed=options["seed"], align=options["dc_align"],
+        decode_chunk_size=options["dc_decode_chunk"],
+    )  # fmt: skip
+    try:
+        settings.check()
+    except InputError as exc:
+        raise InputError(f"{exc} (--dc-* options)") from None
+    return jobs.depthcrafter_job(spec, runtime, path, outputs, sampling, settings, progress=progress)
 
 
 @app.command("auto")
@@ -613,22 +494,22 @@ def auto_cmd(
     options = dict(locals())  # the parameters, for SceneOptions.from_options
 
     def body() -> None:
-        from anydepth.cli.scene import SceneOptions, collect_views
         from anydepth.io.colmap import is_colmap_dataset, missing_model_message, read_colmap_views
+        from anydepth.jobs.scene import collect_views
 
         command = ctx.info_name or "auto"
-        name = _pick_model(model, weights, "da3-small")
+        spec = ModelSpec.pick(model, weights, "da3-small", revision=revision)
+        runtime = state(ctx).runtime(device, precision, backend)
         scene = SceneOptions.from_options(options)
-        if use_backend:
-            colmap = is_colmap_dataset(path, sparse_subdir)
-            _scene_on_backend(backend, backend_url, path, model, scene, quiet, fps, max_frames, is_colmap=colmap)
-            return
         colmap = is_colmap_dataset(path, sparse_subdir)
+        if use_backend:
+            _scene_on_backend(runtime, backend_url, path, model, scene, quiet, fps, max_frames, is_colmap=colmap)
+            return
         if command == "colmap" and not colmap:
             raise InputError(missing_model_message(path, sparse_subdir))
         if not colmap:
             views = lambda: collect_views(path, fps=fps, max_frames=max_frames)  # noqa: E731
-            _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, backend=backend)
+            _run_scene(command, spec, runtime, scene, views, quiet)
             return
         dataset = {}
 
@@ -644,9 +525,9 @@ def auto_cmd(
                 "align_to_input_ext_scale": align_to_input_ext_scale,
             }
 
-        _run_scene(command, views, name, weights, device, precision, revision, scene, quiet, cameras, backend)
+        _run_scene(command, spec, runtime, scene, views, quiet, cameras)
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 app.command(
@@ -655,16 +536,10 @@ app.command(
     "reported in its frame; options as for `auto`.",
 )(auto_cmd)
 
-from anydepth.cli import gallery as _gallery  # noqa: E402  (the web commands live in their own modules)
-from anydepth.cli import service as _service  # noqa: E402
-from anydepth.cli import webapp as _webapp  # noqa: E402
-
-_service.register(app)
-_gallery.register(app)
-_webapp.register(app)
-
-
-_deploy_cli.register(app)  # anydepth export
+service.register(app)  # backend
+gallery.register(app)
+webapp.register(app)  # app, gradio
+deploy.register(app)  # export
 
 
 def main(argv: Optional[list] = None) -> None:

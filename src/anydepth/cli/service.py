@@ -2,17 +2,16 @@
 
 # No `from __future__ import annotations` here: typer reads these annotations at runtime.
 
-import ipaddress
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import typer
 
+from anydepth.cli.common import guarded, state
 from anydepth.errors import InputError
-
-if TYPE_CHECKING:
-    from anydepth.cli.scene import SceneOptions
+from anydepth.families import family_of
+from anydepth.jobs.options import SceneOptions
 
 logger = logging.getLogger(__name__)
 
@@ -26,21 +25,14 @@ def _served_models(model: str, weights: Optional[str], extra: List[str]) -> Dict
         name, _, extra_weights = item.partition("=")
         models[name.strip()] = extra_weights.strip() or None
     for name in models:
-        if get_preset(name).family != "da3":
+        get_preset(name)
+        if family_of(name).task != "scene":
             raise InputError(f"the backend runs DA3 scene jobs; {name} is not a DA3 model (da3-*)")
     return models
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def backend_cmd(
+    ctx: typer.Context,
     model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset served by default."),
     weights: Optional[str] = typer.Option(
         None, "--weights", "-w", "--model-dir", help="Local weights file or folder, or a hub repo id."
@@ -74,7 +66,7 @@ def backend_cmd(
     preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model before serving."),
 ) -> None:
     """Run the backend: a job API (POST /jobs, GET /jobs/{id}, ...; schema at /openapi.json, docs at /docs)."""
-    from anydepth.cli.main import _guarded, _state
+    cli = state(ctx)
 
     def body() -> None:
         from anydepth.errors import require
@@ -83,16 +75,19 @@ def backend_cmd(
         uvicorn = require("uvicorn", "service")
         require("multipart", "service")
         from anydepth.service.app import create_app
-        from anydepth.service.models import ModelCache, ModelKey
         from anydepth.service.settings import ServiceSettings
+        from anydepth.web.models import ModelCache
+        from anydepth.web.security import is_loopback
 
-        if not _is_loopback(host) and not token:
+        if not is_loopback(host) and not token:
             logger.warning("serving on %s without a token: anyone who reaches it can submit jobs", host)
         settings = ServiceSettings(
             data_dir=data_dir,
             models=_served_models(model, weights, extra_model),
             device=device,
             precision=precision,
+            threads=cli.threads,
+            compile=cli.compile,
             allowed_roots=list(allowed_root),
             token=token,
             workers=workers,
@@ -105,26 +100,22 @@ def backend_cmd(
             max_models=max_models,
             preload=False,
         )
-        if _state.get("threads"):
-            from anydepth.pipelines.runtime import set_cpu_threads
-
-            set_cpu_threads(_state["threads"])
         cache = ModelCache(settings.model_budget_bytes, settings.max_models)
         if preload:  # here, not in the server's startup, so that bad weights give one line and exit code 1
             name = settings.default_model
-            cache.get(ModelKey(name, settings.models[name], settings.device, settings.precision))
+            cache.get(settings.model_key(name))
         app = create_app(settings, cache)
         typer.echo(f"anydepth backend on http://{host}:{port} (API docs at /docs, schema at /openapi.json)", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="info" if _state["debug"] else "warning")
+        uvicorn.run(app, host=host, port=port, log_level="info" if cli.debug else "warning")
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 def run_on_backend(
     url: str,
     spec: str,
     model: Optional[str],
-    scene: "SceneOptions",
+    scene: SceneOptions,
     fps: float,
     max_frames: Optional[int],
     is_colmap: bool,
@@ -134,9 +125,8 @@ def run_on_backend(
     """``anydepth auto --use-backend`` (and ``image``, ``images``, ``video`` with a DA3 model): upload the views
     (``files``, else those ``spec`` names), wait for the job, download its exports into the folder."""
     import os
-    from dataclasses import asdict
 
-    from anydepth.cli.scene import clean_export_dir
+    from anydepth.jobs.scene import clean_export_dir
     from anydepth.service.client import BackendClient, scene_files
 
     if is_colmap:
@@ -144,7 +134,7 @@ def run_on_backend(
     files = scene_files(spec, max_frames) if files is None else files
     if not files:
         raise InputError(f"{spec}: no images to send")
-    options = {k: v for k, v in asdict(scene).items() if k not in ("export_dir", "auto_cleanup")}
+    options = scene.request_fields()
     options.update(fps=fps, max_frames=max_frames)
     if model:
         options["model"] = model

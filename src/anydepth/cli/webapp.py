@@ -8,10 +8,13 @@ from typing import Optional
 
 import typer
 
+from anydepth.cli.common import guarded, state
+
 logger = logging.getLogger(__name__)
 
 
 def app_cmd(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only by default)."),
     port: int = typer.Option(7860, "--port", min=0, max=65535, help="Port to listen on."),
     model: str = typer.Option("da3-small", "--model", "-m", help="Model selected when the page opens."),
@@ -28,35 +31,33 @@ def app_cmd(
     max_frames: int = typer.Option(64, "--max-frames", min=1, help="Most frames sampled from a video."),
 ) -> None:
     """Run the web app: upload images or a video, pick a model and options, see depth and the 3D scene."""
-    from anydepth.cli.main import _guarded, _state
-    from anydepth.cli.service import _is_loopback
+    cli = state(ctx)
 
     def body() -> None:
         from anydepth.app.runner import AppSettings
         from anydepth.app.ui import launch
         from anydepth.errors import require
+        from anydepth.web.security import is_loopback
 
         require("gradio", "app")
-        if _state.get("threads"):
-            from anydepth.pipelines.runtime import set_cpu_threads
-
-            set_cpu_threads(_state["threads"])
-        if not _is_loopback(host):
+        if not is_loopback(host):
             logger.warning("serving the app on %s: anyone who reaches it can run models on this machine", host)
         settings = AppSettings(
             model=model,
             weights=weights,
             device=device,
             precision=precision,
+            threads=cli.threads,
+            compile=cli.compile,
             work_dir=work_dir,
             max_files=max_files,
             max_upload_bytes=int(max_upload_mb * 2**20),
             max_frames=max_frames,
         )
         typer.echo(f"anydepth app on http://{host}:{port} (runs in {settings.work_dir})", err=True)
-        launch(settings, host=host, port=port, quiet=not _state["debug"])
+        launch(settings, host=host, port=port, quiet=not cli.debug)
 
-    _guarded(body)
+    guarded(ctx, body)
 
 
 def register(app: typer.Typer) -> None:

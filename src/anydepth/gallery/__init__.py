@@ -7,7 +7,7 @@ Contract:
   Nothing that lies outside the root (after symlinks) and no hidden file is ever listed.
 - ``server.create_gallery_app(root, token)`` builds the FastAPI application: HTML pages (index, one page per
   scene), a JSON listing, the scene files (only the types in ``scenes.CONTENT_TYPES``, confined to the root with
-  ``service.security.confine``), and the 3D viewer bundle. Every error is JSON ``{"error": ...}``.
+  ``web.security.confine``), and the 3D viewer bundle. Every error is JSON ``{"error": ...}``.
 - ``pages`` renders the HTML; every name that comes from the file system is escaped. Pages load no external
   URL: the viewer is ``static/viewer.js``, three.js bundled by ``web/build.mjs`` (``make viewer``).
 """

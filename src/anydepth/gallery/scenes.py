@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-from anydepth.service.security import is_inside
+from anydepth.web.security import is_inside
 
 GLB_NAME = "scene.glb"  # anydepth.export.glb.GLB_PATH
 PLY_NAME = "scene.ply"  # anydepth.export.ply.PLY_PATH

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.gallery.pages import file_url, index_page, scene_page, scene_url
 from anydepth.gallery.scenes import CONTENT_TYPES, Scene, find_scenes, is_hidden, read_scene
-from anydepth.service.security import ServiceError, confine, token_matches
+from anydepth.web.security import ServiceError, confine, token_matches
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,12 @@ Contract:
   is configured with. Nothing here reads environment variables; the CLI (``cli/service.py``) does.
 - ``store.JobStore`` is the only state that outlives a process: one SQLite row per job (WAL). A job is
   queued -> running -> done | failed | cancelled; at start, running jobs go back to queued.
-- ``worker.WorkerPool`` runs jobs through the same ``cli.scene.run_scene`` as ``anydepth auto``, so a job's
-  exports equal the CLI's. Exports are written to ``<job>.partial`` and renamed when complete.
-- ``models.ModelCache`` keeps loaded models keyed by (model, weights, device, precision), least recently used
-  first out, under a byte budget.
-- ``security`` holds every check on what a client sends: paths resolved and confined to a root (symlinks
+- ``worker.WorkerPool`` runs jobs through the same ``jobs.scene.run_scene`` as ``anydepth auto``, so a job's
+  exports equal the CLI's; a request's options are validated into the same ``jobs.options.SceneOptions``.
+  Exports are written to ``<job>.partial`` and renamed when complete.
+- ``web.models.ModelCache`` (shared with the web app) keeps loaded models keyed by (model and weights, runtime
+  options), least recently used first out, under a byte budget.
+- ``web.security`` holds every check on what a client sends: paths resolved and confined to a root (symlinks
   included), sanitised upload names, tokens, decode-to-validate, pixel limits. Refusals are ``ServiceError``
   with an HTTP status; the app answers every error as JSON ``{"error": ...}`` without a traceback.
 - ``client.BackendClient`` (standard library only) is what ``anydepth auto --use-backend`` uses.

@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.errors import AnyDepthError
-from anydepth.service.models import ModelCache, ModelKey
-from anydepth.service.security import (
+from anydepth.jobs.options import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES, SceneOptions
+from anydepth.service.settings import ServiceSettings
+from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
+from anydepth.service.worker import WorkerPool
+from anydepth.web.models import ModelCache
+from anydepth.web.security import (
     ServiceError,
     check_confined_inputs,
     check_image_header,
@@ -28,9 +32,6 @@ from anydepth.service.security import (
     upload_kind,
     validate_decodes,
 )
-from anydepth.service.settings import ServiceSettings
-from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
-from anydepth.service.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +40,38 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 _COPY_CHUNK = 1 << 20
 
 
+_SCENE = SceneOptions.defaults()
+ProcessResMethod = Literal[PROCESS_RES_METHODS]  # type: ignore[valid-type]
+RefViewStrategy = Literal[REF_VIEW_STRATEGIES]  # type: ignore[valid-type]
+
+
 class JobOptions(BaseModel):
-    """How a job runs: the served model and the options of `anydepth auto` (upstream's names)."""
+    """How a job runs: the served model and the options of `anydepth auto` (upstream's names).
+
+    The scene fields are :class:`~anydepth.jobs.options.SceneOptions`' (all but the export folder and its cleanup,
+    which the server owns), with its defaults; :meth:`scene` turns a request into them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     model: Optional[str] = Field(None, max_length=100, description="A served model; default: the server's first.")
     export_format: str = Field("mini_npz-glb", min_length=1, max_length=200, description="Formats joined by '-'.")
-    process_res: int = Field(504, ge=14, le=4096)
-    process_res_method: Literal["upper_bound_resize", "lower_bound_resize", "upper_bound_crop", "lower_bound_crop"] = (
-        "upper_bound_resize"
-    )
-    ref_view_strategy: Literal["first", "middle", "saddle_balanced", "saddle_sim_range"] = "saddle_balanced"
-    use_ray_pose: bool = False
-    conf_thresh_percentile: float = Field(40.0, ge=0, le=100)
-    num_max_points: int = Field(1_000_000, ge=1, le=50_000_000)
-    show_cameras: bool = True
-    export_feat: Optional[str] = Field(None, pattern=r"^[0-9]{1,3}(,[0-9]{1,3}){0,15}$")
-    feat_vis_fps: float = Field(15.0, gt=0, le=240)
-    export_at_input_res: bool = False
+    process_res: int = Field(_SCENE["process_res"], ge=14, le=4096)
+    process_res_method: ProcessResMethod = _SCENE["process_res_method"]
+    ref_view_strategy: RefViewStrategy = _SCENE["ref_view_strategy"]
+    use_ray_pose: bool = _SCENE["use_ray_pose"]
+    conf_thresh_percentile: float = Field(_SCENE["conf_thresh_percentile"], ge=0, le=100)
+    num_max_points: int = Field(_SCENE["num_max_points"], ge=1, le=50_000_000)
+    show_cameras: bool = _SCENE["show_cameras"]
+    export_feat: Optional[str] = Field(_SCENE["export_feat"], pattern=r"^[0-9]{1,3}(,[0-9]{1,3}){0,15}$")
+    feat_vis_fps: float = Field(_SCENE["feat_vis_fps"], gt=0, le=240)
+    export_at_input_res: bool = _SCENE["export_at_input_res"]
     fps: float = Field(1.0, gt=0, le=240, description="[Video] Frames per second to sample.")
     max_frames: Optional[int] = Field(None, ge=1, le=100_000, description="At most this many views / frames.")
+
+    def scene(self, export_dir: FsPath) -> SceneOptions:
+        """The request's scene options, checked, writing into ``export_dir``."""
+        return SceneOptions.from_options(self.model_dump(), export_dir=export_dir)
 
 
 class PathJobRequest(JobOptions):
@@ -203,7 +215,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             logger.info("%d interrupted job(s) re-queued", requeued)
         if settings.preload:
             name = settings.default_model
-            cache.get(ModelKey(name, settings.models[name], settings.device, settings.precision))
+            cache.get(settings.model_key(name))
         pool = WorkerPool(settings, store, cache)
         state.update(store=store, pool=pool)
         pool.start()
@@ -281,6 +293,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         """Checks a job's options before it is queued; returns them as stored (with the model named)."""
         from anydepth.export.formats import parse_export_format
 
+        options.scene(settings.exports_dir)  # the request validated into the job's own options
         chosen = options.model_dump(exclude={"inputs"})
         chosen["model"] = chosen["model"] or settings.default_model
         if chosen["model"] not in settings.models:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from anydepth.jobs.options import ModelSpec, RuntimeOptions
+from anydepth.web.models import ModelKey
+
 
 @dataclass
 class ServiceSettings:
@@ -18,6 +21,8 @@ class ServiceSettings:
             the first is the default of jobs that name none.
         device: "auto", "cpu", "cuda", ...
         precision: "fp32", "bf16", "fp16" or "auto".
+        threads: CPU threads of the models (None: one per core).
+        compile: run the networks through ``torch.compile``.
         allowed_roots: folders whose files jobs may name as server-side paths; none: uploads only.
         token: when set, every job and model endpoint needs ``Authorization: Bearer <token>`` (or ``X-Token``).
         workers: jobs run at the same time.
@@ -36,6 +41,8 @@ class ServiceSettings:
     models: Dict[str, Optional[str]]
     device: str = "auto"
     precision: str = "auto"
+    threads: Optional[int] = None
+    compile: bool = False
     allowed_roots: List[Path] = field(default_factory=list)
     token: Optional[str] = None
     workers: int = 1
@@ -56,6 +63,15 @@ class ServiceSettings:
             raise ValueError("a backend serves at least one model")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+
+    @property
+    def runtime(self) -> RuntimeOptions:
+        """How every served model runs."""
+        return RuntimeOptions(device=self.device, precision=self.precision, threads=self.threads, compile=self.compile)
+
+    def model_key(self, name: str) -> ModelKey:
+        """The warm-cache key of a served model."""
+        return ModelKey(ModelSpec(name, self.models[name]), self.runtime)
 
     @property
     def default_model(self) -> str:

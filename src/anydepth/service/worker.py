@@ -1,4 +1,4 @@
-"""The backend's worker threads: take queued jobs and run them through the CLI's scene pipeline."""
+"""The backend's worker threads: take queued jobs and run them as scene jobs (:mod:`anydepth.jobs.scene`)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, List, Optional
 
 from anydepth.errors import AnyDepthError
-from anydepth.service.models import ModelCache, ModelKey
-from anydepth.service.security import ServiceError, check_confined_inputs
+from anydepth.jobs.options import SceneOptions
+from anydepth.jobs.scene import collect_views, run_scene
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import CANCELLED, DONE, FAILED, Job, JobStore
+from anydepth.web.models import ModelCache
+from anydepth.web.security import ServiceError, check_confined_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,7 @@ class _Cancelled(Exception):
 
 def scene_option_names() -> List[str]:
     """The SceneOptions fields a job may set (its export folder and cleanup belong to the server)."""
-    from anydepth.cli.scene import SceneOptions
-
-    return [f.name for f in fields(SceneOptions) if f.name not in ("export_dir", "auto_cleanup")]
+    return [name for name in SceneOptions.field_names() if name not in SceneOptions.SERVER_OWNED]
 
 
 class WorkerPool:
@@ -84,9 +83,7 @@ class WorkerPool:
             self._stage(job, 0.25, "loading model")
             if job.model not in self.settings.models:  # queued before a restart with other models
                 raise ServiceError(400, f"model {job.model!r} is not served by this server any more")
-            model = self.models.get(
-                ModelKey(job.model, self.settings.models[job.model], self.settings.device, self.settings.precision)
-            )
+            model = self.models.get(self.settings.model_key(job.model))
             self._stage(job, 0.4, "inference and export")
             _remove(partial)
             self._run_scene(job, model, views, partial)
@@ -124,8 +121,6 @@ class WorkerPool:
             raise _Cancelled
 
     def _views(self, job: Job) -> List[Any]:
-        from anydepth.cli.scene import collect_views
-
         if not self._is_upload(job):  # server paths: check again, the files may have changed since submission
             check_confined_inputs(job.inputs, self.settings.allowed_roots)
         if job.input_kind == "video":
@@ -139,10 +134,8 @@ class WorkerPool:
         return all(Path(p).resolve().parent == uploads for p in job.inputs)
 
     def _run_scene(self, job: Job, model: Any, views: List[Any], export_dir: Path) -> None:
-        from anydepth.cli.scene import SceneOptions, run_scene
-
         chosen = {name: job.options[name] for name in scene_option_names() if name in job.options}
-        run_scene(model, views, SceneOptions(export_dir=export_dir, **chosen))
+        run_scene(model, views, SceneOptions.from_options(chosen, export_dir=export_dir))
 
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""

@@ -1,4 +1,4 @@
-"""What the depth commands do, apart from argument parsing: run a model over images or a video and write outputs."""
+"""Image jobs: depth of each image on its own (V2 models), with Depth Anything V2's visualisation and raw files."""
 
 from __future__ import annotations
 
@@ -7,54 +7,20 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from anydepth.errors import AnyDepthError, InputError, require
+from anydepth.errors import AnyDepthError, InputError
+from anydepth.jobs.loader import load
+from anydepth.jobs.options import ImageOutputs, ModelSpec, RuntimeOptions, check_input_size
 from anydepth.pipelines.background import BackgroundWriter, prefetch
 from anydepth.pipelines.mono import MonoDepthModel
 
 logger = logging.getLogger(__name__)
 
-RAW_FORMATS = ("png16", "npy", "npz", "exr")
-VIDEO_RAW_FORMATS = ("png16", "npy", "exr")
 
-
-@dataclass
-class OutputOptions:
-    """What to write for each input.
-
-    Attributes:
-        outdir: output folder.
-        pred_only: write only the colourised depth, not the input beside it.
-        grayscale: grey instead of the Spectral colour map.
-        raw: raw depth formats besides the visualisation ("png16", "npy", "npz", "exr").
-        vis: write the colourised visualisation at all.
-    """
-
-    outdir: Path
-    pred_only: bool = False
-    grayscale: bool = False
-    raw: Sequence[str] = field(default_factory=tuple)
-    vis: bool = True
-
-    def check(self, allowed: Sequence[str] = RAW_FORMATS) -> None:
-        bad = [r for r in self.raw if r not in allowed]
-        if bad:
-            raise InputError(f"unknown raw format {', '.join(bad)}; choose from {', '.join(allowed)}")
-        if "exr" in self.raw:
-            require("OpenEXR", "export")
-
-
-def parse_raw(value: Optional[str]) -> Tuple[str, ...]:
-    """Raw format list: "png16,npy" -> ("png16", "npy")."""
-    if not value:
-        return ()
-    return tuple(dict.fromkeys(v.strip().lower() for v in value.replace("-", ",").split(",") if v.strip()))
-
-
-def visualise(image: np.ndarray, depth: np.ndarray, opts: OutputOptions) -> np.ndarray:
+def visualise(image: np.ndarray, depth: np.ndarray, opts: ImageOutputs) -> np.ndarray:
     """Depth Anything V2's visualisation: the colourised map, or the input, a white gap and the map."""
     from anydepth.export.depth_maps import colorize, side_by_side
 
@@ -76,7 +42,7 @@ def unique_stems(paths: Sequence[Path]) -> List[str]:
     return stems
 
 
-def output_paths(stem: str, opts: OutputOptions) -> List[Path]:
+def output_paths(stem: str, opts: ImageOutputs) -> List[Path]:
     """The files :func:`write_image_outputs` writes for one input, in the order it writes them."""
     names = [f"{stem}.png"] if opts.vis else []
     suffixes = {"png16": "_depth16.png", "npy": "_depth.npy", "npz": "_depth.npz", "exr": "_depth.exr"}
@@ -88,7 +54,7 @@ def write_image_outputs(
     stem: str,
     image: np.ndarray,
     depth: np.ndarray,
-    opts: OutputOptions,
+    opts: ImageOutputs,
     depth_kind: str = "disparity",
     max_depth: Optional[float] = None,
 ) -> List[Path]:
@@ -138,7 +104,7 @@ class JobReport:
 def run_images(
     model: MonoDepthModel,
     paths: Sequence[Path],
-    opts: OutputOptions,
+    opts: ImageOutputs,
     input_size: Optional[int] = None,
     batch_size: int = 4,
     progress: bool = True,
@@ -202,69 +168,22 @@ def run_images(
     return report
 
 
-def run_video(
-    model: MonoDepthModel,
-    path: Path,
-    opts: OutputOptions,
-    input_size: Optional[int] = None,
-    fps: Optional[float] = None,
-    stride: int = 1,
-    max_frames: Optional[int] = None,
+def images_job(
+    spec: ModelSpec,
+    runtime: RuntimeOptions,
+    paths: Sequence[Path],
+    outputs: ImageOutputs,
+    input_size: int = 518,
     batch_size: int = 4,
     progress: bool = True,
-) -> Path:
-    """Per-frame depth of a video, decoded and encoded frame by frame so memory stays flat in its length.
-
-    Writes ``<stem>.mp4`` (input and depth side by side, or depth only) and, on request, a (T, H, W) float32
-    ``<stem>_depth.npy`` and per-frame 16-bit PNG / EXR sequences in ``<stem>_depth/``. Frames are normalised
-    one by one for the visualisation, as Depth Anything V2's video script does.
-    """
-    import contextlib
-
-    from anydepth.export import depth_maps as dm
-    from anydepth.io.npy_stream import NpyFrameWriter
-    from anydepth.io.video import VideoReader, VideoWriter
-
-    opts.check(VIDEO_RAW_FORMATS)
-    stem = Path(path).stem
-    out_video = opts.outdir / f"{stem}.mp4"
-    seq_dir = opts.outdir / f"{stem}_depth"
-    kind, max_depth = model.depth_kind, model.preset.max_depth
-    with contextlib.ExitStack() as stack:
-        reader = stack.enter_context(VideoReader(path, fps=fps, stride=stride, max_frames=max_frames))
-        frames_q: collections.deque = collections.deque()
-        video = stack.enter_context(VideoWriter(out_video, fps=reader.out_fps))
-        npy = stack.enter_context(NpyFrameWriter(opts.outdir / f"{stem}_depth.npy")) if "npy" in opts.raw else None
-
-        def write(index: int, frame: np.ndarray, depth: np.ndarray) -> None:
-            video.write(visualise(frame, depth, opts))
-            if npy is not None:
-                npy.write(depth)
-            if "png16" in opts.raw:
-                _save_png16(seq_dir / f"{index:06d}.png", depth, kind, max_depth)
-            if "exr" in opts.raw:
-                dm.save_exr(seq_dir / f"{index:06d}.exr", depth)
-
-        def frames() -> Iterator[np.ndarray]:
-            for frame in reader:
-                frames_q.append(frame)
-                yield frame
-
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = stack.enter_context(tqdm(total=reader.num_frames, unit="frame", desc=stem))
-        # entered last, so it finishes its queued writes before the video and .npy writers close
-        writer = stack.enter_context(BackgroundWriter(depth=2 * batch_size))
-        index = 0
-        inputs = prefetch(frames(), depth=2 * batch_size)
-        for pred in model.infer_iter(inputs, input_size=input_size, batch_size=batch_size):
-            writer.submit(functools.partial(write, index, frames_q.popleft(), pred.depth[0]))
-            index += 1
-            if bar is not None:
-                bar.update(1)
-        writer.close()
-        if index == 0:
-            raise InputError(f"{path}: the video has no frames to process")
-    return out_video
+    on_error: Optional[Callable[[str], None]] = None,
+    skip_existing: bool = False,
+    loader: Callable[[ModelSpec, RuntimeOptions], Any] = load,
+) -> JobReport:
+    """A whole image job: check the options, load the model, then :func:`run_images`."""
+    if spec.task != "image":
+        raise InputError(f"{spec.name} is not an image model; image jobs run Depth Anything V2 models (dav2-*)")
+    check_input_size(input_size)
+    outputs.check()
+    model = loader(spec, runtime)
+    return run_images(model, paths, outputs, input_size, batch_size, progress, on_error, skip_existing)

@@ -1,8 +1,10 @@
-"""The backend's guards: path confinement, safe file names, token checks, upload limits, decode-to-validate."""
+"""The guards of every web interface (backend, gallery, web app): path confinement, safe file names, token checks,
+upload limits, decode-to-validate, loopback addresses."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 import unicodedata
 from pathlib import Path
@@ -168,3 +170,13 @@ def check_confined_inputs(paths: Iterable[Path], roots: Sequence[Path]) -> None:
         real = Path(p).resolve()
         if not any(is_inside(real, r) for r in resolved_roots):
             raise ServiceError(403, f"input {Path(p).name!r} lies outside the allowed roots")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,78 +1,24 @@
-"""Multi-view (DA3) jobs of the command line: all inputs are views of one scene, exported in upstream's layout."""
+"""Scene jobs (DA3 models): all inputs are views of one scene; depth and cameras exported in upstream's layout."""
 
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from anydepth.errors import InputError
+from anydepth.errors import InputError, OptionError
+from anydepth.jobs.loader import load
+from anydepth.jobs.options import ModelSpec, RuntimeOptions, SceneOptions
 from anydepth.prediction import Prediction
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class SceneOptions:
-    """What a DA3 command does with one scene: processing, export formats and their options (upstream's names)."""
-
-    export_dir: Path
-    export_format: str = "glb"
-    process_res: int = 504
-    process_res_method: str = "upper_bound_resize"
-    ref_view_strategy: str = "saddle_balanced"
-    use_ray_pose: bool = False
-    conf_thresh_percentile: float = 40.0
-    num_max_points: int = 1_000_000
-    show_cameras: bool = True
-    export_feat: Optional[str] = None
-    feat_vis_fps: float = 15.0
-    export_at_input_res: bool = False
-    auto_cleanup: bool = False
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> SceneOptions:
-        """The scene options among a command's parameters, which carry the same names (``--export-format``
-        defaults to glb: the commands leave it None to tell whether it was given)."""
-        names = {f.name for f in fields(cls)}
-        missing = names - set(options)
-        if missing:
-            raise TypeError(f"scene options missing: {', '.join(sorted(missing))}")
-        values = {name: options[name] for name in names}
-        values["export_format"] = values["export_format"] or "glb"
-        return cls(**values)
-
-    def feat_layers(self) -> List[int]:
-        try:
-            return [int(v) for v in self.export_feat.split(",") if v.strip()] if self.export_feat else []
-        except ValueError:
-            raise InputError(f"--export-feat {self.export_feat!r}: give block indices separated by commas") from None
-
-    def infer_options(self) -> Dict[str, Any]:
-        return {
-            "process_res": self.process_res,
-            "process_res_method": self.process_res_method,
-            "ref_view_strategy": self.ref_view_strategy,
-            "use_ray_pose": self.use_ray_pose,
-            "export_feat_layers": self.feat_layers(),
-            "output": "input" if self.export_at_input_res else "processed",
-        }
-
-    def export_options(self) -> Dict[str, Any]:
-        return {
-            "conf_thresh_percentile": self.conf_thresh_percentile,
-            "num_max_points": self.num_max_points,
-            "show_cameras": self.show_cameras,
-            "feat_vis_fps": self.feat_vis_fps,
-        }
-
-
 def clean_export_dir(folder: Path) -> None:
-    """Empty an export folder before new results go in (``--auto-cleanup``); refuses folders that hold more.
+    """Empty an export folder before new results go in (``auto_cleanup``); refuses folders that hold more.
 
     The filesystem root, the home folder, the working folder and any folder above it are never removed.
     """
@@ -80,7 +26,7 @@ def clean_export_dir(folder: Path) -> None:
     if not folder.exists():
         return
     if not folder.is_dir():
-        raise InputError(f"--export-dir {folder} is a file, not a folder")
+        raise OptionError("export_dir", folder, "is a file, not a folder")
     resolved = folder.resolve()
     cwd = Path.cwd().resolve()
     if (
@@ -89,7 +35,7 @@ def clean_export_dir(folder: Path) -> None:
         or cwd == resolved
         or (resolved in cwd.parents)
     ):
-        raise InputError(f"--auto-cleanup refuses to empty {folder}: pick a dedicated --export-dir")
+        raise OptionError("auto_cleanup", None, f"refuses to empty {folder}: pick a dedicated export folder")
     for child in resolved.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -111,7 +57,8 @@ def filter_extensions(paths: Sequence[Path], extensions: Optional[str]) -> List[
 def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None) -> List[Any]:
     """The views named by ``spec``: an image, a folder / glob / .txt list of images, or a video sampled at ``fps``.
 
-    Returns paths for images (so COLMAP exports can name them) and RGB arrays for video frames.
+    Returns paths for images (so COLMAP exports can name them) and RGB arrays for video frames (all held in
+    memory: they are the views of one forward pass).
     """
     from anydepth.io.inputs import expand_inputs, is_video_path
 
@@ -119,8 +66,8 @@ def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None)
     if path.is_file() and is_video_path(path):
         from anydepth.io.video import VideoReader
 
-        if fps <= 0:
-            raise InputError(f"--fps {fps} must be positive")
+        if not fps > 0:
+            raise OptionError("fps", fps, "must be positive")
         with VideoReader(path, fps=fps, max_frames=max_frames) as reader:
             frames = list(reader)
         if not frames:
@@ -183,3 +130,33 @@ def describe(prediction: Prediction) -> str:
     span = f"{float(finite.min()):.3g}..{float(finite.max()):.3g}" if finite.size else "no finite values"
     kind = _KIND_WORDS.get(prediction.depth_kind, prediction.depth_kind)
     return f"{len(prediction)} view(s) at {depth.shape[2]}x{depth.shape[1]}, {kind} {span}"
+
+
+def scene_job(
+    spec: ModelSpec,
+    runtime: RuntimeOptions,
+    scene: SceneOptions,
+    views_of: Callable[[], List[Any]],
+    cameras_of: Optional[Callable[[int], Dict[str, Any]]] = None,
+    loader: Callable[[ModelSpec, RuntimeOptions], Any] = load,
+) -> Prediction:
+    """A whole scene job: check the options, gather the views, load the model, infer, export.
+
+    Views and cameras are gathered, and weights loaded, only once every option has been checked.
+
+    Args:
+        spec, runtime: the model and how it runs.
+        scene: processing and export options.
+        views_of: gives the views (paths or RGB arrays).
+        cameras_of: known cameras for the number of views (see :func:`run_scene`), for pose conditioning.
+        loader: builds the model (the service and the app pass their warm-model cache).
+    """
+    from anydepth.export.formats import parse_export_format
+
+    if spec.task != "scene":
+        raise InputError(f"{spec.name} is not a scene model; scene jobs run DA3 models (da3-*)")
+    scene.check()
+    parse_export_format(scene.export_format, has_features=bool(scene.feat_layers()))  # fails before any work
+    views = views_of()
+    cameras = cameras_of(len(views)) if cameras_of else None
+    return run_scene(loader(spec, runtime), views, scene, cameras)

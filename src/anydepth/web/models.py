@@ -1,4 +1,5 @@
-"""Warm models for the backend: loaded once, kept in a least-recently-used cache under a memory budget."""
+"""Warm models for the web interfaces (backend, web app): loaded once, kept in a least-recently-used cache under a
+memory budget."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from anydepth.jobs.loader import load
+from anydepth.jobs.options import ModelSpec, RuntimeOptions
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelKey:
-    """What makes two loaded models interchangeable."""
+    """What makes two loaded models interchangeable: the model and how it runs."""
 
-    model: str
-    weights: Optional[str]
-    device: str
-    precision: str
+    spec: ModelSpec
+    runtime: RuntimeOptions
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
 
 
 def model_bytes(model: Any) -> int:
@@ -31,9 +37,7 @@ def model_bytes(model: Any) -> int:
 
 
 def default_loader(key: ModelKey) -> Any:
-    from anydepth.api import load_model
-
-    return load_model(key.model, weights=key.weights, device=key.device, precision=key.precision)
+    return load(key.spec, key.runtime)
 
 
 class ModelCache:

@@ -1,0 +1,287 @@
+"""The typed options of every job: which model and how it runs, what a scene job does, what image and video jobs
+write. The command line, the service and the web app build these and nothing else; their defaults live here only.
+
+Checks raise :class:`~anydepth.errors.OptionError` naming the option's field (``export_feat``); each interface
+words it its own way (``--export-feat`` on the command line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from anydepth.deploy.backends import BACKENDS
+from anydepth.errors import OptionError, require
+from anydepth.models.da3.reference_view import REF_VIEW_STRATEGIES
+from anydepth.pipelines.da3_preprocess import PROCESS_RES_METHODS
+from anydepth.pipelines.runtime import PRECISIONS
+
+IMAGE_RAW_FORMATS = ("png16", "npy", "npz", "exr")
+"""Raw depth files per image (besides the visualisation)."""
+FRAME_RAW_FORMATS = ("png16", "npy", "exr")
+"""Raw depth outputs of per-frame video depth (V2 models on a video)."""
+VIDEO_RAW_FORMATS = ("npz", "npy", "exr", "png16")
+"""Raw depth outputs of the video models (Video Depth Anything, DepthCrafter)."""
+CPU_OFFLOADS = ("model", "sequential")
+
+
+def parse_raw(value: Optional[str]) -> Tuple[str, ...]:
+    """Raw format list: "png16,npy" (or "png16-npy") -> ("png16", "npy"), without repeats."""
+    if not value:
+        return ()
+    return tuple(dict.fromkeys(v.strip().lower() for v in value.replace("-", ",").split(",") if v.strip()))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model: a preset and, optionally, its weights.
+
+    Attributes:
+        name: preset name (``anydepth models`` lists them).
+        weights: local weights file or folder, or a hub repo id; None: the preset's own weights.
+        revision: hub branch, tag or commit of the weights.
+        svd_weights: DepthCrafter only: Stable Video Diffusion's repo id or folder.
+    """
+
+    name: str
+    weights: Optional[str] = None
+    revision: Optional[str] = None
+    svd_weights: Optional[str] = None
+
+    @classmethod
+    def pick(cls, model: Optional[str], weights: Optional[str], default: str, **more: Any) -> ModelSpec:
+        """``model``, else the preset ``weights`` names (a hub id, an official file name, a DA3 config), else
+        ``default``; the name is checked against the presets table."""
+        from anydepth.presets import get_preset, guess_preset
+
+        name = model or (guess_preset(weights) if weights else None) or default
+        get_preset(name)
+        return cls(name=name, weights=weights, **more)
+
+    @property
+    def task(self) -> str:
+        """What the model does: "image", "scene" or "video" (see :data:`anydepth.families.TASKS`)."""
+        from anydepth.families import family_of
+
+        return family_of(self.name).task
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a model runs, whatever the job.
+
+    Attributes:
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        precision: "auto", "fp32", "bf16" or "fp16".
+        threads: CPU threads for the model (None: one per core).
+        compile: run the network through ``torch.compile``.
+        backend: "pytorch", or a runtime of an exported artefact ("onnxruntime", "openvino", "torchscript").
+        cpu_offload: DepthCrafter only: "model" or "sequential" CPU offloading, or None.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+    threads: Optional[int] = None
+    compile: bool = False
+    backend: str = "pytorch"
+    cpu_offload: Optional[str] = None
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise OptionError("precision", self.precision, f"unknown precision; choose one of {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise OptionError("backend", self.backend, f"unknown backend; choose one of {', '.join(BACKENDS)}")
+        if self.threads is not None and self.threads < 1:
+            raise OptionError("threads", self.threads, "use at least one thread")
+        if self.cpu_offload is not None and self.cpu_offload not in CPU_OFFLOADS:
+            raise OptionError("cpu_offload", self.cpu_offload, f"choose one of {', '.join(CPU_OFFLOADS)}")
+
+
+@dataclass
+class SceneOptions:
+    """What a scene job (views of one scene, DA3 models) does: processing, export formats and their options, with
+    upstream's names and defaults.
+
+    Attributes:
+        export_dir: the export folder.
+        export_format: formats joined by "-" (``mini_npz-glb``).
+        process_res, process_res_method: the processing size and how images are brought to it.
+        ref_view_strategy: how the reference view is picked (3 views or more).
+        use_ray_pose: cameras from the ray maps instead of the camera head.
+        conf_thresh_percentile, num_max_points, show_cameras: the point cloud of glb (and colmap) exports.
+        export_feat: backbone blocks whose features feat_vis shows ("5,11").
+        feat_vis_fps: frame rate of the feat_vis videos.
+        export_at_input_res: maps and exports at the input images' size.
+        auto_cleanup: empty the export folder before writing.
+    """
+
+    export_dir: Path
+    export_format: str = "glb"
+    process_res: int = 504
+    process_res_method: str = "upper_bound_resize"
+    ref_view_strategy: str = "saddle_balanced"
+    use_ray_pose: bool = False
+    conf_thresh_percentile: float = 40.0
+    num_max_points: int = 1_000_000
+    show_cameras: bool = True
+    export_feat: Optional[str] = None
+    feat_vis_fps: float = 15.0
+    export_at_input_res: bool = False
+    auto_cleanup: bool = False
+
+    SERVER_OWNED = ("export_dir", "auto_cleanup")
+    """Fields a server decides itself; a job request does not carry them."""
+
+    @classmethod
+    def field_names(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> Dict[str, Any]:
+        """Every field's default (export_dir has none)."""
+        return {f.name: f.default for f in fields(cls) if f.name != "export_dir"}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], **overrides: Any) -> SceneOptions:
+        """The scene options among a larger set of named options (a command's parameters, a request's fields);
+        ``overrides`` win. A None ``export_format`` means the default: commands leave it None to tell whether it
+        was given. Checked before it is returned."""
+        names = set(cls.field_names())
+        values = {name: options[name] for name in names if name in options}
+        values.update(overrides)
+        missing = names - set(values) - set(cls.defaults())
+        if missing:
+            raise TypeError(f"scene options missing: {', '.join(sorted(missing))}")
+        if values.get("export_format") is None:
+            values.pop("export_format", None)
+        scene = cls(**values)
+        scene.check()
+        return scene
+
+    def request_fields(self) -> Dict[str, Any]:
+        """The fields a client sends to a server (all but :attr:`SERVER_OWNED`)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.SERVER_OWNED}
+
+    def check(self) -> None:
+        """Refuse values no model takes, before any work (the export formats are checked against the model)."""
+        if not self.export_format:
+            raise OptionError("export_format", repr(self.export_format), "name at least one format")
+        if int(self.process_res) < 14:
+            raise OptionError("process_res", self.process_res, "use at least 14 (the patch size)")
+        if self.process_res_method not in PROCESS_RES_METHODS:
+            raise OptionError(
+                "process_res_method", self.process_res_method, f"choose one of {', '.join(PROCESS_RES_METHODS)}"
+            )
+        if self.ref_view_strategy not in REF_VIEW_STRATEGIES:
+            raise OptionError(
+                "ref_view_strategy", self.ref_view_strategy, f"choose one of {', '.join(REF_VIEW_STRATEGIES)}"
+            )
+        if not 0.0 <= float(self.conf_thresh_percentile) <= 100.0:
+            raise OptionError("conf_thresh_percentile", self.conf_thresh_percentile, "give a percentile, 0 to 100")
+        if int(self.num_max_points) < 1:
+            raise OptionError("num_max_points", self.num_max_points, "keep at least one point")
+        if not float(self.feat_vis_fps) > 0:
+            raise OptionError("feat_vis_fps", self.feat_vis_fps, "must be positive")
+        self.feat_layers()
+
+    def feat_layers(self) -> List[int]:
+        try:
+            return [int(v) for v in self.export_feat.split(",") if v.strip()] if self.export_feat else []
+        except ValueError:
+            raise OptionError("export_feat", repr(self.export_feat), "give block indices separated by commas") from None
+
+    def infer_options(self) -> Dict[str, Any]:
+        """Keywords of :meth:`~anydepth.pipelines.multiview.MultiViewModel.infer`."""
+        return {
+            "process_res": self.process_res,
+            "process_res_method": self.process_res_method,
+            "ref_view_strategy": self.ref_view_strategy,
+            "use_ray_pose": self.use_ray_pose,
+            "export_feat_layers": self.feat_layers(),
+            "output": "input" if self.export_at_input_res else "processed",
+        }
+
+    def export_options(self) -> Dict[str, Any]:
+        return {
+            "conf_thresh_percentile": self.conf_thresh_percentile,
+            "num_max_points": self.num_max_points,
+            "show_cameras": self.show_cameras,
+            "feat_vis_fps": self.feat_vis_fps,
+        }
+
+
+@dataclass
+class ImageOutputs:
+    """What an image job writes for each input (Depth Anything V2's look and names).
+
+    Attributes:
+        outdir: output folder.
+        pred_only: write only the colourised depth, not the input beside it.
+        grayscale: grey instead of the Spectral colour map.
+        raw: raw depth files besides the visualisation (:data:`IMAGE_RAW_FORMATS`).
+        vis: write the colourised visualisation at all.
+    """
+
+    outdir: Path
+    pred_only: bool = False
+    grayscale: bool = False
+    raw: Sequence[str] = field(default_factory=tuple)
+    vis: bool = True
+
+    def check(self, allowed: Sequence[str] = IMAGE_RAW_FORMATS, need_output: bool = True) -> None:
+        bad = [r for r in self.raw if r not in allowed]
+        if bad:
+            raise OptionError("raw", ",".join(bad), f"unknown raw format; choose from {', '.join(allowed)}")
+        if "exr" in self.raw:
+            require("OpenEXR", "export")
+        if need_output and not self.vis and not self.raw:
+            raise OptionError("vis", None, f"leaves nothing to write; add a raw format ({', '.join(allowed)})")
+
+
+@dataclass
+class VideoOutputs:
+    """What a video model's job writes (see :mod:`anydepth.jobs.video` for the files).
+
+    Attributes:
+        outdir: output folder.
+        raw: raw depth outputs (:data:`VIDEO_RAW_FORMATS`).
+        grayscale: grey instead of the inferno colour map.
+        vis: write the depth video.
+    """
+
+    outdir: Path
+    raw: Sequence[str] = field(default_factory=tuple)
+    grayscale: bool = False
+    vis: bool = True
+
+    def check(self) -> None:
+        ImageOutputs(self.outdir, raw=self.raw, vis=self.vis).check(VIDEO_RAW_FORMATS)
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames of a video a job reads.
+
+    Attributes:
+        fps: sample at this frame rate (None: every frame).
+        stride: keep every k-th frame.
+        max_frames: at most this many frames.
+    """
+
+    fps: Optional[float] = None
+    stride: int = 1
+    max_frames: Optional[int] = None
+
+    def check(self) -> None:
+        if self.fps is not None and not self.fps > 0:
+            raise OptionError("fps", self.fps, "must be positive")
+        if self.stride < 1:
+            raise OptionError("stride", self.stride, "keep at least every frame (1)")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise OptionError("max_frames", self.max_frames, "take at least one frame")
+
+
+def check_input_size(input_size: int) -> None:
+    if input_size < 14:
+        raise OptionError("input_size", input_size, "is too small; use at least 14")
