@@ -12,9 +12,7 @@ from PIL import Image
 from anydepth.app.runner import AppSettings, RunOptions, model_choices, run_job
 from anydepth.errors import AnyDepthError
 from anydepth.service.models import ModelCache
-from test_cli import _video
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
-from test_da3_pipeline import _views
+from tests.helpers.inputs import scene_views, write_video
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def uploads(tmp_path):
     folder = tmp_path / "uploads"
     folder.mkdir()
     paths = []
-    for index, (view, name) in enumerate(zip(_views(2), ["../../evil name.png", "<b>x</b>.png"])):
+    for index, (view, name) in enumerate(zip(scene_views(2), ["../../evil name.png", "<b>x</b>.png"])):
         (folder / str(index)).mkdir()
         path = folder / str(index) / name.replace("/", "_")
         Image.fromarray(view).save(path)
@@ -42,7 +40,7 @@ def _settings(tmp_path, weights, model="da3-small", **kw):
     )
 
 
-def test_da3_run_gives_depth_images_a_readable_glb_and_a_zip(tmp_path, da3_small_folder, cache, uploads):  # noqa: F811
+def test_da3_run_gives_depth_images_a_readable_glb_and_a_zip(tmp_path, da3_small_folder, cache, uploads):
     trimesh = pytest.importorskip("trimesh")
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights)
@@ -67,10 +65,10 @@ def test_da3_run_gives_depth_images_a_readable_glb_and_a_zip(tmp_path, da3_small
     assert result.run_dir.parent == settings.work_dir and "2 view(s)" in result.summary
 
 
-def test_video_is_sampled_into_views(tmp_path, da3_small_folder, cache):  # noqa: F811
+def test_video_is_sampled_into_views(tmp_path, da3_small_folder, cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, max_frames=3)
-    clip = _video(tmp_path / "clip.mp4", frames=12, fps=10)
+    clip = write_video(tmp_path / "clip.mp4", frames=12, fps=10)
     result = run_job(settings, cache, [clip], RunOptions(model="da3-small", process_res=56, fps=5))
     assert len(result.depth_images) == 3 and result.glb.is_file()
 
@@ -85,7 +83,7 @@ def test_v2_run_gives_per_image_depth(tmp_path, vits_weights, cache, uploads):
         assert any(name.endswith("_depth16.png") for name in archive.namelist())
 
 
-def test_bad_uploads_are_refused_with_one_line(tmp_path, da3_small_folder, cache, uploads):  # noqa: F811
+def test_bad_uploads_are_refused_with_one_line(tmp_path, da3_small_folder, cache, uploads):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, max_files=2, max_upload_bytes=10**6)
     options = RunOptions(model="da3-small", process_res=56)
@@ -93,7 +91,7 @@ def test_bad_uploads_are_refused_with_one_line(tmp_path, da3_small_folder, cache
     text.write_text("hello")
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"not a png")
-    clip = _video(tmp_path / "clip.mp4", frames=4, fps=10)
+    clip = write_video(tmp_path / "clip.mp4", frames=4, fps=10)
     big = tmp_path / "big.png"
     big.write_bytes(b"\x00" * (10**6 + 1))
     cases = [
@@ -114,7 +112,7 @@ def test_bad_uploads_are_refused_with_one_line(tmp_path, da3_small_folder, cache
         run_job(settings, cache, uploads, RunOptions(model="da3-small", process_res=56, export_formats=["../x"]))
 
 
-def test_old_runs_are_removed(tmp_path, da3_small_folder, cache, uploads):  # noqa: F811
+def test_old_runs_are_removed(tmp_path, da3_small_folder, cache, uploads):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, keep_runs=2)
     # a --work-dir may hold other folders: the app removes only its own runs
@@ -131,7 +129,7 @@ def test_model_choices():
     assert model_choices("dav2-giant")[0] == "dav2-giant"
 
 
-def test_create_app_builds_blocks(tmp_path, da3_small_folder, cache):  # noqa: F811
+def test_create_app_builds_blocks(tmp_path, da3_small_folder, cache):
     gr = pytest.importorskip("gradio")
     from anydepth.app.ui import create_app
 
@@ -142,17 +140,17 @@ def test_create_app_builds_blocks(tmp_path, da3_small_folder, cache):  # noqa: F
     assert {"inputs", "run", "depth", "scene", "download", "summary"} <= ids
 
 
-def test_app_command_binds_loopback_by_default(tmp_path, monkeypatch, da3_small_folder):  # noqa: F811
+def test_app_command_binds_loopback_by_default(tmp_path, monkeypatch, da3_small_folder):
     pytest.importorskip("gradio")
     import anydepth.app.ui as ui
-    from test_cli import _run
+    from tests.helpers.cli import run_cli
 
     weights, _ = da3_small_folder
     launched = {}
     monkeypatch.setattr(ui, "launch", lambda settings, **kw: launched.update(settings=settings, **kw))
-    code, output = _run("app", "--weights", weights, "--work-dir", tmp_path / "w", "--max-files", "3")
+    code, output = run_cli("app", "--weights", weights, "--work-dir", tmp_path / "w", "--max-files", "3")
     assert code == 0, output
     assert launched["host"] == "127.0.0.1" and launched["port"] == 7860
     assert launched["settings"].max_files == 3 and launched["settings"].weights == str(weights)
-    code, output = _run("app", "--model", "no-such-model")
+    code, output = run_cli("app", "--model", "no-such-model")
     assert code == 1 and "no-such-model" in output and "Traceback" not in output

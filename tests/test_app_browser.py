@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import element_pixels, free_port, headless_chromium, missing_browser, wait_for
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
-from test_da3_pipeline import _views
+from tests.helpers.browser import element_pixels, free_port, headless_chromium, missing_browser, wait_for
+from tests.helpers.inputs import scene_views
 
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=f"browser tests: {missing_browser()}")
 
@@ -24,7 +23,7 @@ def _upload(driver, path) -> None:
     wait_for(driver, listed, args=(path.name,))
 
 
-def test_upload_run_and_see_the_depth(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+def test_upload_run_and_see_the_depth(tmp_path, da3_small_folder, monkeypatch):
     pytest.importorskip("gradio")
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
@@ -34,7 +33,7 @@ def test_upload_run_and_see_the_depth(tmp_path, da3_small_folder, monkeypatch): 
     weights, _ = da3_small_folder
     settings = AppSettings(weights=str(weights), device="cpu", precision="fp32", work_dir=tmp_path / "runs")
     image = tmp_path / "view.png"
-    Image.fromarray(_views(1, 120, 160)[0]).save(image)
+    Image.fromarray(scene_views(1, 120, 160)[0]).save(image)
     blocks = create_app(settings)
     port = free_port()
     launch(settings, port=port, blocks=blocks, prevent_thread_lock=True, quiet=True)

@@ -10,41 +10,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from anydepth.cli.main import app
+from tests.helpers.cli import assert_one_line_error, run_cli
+from tests.helpers.inputs import write_photo, write_video
 
 SIZE = ["--input-size", "28", "--quiet"]
 
 
-def _photo(path, h=48, w=64, seed=0):
-    rng = np.random.RandomState(seed)
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = np.linspace(0, 255, w)[None, :]
-    img[..., 1] = np.linspace(0, 255, h)[:, None]
-    img[..., 2] = rng.randint(0, 255, (h, w))
-    Image.fromarray(img).save(path)
-    return path
-
-
-def _run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.output
-
-
-def _assert_one_line_error(code, output, *needles):
-    assert code != 0
-    assert "Traceback" not in output
-    lines = [line for line in output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, output
-    for n in needles:
-        assert n in lines[0], output
-
-
 def test_image_with_all_raw_outputs(tmp_path, vits_weights):
-    img = _photo(tmp_path / "room.jpg")
+    img = write_photo(tmp_path / "room.jpg")
     out = tmp_path / "out"
-    code, output = _run("image", img, "--weights", vits_weights, "--outdir", out, "--raw", "png16,npy,npz,exr", *SIZE)
+    code, output = run_cli(
+        "image", img, "--weights", vits_weights, "--outdir", out, "--raw", "png16,npy,npz,exr", *SIZE
+    )
     assert code == 0, output
     vis = np.asarray(Image.open(out / "room.png"))
     assert vis.shape == (48, 64 * 2 + 50, 3)  # input, white gap, depth: V2's run.py layout
@@ -70,8 +48,8 @@ def test_image_with_all_raw_outputs(tmp_path, vits_weights):
 
 
 def test_image_pred_only_grayscale(tmp_path, vits_weights):
-    img = _photo(tmp_path / "a.png")
-    code, output = _run("image", img, "-w", vits_weights, "-o", tmp_path / "o", "--pred-only", "--grayscale", *SIZE)
+    img = write_photo(tmp_path / "a.png")
+    code, output = run_cli("image", img, "-w", vits_weights, "-o", tmp_path / "o", "--pred-only", "--grayscale", *SIZE)
     assert code == 0, output
     vis = np.asarray(Image.open(tmp_path / "o" / "a.png"))
     assert vis.shape == (48, 64, 3)
@@ -83,20 +61,20 @@ def test_images_folder_glob_and_list(tmp_path, vits_weights):
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):
-        _photo(src / f"img{i}.png", seed=i)
-    _photo(src / "small.jpg", h=30, w=40)
-    code, output = _run("images", src, "-w", vits_weights, "-o", tmp_path / "dir", "--batch-size", "2", *SIZE)
+        write_photo(src / f"img{i}.png", seed=i)
+    write_photo(src / "small.jpg", h=30, w=40)
+    code, output = run_cli("images", src, "-w", vits_weights, "-o", tmp_path / "dir", "--batch-size", "2", *SIZE)
     assert code == 0, output
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["img0.png", "img1.png", "img2.png", "small.png"]
     assert np.asarray(Image.open(tmp_path / "dir" / "small.png")).shape == (30, 40 * 2 + 50, 3)
 
-    code, output = _run("images", f"{src}/img*.png", "-w", vits_weights, "-o", tmp_path / "glob", *SIZE)
+    code, output = run_cli("images", f"{src}/img*.png", "-w", vits_weights, "-o", tmp_path / "glob", *SIZE)
     assert code == 0, output
     assert len(list((tmp_path / "glob").iterdir())) == 3
 
     listing = tmp_path / "list.txt"
     listing.write_text("# two of them\nsrc/img2.png\n\nsrc/small.jpg\n")
-    code, output = _run(
+    code, output = run_cli(
         "images", listing, "-w", vits_weights, "-o", tmp_path / "txt", "--no-vis", "--raw", "npy", *SIZE
     )
     assert code == 0, output
@@ -108,13 +86,13 @@ def _batched_and_single(tmp_path, vits_weights, precision):
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):
-        _photo(src / f"img{i}.png", seed=i)
+        write_photo(src / f"img{i}.png", seed=i)
     options = ["-w", vits_weights, "--precision", precision, "--raw", "npy", *SIZE]
-    code, output = _run("images", src, "-o", tmp_path / "b", "--batch-size", "3", *options)
+    code, output = run_cli("images", src, "-o", tmp_path / "b", "--batch-size", "3", *options)
     assert code == 0, output
     pairs = []
     for i in range(3):
-        code, output = _run("image", src / f"img{i}.png", "-o", tmp_path / "s", *options)
+        code, output = run_cli("image", src / f"img{i}.png", "-o", tmp_path / "s", *options)
         assert code == 0, output
         pairs.append((np.load(tmp_path / "b" / f"img{i}_depth.npy"), np.load(tmp_path / "s" / f"img{i}_depth.npy")))
     return pairs
@@ -139,29 +117,17 @@ def test_batched_folder_under_bf16_within_the_precision_policy(tmp_path, vits_we
 def test_corrupt_image_in_folder_is_reported_and_skipped(tmp_path, vits_weights):
     src = tmp_path / "src"
     src.mkdir()
-    _photo(src / "good.png")
+    write_photo(src / "good.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    code, output = _run("images", src, "-w", vits_weights, "-o", tmp_path / "out", *SIZE)
-    _assert_one_line_error(code, output, "broken.jpg")
+    code, output = run_cli("images", src, "-w", vits_weights, "-o", tmp_path / "out", *SIZE)
+    assert_one_line_error(code, output, "broken.jpg")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
 
 
-def _video(path, frames=12, h=48, w=64, fps=10):
-    # written with OpenCV, not with our writer
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for t in range(frames):
-        img = np.zeros((h, w, 3), np.uint8)
-        img[..., 1] = np.linspace(0, 255, w)[None, :]
-        cv2.circle(img, (5 + 4 * t, h // 2), 8, (255, 255, 255), -1)
-        writer.write(img)
-    writer.release()
-    return path
-
-
 def test_video_outputs(tmp_path, vits_weights):
-    video = _video(tmp_path / "clip.mp4")
+    video = write_video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
-    code, output = _run("video", video, "-w", vits_weights, "-o", out, "--raw", "npy,png16", *SIZE)
+    code, output = run_cli("video", video, "-w", vits_weights, "-o", out, "--raw", "npy,png16", *SIZE)
     assert code == 0, output
     cap = cv2.VideoCapture(str(out / "clip.mp4"))
     frames = []
@@ -179,14 +145,14 @@ def test_video_outputs(tmp_path, vits_weights):
 
 
 def test_video_stride_and_max_frames(tmp_path, vits_weights):
-    video = _video(tmp_path / "clip.mp4")
+    video = write_video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
-    code, output = _run(
+    code, output = run_cli(
         "video", video, "-w", vits_weights, "-o", out, "--stride", "3", "--pred-only", "--raw", "npy", *SIZE
     )
     assert code == 0, output
     assert np.load(out / "clip_depth.npy").shape == (4, 48, 64)
-    code, output = _run("video", video, "-w", vits_weights, "-o", out, "--max-frames", "5", "--raw", "npy", *SIZE)
+    code, output = run_cli("video", video, "-w", vits_weights, "-o", out, "--max-frames", "5", "--raw", "npy", *SIZE)
     assert code == 0, output
     assert np.load(out / "clip_depth.npy").shape[0] == 5
 
@@ -207,7 +173,7 @@ def test_video_stride_and_max_frames(tmp_path, vits_weights):
     ],
 )
 def test_bad_input_gives_one_line_and_no_output(tmp_path, vits_weights, args, needles):
-    _photo(tmp_path / "ok.png")
+    write_photo(tmp_path / "ok.png")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
     (tmp_path / "empty").mkdir()
@@ -215,13 +181,13 @@ def test_bad_input_gives_one_line_and_no_output(tmp_path, vits_weights, args, ne
     argv = [a.format(tmp=tmp_path) for a in args]
     if "--weights" not in argv:
         argv += ["--weights", str(vits_weights)]
-    code, output = _run(*argv, "--outdir", out, *SIZE)
-    _assert_one_line_error(code, output, *needles)
+    code, output = run_cli(*argv, "--outdir", out, *SIZE)
+    assert_one_line_error(code, output, *needles)
     assert not out.exists() or not any(out.rglob("*"))
 
 
 def test_console_script_entry_point(tmp_path, vits_weights):
-    img = _photo(tmp_path / "p.png")
+    img = write_photo(tmp_path / "p.png")
     proc = subprocess.run(
         [sys.executable, "-m", "anydepth", "image", str(img), "-w", str(vits_weights), "-o", str(tmp_path), *SIZE],
         capture_output=True,
@@ -238,8 +204,8 @@ def test_global_threads_option(tmp_path, vits_weights):
 
     before = torch.get_num_threads()
     try:
-        img = _photo(tmp_path / "room.jpg")
-        code, output = _run("--threads", "1", "image", img, "--weights", vits_weights, "--outdir", tmp_path, *SIZE)
+        img = write_photo(tmp_path / "room.jpg")
+        code, output = run_cli("--threads", "1", "image", img, "--weights", vits_weights, "--outdir", tmp_path, *SIZE)
         assert code == 0, output
         assert torch.get_num_threads() == 1 and (tmp_path / "room.png").is_file()
     finally:
@@ -247,7 +213,7 @@ def test_global_threads_option(tmp_path, vits_weights):
 
 
 def test_models_table_keeps_its_columns():
-    code, output = _run("models")
+    code, output = run_cli("models")
     assert code == 0, output
     lines = output.splitlines()
     header = lines[0]

@@ -10,9 +10,8 @@ from anydepth.errors import InputError
 from anydepth.export.colmap import export_colmap
 from anydepth.io.colmap import colmap_model_dir, is_colmap_dataset, read_colmap_views
 from anydepth.prediction import Prediction
-from test_cli import _assert_one_line_error, _run
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
-from test_da3_pipeline import _cameras, _views
+from tests.helpers.cli import assert_one_line_error, run_cli
+from tests.helpers.inputs import scene_cameras, scene_views
 
 
 def _dataset(tmp_path):
@@ -20,13 +19,13 @@ def _dataset(tmp_path):
     root = tmp_path / "dataset"
     (root / "images").mkdir(parents=True)
     paths = []
-    for i, view in enumerate(_views()):
+    for i, view in enumerate(scene_views()):
         paths.append(root / "images" / f"view{i}.png")
         Image.fromarray(view).save(paths[-1])
-    ext, K = _cameras()
+    ext, K = scene_cameras()
     depth = np.full((3, 60, 80), 4.0, np.float32)
     pred = Prediction(depth=depth, depth_kind="depth", extrinsics=ext[:, :3], intrinsics=K,
-                      processed_images=np.stack(_views()))  # fmt: skip
+                      processed_images=np.stack(scene_views()))  # fmt: skip
     export_colmap(pred, root / "sparse" / "0", image_paths=[str(p) for p in paths])
     return root, ext, K
 
@@ -40,11 +39,11 @@ def test_read_colmap_views_round_trip(tmp_path):
     np.testing.assert_allclose(views.intrinsics, K, atol=1e-4)
 
 
-def test_colmap_command_conditions_on_the_dataset(tmp_path, da3_small_folder):  # noqa: F811
+def test_colmap_command_conditions_on_the_dataset(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     root, ext, K = _dataset(tmp_path)
     out = tmp_path / "out"
-    code, output = _run(
+    code, output = run_cli(
         "colmap", root, "--weights", weights, "--export-dir", out, "--export-format", "mini_npz",
         "--process-res", "56", "--quiet", "--device", "cpu",
     )  # fmt: skip
@@ -52,8 +51,8 @@ def test_colmap_command_conditions_on_the_dataset(tmp_path, da3_small_folder):  
     with np.load(out / "exports" / "mini_npz" / "results.npz") as npz:
         np.testing.assert_allclose(npz["extrinsics"], ext[:, :3], atol=1e-4)  # reported in the dataset's frame
         np.testing.assert_allclose(npz["intrinsics"][:, 0, 0], K[:, 0, 0] * 56 / 80, rtol=1e-4)
-    code, output = _run("colmap", root / "images", "--weights", weights, "--export-dir", tmp_path / "x")
-    _assert_one_line_error(code, output, "sparse")
+    code, output = run_cli("colmap", root / "images", "--weights", weights, "--export-dir", tmp_path / "x")
+    assert_one_line_error(code, output, "sparse")
 
 
 def _move_model(root, to, text=False):
@@ -102,13 +101,13 @@ def test_a_sparse_subdir_naming_two_models_is_refused(tmp_path):
         colmap_model_dir(root, "0")
 
 
-def test_colmap_command_with_upstreams_sparse_subdir(tmp_path, da3_small_folder):  # noqa: F811
+def test_colmap_command_with_upstreams_sparse_subdir(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     root, ext, _ = _dataset(tmp_path)
     common = ["--weights", weights, "--export-format", "mini_npz", "--process-res", "56", "--quiet"]
-    code, output = _run("colmap", root, "--sparse-subdir", "0", "--export-dir", tmp_path / "a", *common)
+    code, output = run_cli("colmap", root, "--sparse-subdir", "0", "--export-dir", tmp_path / "a", *common)
     assert code == 0, output
     with np.load(tmp_path / "a" / "exports" / "mini_npz" / "results.npz") as npz:
         np.testing.assert_allclose(npz["extrinsics"], ext[:, :3], atol=1e-4)
-    code, output = _run("colmap", root, "--sparse-subdir", "2", "--export-dir", tmp_path / "b", *common)
-    _assert_one_line_error(code, output, "sparse/2/")
+    code, output = run_cli("colmap", root, "--sparse-subdir", "2", "--export-dir", tmp_path / "b", *common)
+    assert_one_line_error(code, output, "sparse/2/")

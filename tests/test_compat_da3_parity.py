@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anydepth.compat import DepthAnything3
-from parity import p99_rel_err
-from random_weights import fill_
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import fill_
 
-DATA = np.load(Path(__file__).parent / "fixtures" / "da3_api_parity.npz")
+DATA = np.load(FIXTURES / "da3_api_parity.npz")
 CASES = json.loads(str(DATA["cases_json"]))
 
 

@@ -28,8 +28,8 @@ from anydepth.compat import DepthAnything3, DepthAnythingV2
 from anydepth.errors import InputError
 from anydepth.export.formats import parse_export_format
 from anydepth.prediction import Prediction
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SURFACE = json.loads((ROOT / "tests" / "fixtures" / "upstream_surface.json").read_text())
 DOC = ROOT / "docs" / "compat.md"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -31,10 +30,10 @@ from anydepth.models.da3.reference_view import (
     select_reference_view,
 )
 from anydepth.models.dinov2 import DinoV2Config
-from parity import p99_rel_err
-from random_weights import random_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import random_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = 1e-3  # p99 relative error, float32
 # ``with torch.device("meta"):`` (building ViT-L/G without allocating them) needs torch >= 2.0
 needs_meta_context = pytest.mark.skipif(

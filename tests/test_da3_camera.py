@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Dict
 
 import numpy as np
@@ -42,10 +41,10 @@ from anydepth.models.da3.camera import (
     CameraEncoder,
     CameraEncoderConfig,
 )
-from parity import p99_rel_err
-from random_weights import random_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import random_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = 1e-3  # p99 relative error, float32
 EXTRINSICS_TOLERANCE = 2e-3  # absolute
 ENCODER_NAMES = {"small": "vits", "base": "vitb", "large": "vitl", "giant": "vitg"}

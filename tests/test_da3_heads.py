@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from functools import cache
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -38,10 +37,10 @@ from anydepth.models.da3.heads import (
     expand_shared_head_keys,
     uv_position_embedding,
 )
-from parity import p99_rel_err
-from random_weights import random_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import random_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = 1e-3  # p99 relative error, float32
 needs_meta_context = pytest.mark.skipif(
     not hasattr(torch.device("cpu"), "__enter__"), reason="torch.device as a context manager needs torch >= 2.0"

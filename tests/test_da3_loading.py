@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file
 
 import anydepth
 from anydepth.errors import InputError, WeightsError
 from anydepth.models.da3.network import build_da3_network
 from anydepth.presets import PRESETS, get_preset
-from random_weights import fill_
-from test_hub_and_api import _fake_hub_cache
-
-
-class _HubWrapper(torch.nn.Module):
-    """Stands in for the upstream API object whose state the hub files hold (network under ``model``)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.model = net
-
-
-@pytest.fixture(scope="module")
-def da3_small_folder(tmp_path_factory):
-    net = fill_(build_da3_network("da3-small"), seed=11).eval()
-    folder = tmp_path_factory.mktemp("DA3-SMALL")
-    (folder / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
-    save_model(_HubWrapper(net), str(folder / "model.safetensors"))  # drops tied tensors, as the hub mixin does
-    return folder, net
+from tests.helpers.checkpoints import fake_hub_cache
 
 
 def test_da3_presets():
@@ -74,7 +54,7 @@ def test_hub_folder_loads_strictly(da3_small_folder):
 
 def test_hub_cache_and_wrong_architecture(da3_small_folder, tmp_path):
     folder, _ = da3_small_folder
-    _fake_hub_cache(tmp_path, "depth-anything/DA3-SMALL", "model.safetensors", folder / "model.safetensors")
+    fake_hub_cache(tmp_path, "depth-anything/DA3-SMALL", "model.safetensors", folder / "model.safetensors")
     net = anydepth.load_network("da3-small", cache_dir=tmp_path, local_files_only=True, device="cpu")
     assert net.predicts_cameras
     with pytest.raises(WeightsError, match="shape mismatches"):

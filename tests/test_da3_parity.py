@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,10 @@ import torch
 
 from anydepth.layers import set_fused_attention
 from anydepth.models.da3.network import build_da3_network
-from parity import p99_rel_err
-from random_weights import fill_
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import fill_
 
-FIXTURES = Path(__file__).parent / "fixtures"
 DATA = np.load(FIXTURES / "da3_parity.npz")
 CASES = json.loads(str(DATA["cases_json"]))
 KEYS = json.loads((FIXTURES / "da3_keys.json").read_text())

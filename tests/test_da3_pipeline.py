@@ -12,32 +12,11 @@ from anydepth.errors import InputError
 from anydepth.export.formats import export
 from anydepth.pipelines.da3_preprocess import preprocess_da3
 from anydepth.pipelines.multiview import MultiViewModel
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
-
-
-def _views(n=3, h=60, w=80):
-    rng = np.random.RandomState(0)
-    yy, xx = np.mgrid[0:h, 0:w]
-    return [
-        np.clip(np.stack([xx * 3 + 10 * i, yy * 4, (xx + yy) * 2], -1) + rng.normal(0, 5, (h, w, 3)), 0, 255).astype(
-            np.uint8
-        )
-        for i in range(n)
-    ]
-
-
-def _cameras(n=3, h=60, w=80):
-    ext = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
-    for i in range(n):
-        angle = 0.1 * i
-        ext[i, :3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
-        ext[i, :3, 3] = [0.5 * i, 0.1 * i, 0.2]
-    K = np.tile(np.array([[70.0, 0, w / 2], [0, 70.0, h / 2], [0, 0, 1]], np.float32), (n, 1, 1))
-    return ext, K
+from tests.helpers.inputs import scene_cameras, scene_views
 
 
 @pytest.fixture(scope="module")
-def model(da3_small_folder):  # noqa: F811
+def model(da3_small_folder):
     folder, _ = da3_small_folder
     m = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
     assert isinstance(m, MultiViewModel)
@@ -45,7 +24,7 @@ def model(da3_small_folder):  # noqa: F811
 
 
 def test_infer_matches_the_network_on_preprocessed_views(model):
-    views = _views()
+    views = scene_views()
     pred = model.infer(views, process_res=56)
     assert pred.depth.shape == (3, 42, 56) and pred.depth_kind == "depth"
     assert pred.conf.shape == (3, 42, 56) and pred.extrinsics.shape == (3, 3, 4) and pred.intrinsics.shape == (3, 3, 3)
@@ -58,8 +37,8 @@ def test_infer_matches_the_network_on_preprocessed_views(model):
 
 
 def test_pose_conditioning_reports_the_given_cameras(model):
-    views = _views()
-    ext, K = _cameras()
+    views = scene_views()
+    ext, K = scene_cameras()
     pred = model.infer(views, extrinsics=ext, intrinsics=K, process_res=56)
     np.testing.assert_allclose(pred.extrinsics, ext[:, :3], atol=1e-5)
     expected_K = K.copy()
@@ -73,20 +52,20 @@ def test_pose_conditioning_reports_the_given_cameras(model):
 
 
 def test_output_at_input_resolution(model):
-    views = _views()
+    views = scene_views()
     processed = model.infer(views, process_res=56)
     full = model.infer(views, process_res=56, output="input")
     assert full.depth.shape == (3, 60, 80) and full.conf.shape == (3, 60, 80)
     assert full.processed_images.shape == (3, 60, 80, 3)  # colours at the maps' size, for the exporters
     np.testing.assert_allclose(full.intrinsics[:, 0], processed.intrinsics[:, 0] * 80 / 56, rtol=1e-5)
     np.testing.assert_allclose(full.intrinsics[:, 1], processed.intrinsics[:, 1] * 60 / 42, rtol=1e-5)
-    mixed = [*_views(2), _views(1, 50, 90)[0]]
+    mixed = [*scene_views(2), scene_views(1, 50, 90)[0]]
     with pytest.raises(InputError, match="output='processed'"):
         model.infer(mixed, process_res=56, output="input")
 
 
 def test_input_resolution_prediction_exports(model, tmp_path):
-    full = model.infer(_views(), process_res=56, output="input")
+    full = model.infer(scene_views(), process_res=56, output="input")
     export(full, tmp_path, "ply", num_max_points=10**6)
     from plyfile import PlyData
 
@@ -95,7 +74,7 @@ def test_input_resolution_prediction_exports(model, tmp_path):
 
 
 def test_prediction_exports_read_back(model, tmp_path):
-    pred = model.infer(_views(), process_res=56, export_feat_layers=[3])
+    pred = model.infer(scene_views(), process_res=56, export_feat_layers=[3])
     assert pred.aux["feat_layer_3"].shape == (3, 3, 4, 384)
     export(pred, tmp_path, "mini_npz-glb-ply", num_max_points=500)
     with np.load(tmp_path / "exports" / "mini_npz" / "results.npz") as npz:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,9 @@ from anydepth.pipelines.da3_preprocess import (
     snap_size,
     upstream_processed_images,
 )
+from tests.helpers.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "da3_preprocess.npz"
+FIXTURE = FIXTURES / "da3_preprocess.npz"
 
 
 @cache

@@ -24,17 +24,15 @@ from anydepth.deploy.export import (
 )
 from anydepth.deploy.manifest import Manifest, manifest_path, read_manifest
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, WeightsError
-from anydepth.models.da3.backbone import DA3BackboneConfig
-from anydepth.models.da3.camera import CameraDecoderConfig, CameraEncoderConfig
-from anydepth.models.da3.heads import DPTSkyConfig, DualDPTConfig
-from anydepth.models.da3.network import DA3NetConfig, DepthAnything3Net
 from anydepth.models.dinov2 import DinoV2Config
 from anydepth.pipelines.da3_preprocess import preprocess_da3
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
-from conftest import random_net, tiny_config
-from random_weights import fill_
+from tests.helpers.inputs import photo_array
+from tests.helpers.networks import random_net, tiny_config, tiny_da3
+from tests.helpers.parity import p99_relative
+from tests.helpers.random_weights import fill_
 
 RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torchscript"}
 
@@ -47,36 +45,6 @@ def _needs(fmt):
         pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'anydepth[deploy]'")
     if fmt == "openvino":
         pytest.importorskip("openvino", reason="openvino not installed: pip install 'anydepth[deploy]'")
-
-
-def p99_relative(actual, expected) -> float:
-    """99th percentile of |actual - expected| / |expected| (the parity criterion: <= 1e-3 in float32)."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.quantile(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-12), 0.99))
-
-
-def _tiny_da3(anyview: bool, seed: int = 1) -> DepthAnything3Net:
-    enc = DinoV2Config(embed_dim=32, depth=6, num_heads=2, img_size=70)
-    if anyview:
-        cfg = DA3NetConfig(
-            backbone=DA3BackboneConfig(encoder=enc, out_layers=(2, 3, 4, 5), alt_start=2, qknorm_start=2, rope_start=2),
-            head=DualDPTConfig(dim_in=64, features=16, out_channels=(8, 16, 32, 32)),
-            camera_decoder=CameraDecoderConfig(dim_in=64),
-            camera_encoder=CameraEncoderConfig(dim_out=32, trunk_depth=1, num_heads=2),
-        )
-    else:
-        cfg = DA3NetConfig(
-            backbone=DA3BackboneConfig(encoder=enc, out_layers=(2, 3, 4, 5), cat_token=False),
-            head=DPTSkyConfig(dim_in=32, features=16, out_channels=(8, 16, 32, 32)),
-        )
-    return fill_(DepthAnything3Net(cfg), seed=seed).eval()
-
-
-def _photo(h=100, w=130, seed=0) -> np.ndarray:
-    rng = np.random.RandomState(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) % 64 * 4], -1) + rng.normal(0, 8, (h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------------ refusals
@@ -194,7 +162,7 @@ def test_v2_wrapper_holds_the_interpolated_position_embedding_and_matches_the_ne
 @pytest.mark.parametrize("anyview", [True, False])
 @torch.no_grad()
 def test_da3_wrapper_matches_the_network_before_post_processing(anyview):
-    net = _tiny_da3(anyview)
+    net = tiny_da3(anyview)
     S = 4 if anyview else 1
     static = StaticDepthAnything3(net, 28, 42, S, "saddle_balanced")
     x = torch.randn(1, S, 3, 28, 42, generator=torch.Generator().manual_seed(3))
@@ -267,7 +235,7 @@ def test_a_manifest_round_trips_and_a_foreign_json_is_refused(tmp_path):
 def test_v2_backend_matches_the_pytorch_pipeline(fmt, tmp_path):
     _needs(fmt)
     net = random_net(tiny_config())
-    images = [_photo(30, 40, seed=i) for i in range(3)]  # lower-bound 42 -> 42x56, the export size
+    images = [photo_array(30, 40, seed=i) for i in range(3)]  # lower-bound 42 -> 42x56, the export size
     result = export_network(net, "dav2-small", ExportRequest(fmt, 42, 56, batch=2), tmp_path)
     if fmt == "onnx":
         assert not [k for k in graph_op_kinds(result.path) if "cubic" in k], "bicubic resize in the ONNX graph"
@@ -311,9 +279,9 @@ def test_dynamic_batch(fmt, tmp_path):
 @pytest.mark.parametrize("anyview", [True, False])
 def test_da3_backend_matches_the_pytorch_pipeline(fmt, anyview, tmp_path):
     _needs(fmt)
-    net = _tiny_da3(anyview)
+    net = tiny_da3(anyview)
     name = "da3-small" if anyview else "da3mono-large"
-    views = [_photo(60, 80, seed=i) for i in range(4 if anyview else 1)]
+    views = [photo_array(60, 80, seed=i) for i in range(4 if anyview else 1)]
     H, W = preprocess_da3(views, process_res=56).size
     result = export_network(net, name, ExportRequest(fmt, H, W, views=len(views)), tmp_path)
     exported = load_exported_model(name, result.path, RUNTIMES[fmt])
@@ -338,7 +306,7 @@ def test_da3_backend_matches_the_pytorch_pipeline(fmt, anyview, tmp_path):
 
 def test_real_vits_matches_the_pytorch_path_through_load_model(vits_weights, tmp_path):
     """The official dav2-small architecture (random weights in the .pth layout) at a small size, every runtime."""
-    image = _photo(100, 130)  # lower-bound 140 -> 140x182
+    image = photo_array(100, 130)  # lower-bound 140 -> 140x182
     pytorch = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", precision="fp32")
     want = pytorch.infer(image, input_size=140).depth
     for fmt in ["torchscript", "onnx", "openvino"]:

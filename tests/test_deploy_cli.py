@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_cli import _assert_one_line_error, _photo, _run
-from test_deploy import p99_relative
+from tests.helpers.cli import assert_one_line_error, run_cli
+from tests.helpers.inputs import write_photo
+from tests.helpers.parity import p99_relative
 
 SIZE = ["--input-size", "28", "--quiet"]
 
@@ -20,7 +21,7 @@ SIZE = ["--input-size", "28", "--quiet"]
 def torchscript_export(tmp_path_factory, request):
     vits_weights = request.getfixturevalue("vits_weights")
     out = tmp_path_factory.mktemp("export")
-    code, output = _run(
+    code, output = run_cli(
         "export", "dav2-small", "--weights", vits_weights, "--format", "torchscript", "--size", "28x42",
         "--batch", "2", "--output", out,
     )  # fmt: skip
@@ -40,13 +41,13 @@ def test_images_with_the_torchscript_backend_match_pytorch(tmp_path, vits_weight
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(3):
-        _photo(folder / f"p{i}.png", h=40, w=60, seed=i)  # lower-bound 28 -> 28x42, the export size
+        write_photo(folder / f"p{i}.png", h=40, w=60, seed=i)  # lower-bound 28 -> 28x42, the export size
     common = ["--raw", "npy", "--no-vis", *SIZE]
-    code, output = _run(
+    code, output = run_cli(
         "images", folder, "--weights", vits_weights, "--precision", "fp32", "-o", tmp_path / "pt", *common
     )
     assert code == 0, output
-    code, output = _run(
+    code, output = run_cli(
         "images", folder, "--weights", torchscript_export, "--backend", "torchscript", "-o", tmp_path / "ts", *common
     )
     assert code == 0, output
@@ -69,16 +70,16 @@ def test_images_with_the_torchscript_backend_match_pytorch(tmp_path, vits_weight
 )
 def test_export_refuses_bad_requests_in_one_line_before_any_work(tmp_path, args, needles):
     missing = tmp_path / "missing.pth"  # never read: refusals come first
-    code, output = _run("export", "dav2-small", "--weights", missing, "--output", tmp_path / "out", *args)
-    _assert_one_line_error(code, output, *needles)
+    code, output = run_cli("export", "dav2-small", "--weights", missing, "--output", tmp_path / "out", *args)
+    assert_one_line_error(code, output, *needles)
     assert not (tmp_path / "out").exists()
 
 
 def test_export_refuses_models_a_target_cannot_take(tmp_path):
-    code, output = _run("export", "da3nested-giant-large", "--format", "onnx", "--size", "504x504", "-o", tmp_path)
-    _assert_one_line_error(code, output, "cannot be exported")
-    code, output = _run("export", "da3-giant", "--format", "neuron", "--size", "504x504", "-o", tmp_path)
-    _assert_one_line_error(code, output, "too large for AWS Inferentia")
+    code, output = run_cli("export", "da3nested-giant-large", "--format", "onnx", "--size", "504x504", "-o", tmp_path)
+    assert_one_line_error(code, output, "cannot be exported")
+    code, output = run_cli("export", "da3-giant", "--format", "neuron", "--size", "504x504", "-o", tmp_path)
+    assert_one_line_error(code, output, "too large for AWS Inferentia")
 
 
 def test_neuron_export_says_how_to_get_torch_neuron(tmp_path, vits_weights):
@@ -88,15 +89,15 @@ def test_neuron_export_says_how_to_get_torch_neuron(tmp_path, vits_weights):
         pytest.skip("torch-neuron is installed here")
     except ImportError:
         pass
-    code, output = _run(
+    code, output = run_cli(
         "export", "dav2-small", "-w", vits_weights, "--format", "neuron", "--size", "28x28", "-o", tmp_path
     )
-    _assert_one_line_error(code, output, "torch-neuron is not installed", "pip.repos.neuron.amazonaws.com")
+    assert_one_line_error(code, output, "torch-neuron is not installed", "pip.repos.neuron.amazonaws.com")
 
 
 def test_backend_with_a_wrong_model_is_one_line(tmp_path, torchscript_export):
-    img = _photo(tmp_path / "a.png")
-    code, output = _run(
+    img = write_photo(tmp_path / "a.png")
+    code, output = run_cli(
         "image",
         img,
         "--model",
@@ -108,19 +109,19 @@ def test_backend_with_a_wrong_model_is_one_line(tmp_path, torchscript_export):
         "-o",
         tmp_path,
     )
-    _assert_one_line_error(code, output, "export of dav2-small", "--model dav2-small")
-    code, output = _run("image", img, "--weights", torchscript_export, "--backend", "tensorrt", "-o", tmp_path)
-    _assert_one_line_error(code, output, "unknown backend")
+    assert_one_line_error(code, output, "export of dav2-small", "--model dav2-small")
+    code, output = run_cli("image", img, "--weights", torchscript_export, "--backend", "tensorrt", "-o", tmp_path)
+    assert_one_line_error(code, output, "unknown backend")
 
 
 def test_images_skip_existing_and_report_failures_without_stopping(tmp_path, vits_weights):
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     for name in ("a", "b", "c"):
-        _photo(folder / f"{name}.png", seed=ord(name))
+        write_photo(folder / f"{name}.png", seed=ord(name))
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     args = ["images", folder, "--weights", vits_weights, "-o", out, "--raw", "png16", "--input-size", "28"]
-    code, output = _run(*args)
+    code, output = run_cli(*args)
     assert code == 1  # the broken image is reported, the others are written
     assert "broken.jpg" in output and "3 image(s) written" in output
     written = sorted(p.name for p in out.iterdir())
@@ -128,7 +129,7 @@ def test_images_skip_existing_and_report_failures_without_stopping(tmp_path, vit
 
     os.utime(out / "a.png", (1, 1))
     (out / "b_depth16.png").unlink()  # b is no longer complete
-    code, output = _run(*args, "--skip-existing")
+    code, output = run_cli(*args, "--skip-existing")
     assert "1 image(s) written" in output and "(2 already done)" in output, output
     assert (out / "b_depth16.png").is_file()
     assert os.stat(out / "a.png").st_mtime == 1  # not rewritten
@@ -138,8 +139,8 @@ def test_auto_runs_an_exported_da3_scene(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'anydepth[deploy]'")
     from anydepth.deploy.export import ExportRequest, export_network
     from anydepth.pipelines.da3_preprocess import preprocess_da3
-    from test_deploy import _photo as photo_array
-    from test_deploy import _tiny_da3
+    from tests.helpers.inputs import photo_array
+    from tests.helpers.networks import tiny_da3
 
     folder = tmp_path / "scene"
     folder.mkdir()
@@ -147,15 +148,15 @@ def test_auto_runs_an_exported_da3_scene(tmp_path):
     for i, view in enumerate(views):
         Image.fromarray(view).save(folder / f"{i}.png")
     H, W = preprocess_da3(views, process_res=56).size
-    result = export_network(_tiny_da3(True), "da3-small", ExportRequest("onnx", H, W, views=3), tmp_path / "m")
+    result = export_network(tiny_da3(True), "da3-small", ExportRequest("onnx", H, W, views=3), tmp_path / "m")
     args = ["--model", "da3-small", "--backend", "onnxruntime", "--weights", result.path, "--quiet"]
-    code, output = _run("auto", folder, *args, "--process-res", "56", "--export-format", "mini_npz", "--export-dir",
+    code, output = run_cli("auto", folder, *args, "--process-res", "56", "--export-format", "mini_npz", "--export-dir",
                         tmp_path / "out")  # fmt: skip
     assert code == 0, output
     with np.load(tmp_path / "out" / "exports" / "mini_npz" / "results.npz") as data:
         assert data["depth"].shape == (3, H, W) and data["extrinsics"].shape == (3, 3, 4)
-    code, output = _run("auto", folder, *args, "--process-res", "112", "--export-dir", tmp_path / "out2")
-    _assert_one_line_error(code, output, "export it again for this size")
+    code, output = run_cli("auto", folder, *args, "--process-res", "112", "--export-dir", tmp_path / "out2")
+    assert_one_line_error(code, output, "export it again for this size")
 
 
 def test_an_image_whose_outputs_cannot_be_written_is_reported_and_the_run_goes_on(tmp_path, vits_weights):
@@ -163,9 +164,11 @@ def test_an_image_whose_outputs_cannot_be_written_is_reported_and_the_run_goes_o
     folder.mkdir()
     out.mkdir()
     for name in ("a", "b"):
-        _photo(folder / f"{name}.png", seed=len(name))
+        write_photo(folder / f"{name}.png", seed=len(name))
     (out / "a_depth16.png").mkdir()  # a folder where a's 16-bit PNG should go: its rename fails
-    code, output = _run("images", folder, "--weights", vits_weights, "-o", out, "--raw", "png16", "--input-size", "28")
+    code, output = run_cli(
+        "images", folder, "--weights", vits_weights, "-o", out, "--raw", "png16", "--input-size", "28"
+    )
     assert code == 1 and "Traceback" not in output
     assert "error: a: outputs not written" in output and "1 image(s) written" in output
     assert (out / "b_depth16.png").is_file() and (out / "b.png").is_file()

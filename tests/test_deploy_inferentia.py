@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import anydepth
-from test_cli import _photo
+from tests.helpers.inputs import write_photo
+from tests.helpers.paths import ROOT
 
-MAKEFILE = Path(__file__).resolve().parents[1] / "deploy" / "inferentia" / "Makefile"
+MAKEFILE = ROOT / "deploy" / "inferentia" / "Makefile"
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
@@ -28,7 +29,7 @@ def test_setup_inference_skip_and_clean(tmp_path, vits_weights):
     assert _make(tmp_path, "dirs").returncode == 0
     assert (tmp_path / "input_images").is_dir() and (tmp_path / "output_depth").is_dir()
     for name in ("a", "b"):
-        _photo(tmp_path / "input_images" / f"{name}.jpg", seed=len(name))
+        write_photo(tmp_path / "input_images" / f"{name}.jpg", seed=len(name))
     (tmp_path / "input_images" / "broken.png").write_bytes(b"broken")
     args = [f"WEIGHTS={vits_weights}", "INPUT_SIZE=28"]
 
@@ -39,7 +40,7 @@ def test_setup_inference_skip_and_clean(tmp_path, vits_weights):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_depth16.png", "b.png", "b_depth16.png"]
 
     (tmp_path / "input_images" / "broken.png").unlink()
-    _photo(tmp_path / "input_images" / "c.png", seed=3)
+    write_photo(tmp_path / "input_images" / "c.png", seed=3)
     run = _make(tmp_path, "inference", *args)
     assert run.returncode == 0, run.stderr
     assert "1 image(s) written" in run.stderr and "(2 already done)" in run.stderr  # ... done ones are skipped

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 from anydepth.cli.main import app
 from anydepth.io.video import VideoReader, VideoWriter
-from depthcrafter_tiny import synthetic_frames
+from tests.helpers.depthcrafter_tiny import synthetic_frames
 
 FRAMES = 7
 FAST = ["--dc-window", 4, "--dc-overlap", 1, "--dc-steps", 1, "--dc-decode-chunk", 2, "--seed", 3]

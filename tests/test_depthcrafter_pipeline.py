@@ -17,9 +17,10 @@ import anydepth
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, WeightsError
 from anydepth.pipelines.depthcrafter.pipeline import normalize_video_depth
 from anydepth.presets import guess_preset
-from depthcrafter_tiny import build_networks, synthetic_frames
+from tests.helpers.depthcrafter_tiny import build_networks, synthetic_frames
+from tests.helpers.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "depthcrafter_parity.npz"
+FIXTURE = FIXTURES / "depthcrafter_parity.npz"
 SMALL = dict(window=4, overlap=1, steps=1, decode_chunk_size=2)  # fast settings for the non-parity tests
 
 

@@ -16,7 +16,7 @@ from anydepth.pipelines.depthcrafter.windows import (
     processing_size,
     window_schedule,
 )
-from synthetic_video import DISPARITY_SCALE, render_video
+from tests.helpers.synthetic_video import DISPARITY_SCALE, render_video
 
 
 def test_processing_size_rounds_to_64_under_max_res():

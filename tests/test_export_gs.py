@@ -20,8 +20,8 @@ from anydepth.models.da3.network import (
 )
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
-from random_weights import randomize_
-from test_da3_pipeline import _cameras, _views
+from tests.helpers.inputs import scene_cameras, scene_views
+from tests.helpers.random_weights import randomize_
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def gs_model():
 
 
 def test_gs_ply_holds_the_selected_gaussians(gs_model, tmp_path):
-    pred = gs_model.infer(_views(), process_res=56, infer_gs=True)
+    pred = gs_model.infer(scene_views(), process_res=56, infer_gs=True)
     gaussians = pred.aux["gaussians"]
     assert gaussians.means.shape == (1, 3 * 42 * 56, 3) and pred.aux["gaussians_hw"] == (42, 56)
     written = export(pred, tmp_path, "gs_ply-mini_npz", prune_by_depth_percent=0.9)
@@ -75,7 +75,7 @@ def test_gs_ply_holds_the_selected_gaussians(gs_model, tmp_path):
 
 
 def test_gaussian_pose_scales():
-    ext, _ = _cameras(4)
+    ext, _ = scene_cameras(4)
     predicted = torch.from_numpy(ext)[None]
     assert gaussian_pose_scales(predicted, predicted.clone()) is None
     for factor, expected in ((2.0, 2.0), (0.5, 0.5), (5.0, 3.0), (0.1, 1 / 3)):
@@ -95,9 +95,9 @@ def test_known_cameras_rescale_the_gaussians(gs_model, monkeypatch):
 
     spy.__wrapped__ = network.gaussian_pose_scales
     monkeypatch.setattr(network, "gaussian_pose_scales", spy)
-    ext, K = _cameras()
-    free = gs_model.infer(_views(), process_res=56, infer_gs=True)
-    posed = gs_model.infer(_views(), extrinsics=ext, intrinsics=K, process_res=56, infer_gs=True)
+    ext, K = scene_cameras()
+    free = gs_model.infer(scene_views(), process_res=56, infer_gs=True)
+    posed = gs_model.infer(scene_views(), extrinsics=ext, intrinsics=K, process_res=56, infer_gs=True)
     assert len(seen) == 1 and seen[0].shape == (1,) and 1 / 3 <= float(seen[0]) <= 3  # only the posed run
     for gaussians in (free.aux["gaussians"], posed.aux["gaussians"]):
         assert torch.isfinite(gaussians.means).all() and gaussians.means.shape == (1, 3 * 42 * 56, 3)
@@ -110,13 +110,13 @@ def test_gs_ply_needs_gaussians(gs_model, tmp_path):
         parse_export_format("mini_npz-gs_ply", has_gaussians=False)
     with pytest.raises(InputError, match="rasteriser"):
         parse_export_format("gs_video")
-    pred = gs_model.infer(_views(), process_res=56)
+    pred = gs_model.infer(scene_views(), process_res=56)
     with pytest.raises(InputError, match="infer_gs"):
         export(pred, tmp_path, "gs_ply")
     assert not (tmp_path / "gs_ply").exists()
 
 
 def test_scene_job_turns_gaussians_on_for_gs_ply(gs_model, tmp_path):
-    views = _views()
+    views = scene_views()
     pred = run_scene(gs_model, views, SceneOptions(export_dir=tmp_path, export_format="gs_ply", process_res=56))
     assert "gaussians" in pred.aux and (tmp_path / "gs_ply" / "0000.ply").is_file()

@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from anydepth.gallery import scenes as gallery_scenes
 from anydepth.gallery.server import STATIC_DIR, TOKEN_COOKIE, create_gallery_app
-from gallery_scenes import SCRIPT_NAME, SECRET, build_gallery
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
+from tests.helpers.gallery_scenes import SCRIPT_NAME, SECRET, build_gallery
 
 URL = re.compile(rb"(?i)\b(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}")
 # the one URL in the bundle: an XML namespace three.js passes to createElementNS, never fetched
@@ -24,7 +23,7 @@ BUNDLE_URLS = {b"http://www.w3.org/1999/xhtml"}
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory, da3_small_folder):  # noqa: F811
+def gallery(tmp_path_factory, da3_small_folder):
     weights, _ = da3_small_folder
     return build_gallery(weights, tmp_path_factory.mktemp("gallery_base"))
 
@@ -189,16 +188,16 @@ def test_scene_folders_match_the_exporters():
 def test_gallery_command_binds_loopback_by_default(tmp_path, gallery, monkeypatch):
     import uvicorn
 
-    from test_cli import _run
+    from tests.helpers.cli import run_cli
 
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
-    code, output = _run("gallery", "--gallery-dir", gallery)
+    code, output = run_cli("gallery", "--gallery-dir", gallery)
     assert code == 0, output
     assert served["host"] == "127.0.0.1" and served["port"] == 8007  # upstream's `da3 gallery` port
     with TestClient(served["app"]) as client:
         assert client.get("/api/scenes").status_code == 200
-    code, output = _run("gallery", "--gallery-dir", tmp_path / "missing")
+    code, output = run_cli("gallery", "--gallery-dir", tmp_path / "missing")
     assert code == 1 and "is not a folder" in output and "Traceback" not in output
 
 
@@ -208,7 +207,7 @@ def test_gallery_open_browser_opens_the_served_address(gallery, monkeypatch):
 
     import uvicorn
 
-    from test_cli import _run
+    from tests.helpers.cli import run_cli
 
     opened = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
@@ -222,8 +221,8 @@ def test_gallery_open_browser_opens_the_served_address(gallery, monkeypatch):
             self.call()
 
     monkeypatch.setattr(threading, "Timer", Now)
-    code, output = _run("gallery", "--gallery-dir", gallery, "--port", "8123", "--open-browser")
+    code, output = run_cli("gallery", "--gallery-dir", gallery, "--port", "8123", "--open-browser")
     assert code == 0, output
     assert opened == ["http://127.0.0.1:8123/"]
-    code, output = _run("gallery", "--gallery-dir", gallery, "--no-open-browser")
+    code, output = run_cli("gallery", "--gallery-dir", gallery, "--no-open-browser")
     assert code == 0 and opened == ["http://127.0.0.1:8123/"]

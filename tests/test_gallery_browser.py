@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from browser import element_pixels, headless_chromium, missing_browser, uvicorn_server, wait_for
+from tests.helpers.browser import element_pixels, headless_chromium, missing_browser, uvicorn_server, wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from anydepth.gallery.server import create_gallery_app
-from gallery_scenes import build_gallery
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
+from tests.helpers.gallery_scenes import build_gallery
 
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=f"browser tests: {missing_browser()}")
 
 BACKGROUND = np.array([0x20, 0x21, 0x24])  # the viewer's clear colour
 
 
-def test_scene_page_draws_the_glb_and_depth_maps(tmp_path, da3_small_folder):  # noqa: F811
+def test_scene_page_draws_the_glb_and_depth_maps(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     root = build_gallery(weights, tmp_path)
     with uvicorn_server(create_gallery_app(root, token="t0k")) as url, headless_chromium() as driver:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install_torch.sh"
+from tests.helpers.paths import ROOT
+
+SCRIPT = ROOT / "scripts" / "install_torch.sh"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the script's Linux branch")

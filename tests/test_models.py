@@ -10,7 +10,7 @@ from anydepth.layers import HAS_SDPA, attention, set_fused_attention
 from anydepth.layers.mlp import swiglu_hidden_features
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
 from anydepth.models.dinov2 import DinoVisionTransformer, PatchEmbed
-from conftest import random_net, tiny_config
+from tests.helpers.networks import random_net, tiny_config
 
 
 def _images(b=2, h=56, w=84, seed=0):

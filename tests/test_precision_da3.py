@@ -12,8 +12,7 @@ from anydepth.layers.precision import active_autocast_dtype, reassembly_precisio
 from anydepth.models.da3.heads import DPTSkyConfig, DPTSkyHead, DualDPTHead
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
-from random_weights import fill_
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
+from tests.helpers.random_weights import fill_
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
 pytestmark = pytest.mark.precision
@@ -42,7 +41,7 @@ def _conv_dtypes(head: torch.nn.Module) -> dict:
 
 @needs_cpu_bf16
 @pytest.mark.parametrize("n_views, height, width, process_res", [(3, 120, 160, 154), (4, 480, 640, 504)])
-def test_bf16_depth_within_one_percent_of_fp32(da3_small_folder, n_views, height, width, process_res):  # noqa: F811
+def test_bf16_depth_within_one_percent_of_fp32(da3_small_folder, n_views, height, width, process_res):
     """At a small size and at the benchmark's size (4 x 640x480 at 504, where a bf16 fusion measured 1.29%)."""
     folder, _ = da3_small_folder
     fp32 = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
@@ -76,7 +75,7 @@ def test_bf16_depth_within_one_percent_on_the_hardest_weights_found():
 
 
 @needs_cpu_bf16
-def test_reassembly_and_main_map_run_in_bf16_fusion_and_logits_in_float32(da3_small_folder):  # noqa: F811
+def test_reassembly_and_main_map_run_in_bf16_fusion_and_logits_in_float32(da3_small_folder):
     folder, _ = da3_small_folder
     model = anydepth.load_model("da3-small", weights=folder, device="cpu", precision="fp32")
     head = model.net.head

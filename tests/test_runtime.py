@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+from tests.helpers.paths import SRC
 
 # a fresh interpreter: the setting is process-wide and applied once
 _PROBE = r"""
@@ -28,7 +27,7 @@ print(applied, faults)
 
 
 def _probe(env_value):
-    env = {**os.environ, "PYTHONPATH": SRC}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     env.pop("ANYDEPTH_MALLOC_TUNING", None)
     if env_value is not None:
         env["ANYDEPTH_MALLOC_TUNING"] = env_value

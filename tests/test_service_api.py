@@ -22,8 +22,7 @@ from anydepth.service.app import create_app
 from anydepth.service.models import ModelCache, ModelKey, default_loader
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import JobStore
-from test_da3_loading import da3_small_folder  # noqa: F401  (module fixture)
-from test_da3_pipeline import _views
+from tests.helpers.inputs import scene_views
 
 OPTIONS = '{"process_res": 56, "export_format": "mini_npz"}'
 
@@ -48,7 +47,7 @@ def _png(view: np.ndarray) -> bytes:
 
 
 def _upload(client, views=None, options=OPTIONS, headers=None):
-    views = _views() if views is None else views
+    views = scene_views() if views is None else views
     files = [("files", (f"view {i}.png", _png(v), "image/png")) for i, v in enumerate(views)]
     return client.post("/jobs/upload", files=files, data={"options": options}, headers=headers or {})
 
@@ -71,7 +70,7 @@ def _assert_error(response, status, *needles):
         assert needle in body["error"], body
 
 
-def test_upload_job_matches_the_cli_pipeline(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_upload_job_matches_the_cli_pipeline(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights)
     with TestClient(create_app(settings, warm_cache)) as client:
@@ -95,7 +94,7 @@ def test_upload_job_matches_the_cli_pipeline(tmp_path, da3_small_folder, warm_ca
 
     # the same views through the CLI's own path give the same arrays
     model = load_model("da3-small", weights=weights, device="cpu", precision="fp32")
-    run_scene(model, _views(), SceneOptions(export_dir=tmp_path / "cli", export_format="mini_npz", process_res=56))
+    run_scene(model, scene_views(), SceneOptions(export_dir=tmp_path / "cli", export_format="mini_npz", process_res=56))
     with np.load(io.BytesIO(fetched.content)) as served, np.load(tmp_path / "cli/exports/mini_npz/results.npz") as cli:
         assert served["depth"].shape == (3, 42, 56)
         assert set(served.files) == set(cli.files)
@@ -103,19 +102,19 @@ def test_upload_job_matches_the_cli_pipeline(tmp_path, da3_small_folder, warm_ca
             np.testing.assert_allclose(served[key], cli[key], rtol=1e-5, atol=1e-6)
 
 
-def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     root = tmp_path / "root"
     (root / "scene").mkdir(parents=True)
-    for i, view in enumerate(_views()):
+    for i, view in enumerate(scene_views()):
         Image.fromarray(view).save(root / "scene" / f"v{i}.png")
     outside = tmp_path / "secret.png"
-    Image.fromarray(_views(1)[0]).save(outside)
+    Image.fromarray(scene_views(1)[0]).save(outside)
     (root / "link.png").symlink_to(outside)
     (root / "linked_dir").symlink_to(tmp_path)
     (root / "list.txt").write_text(f"scene/v0.png\n{outside}\n")
     (root / "mixed").mkdir()
-    Image.fromarray(_views(1)[0]).save(root / "mixed" / "a.png")
+    Image.fromarray(scene_views(1)[0]).save(root / "mixed" / "a.png")
     (root / "mixed" / "b.png").symlink_to(outside)
     Image.fromarray(np.zeros((60, 81, 3), np.uint8)).save(root / "big.png")
     settings = _settings(tmp_path, weights, allowed_roots=[root], max_pixels=80 * 60)
@@ -151,7 +150,7 @@ def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_c
         _assert_error(client.post("/jobs", json=body), 403, "--allowed-root")
 
 
-def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights)
     with TestClient(create_app(settings, warm_cache)) as client:
@@ -187,10 +186,10 @@ def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):
         assert 400 <= raw.status_code < 500 and b"SQLite" not in raw.content
 
 
-def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, max_files=4, max_request_bytes=200_000, max_pixels=80 * 60, max_views=3)
-    png = _png(_views(1)[0])
+    png = _png(scene_views(1)[0])
     wide = _png(np.zeros((60, 81, 3), np.uint8))
     with TestClient(create_app(settings, warm_cache)) as client:
 
@@ -225,7 +224,7 @@ def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):  # noqa:
     assert not list(settings.uploads_dir.iterdir())  # refused uploads leave nothing behind
 
 
-def test_token_auth(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_token_auth(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     with TestClient(create_app(_settings(tmp_path, weights, token="s3cret"), warm_cache)) as client:
         assert client.get("/health").json() == {"status": "ok", "workers": 1, "jobs": {}}  # liveness stays open
@@ -240,7 +239,7 @@ def test_token_auth(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
         assert _wait(client, job["id"], headers=headers)["state"] == "done"
 
 
-def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):  # noqa: F811
+def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     release = threading.Event()
     loading = threading.Event()
@@ -276,7 +275,7 @@ def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):  # noqa: F8
     assert not list(settings.exports_dir.iterdir())
 
 
-def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights)
     store = JobStore(settings.database)
@@ -286,7 +285,7 @@ def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache): 
         folder = settings.uploads_dir / job_id
         folder.mkdir(parents=True)
         paths = []
-        for i, view in enumerate(_views(2)):
+        for i, view in enumerate(scene_views(2)):
             Image.fromarray(view).save(folder / f"{i:04d}_v.png")
             paths.append(str(folder / f"{i:04d}_v.png"))
         options = {"process_res": 56, "export_format": "mini_npz", "fps": 1.0}
@@ -295,7 +294,7 @@ def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache): 
     assert store.claim_next().id == ids[0] and store.claim_next().id == ids[1]  # two "running" when the server died
     gone = "f" * 32  # queued for a model this server no longer serves
     (settings.uploads_dir / gone).mkdir()
-    Image.fromarray(_views(1)[0]).save(settings.uploads_dir / gone / "0000_v.png")
+    Image.fromarray(scene_views(1)[0]).save(settings.uploads_dir / gone / "0000_v.png")
     gone_inputs = [str(settings.uploads_dir / gone / "0000_v.png")]
     store.create(gone, "da3-base", {"fps": 1.0}, gone_inputs, "images", str(settings.exports_dir / gone))
     stray = "e" * 32  # a row naming files of another job's upload folder: checked again when it runs
@@ -320,11 +319,11 @@ def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache): 
     ] == ["exports/mini_npz/results.npz"]
 
 
-def test_failed_job_reports_a_clean_error(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_failed_job_reports_a_clean_error(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     root = tmp_path / "root"
     root.mkdir()
-    Image.fromarray(_views(1)[0]).save(root / "a.png")
+    Image.fromarray(scene_views(1)[0]).save(root / "a.png")
     (root / "b.png").write_bytes(b"garbage, not a png")  # server-side files are decoded by the job itself
     settings = _settings(tmp_path, weights, allowed_roots=[root])
     with TestClient(create_app(settings, warm_cache)) as client:
@@ -335,7 +334,7 @@ def test_failed_job_reports_a_clean_error(tmp_path, da3_small_folder, warm_cache
     assert not list(settings.exports_dir.iterdir())
 
 
-def test_openapi_schema_is_published(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_openapi_schema_is_published(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     with TestClient(create_app(_settings(tmp_path, weights), warm_cache)) as client:
         schema = client.get("/openapi.json").json()
@@ -346,11 +345,11 @@ def test_openapi_schema_is_published(tmp_path, da3_small_folder, warm_cache):  #
     assert {"PathJobRequest", "JobOut", "ErrorOut"} <= set(schema["components"]["schemas"])
 
 
-def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
-    from test_cli import _video
+def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_cache):
+    from tests.helpers.inputs import write_video
 
     weights, _ = da3_small_folder
-    clip = _video(tmp_path / "clip.mp4", frames=12, fps=10).read_bytes()
+    clip = write_video(tmp_path / "clip.mp4", frames=12, fps=10).read_bytes()
     with TestClient(create_app(_settings(tmp_path, weights, max_views=4), warm_cache)) as client:
         options = '{"process_res": 56, "export_format": "mini_npz", "fps": 5}'
         response = client.post(
@@ -363,26 +362,28 @@ def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_c
         fetched = client.get(f"/jobs/{job['id']}/files/exports/mini_npz/results.npz")
         with np.load(io.BytesIO(fetched.content)) as npz:
             assert npz["depth"].shape == (4, 42, 56)  # 12 frames at 10 fps sampled at 5 fps: 6, cut to --max-views 4
-        png = _png(_views(1)[0])
+        png = _png(scene_views(1)[0])
         mixed = [("files", ("clip.mp4", clip, "video/mp4")), ("files", ("a.png", png, "image/png"))]
         _assert_error(client.post("/jobs/upload", files=mixed, data={"options": options}), 400, "one video")
 
 
 def test_backend_command_refuses_bad_setups(tmp_path):
-    from test_cli import _assert_one_line_error, _run
+    from tests.helpers.cli import assert_one_line_error, run_cli
 
-    code, output = _run("backend", "--model", "dav2-small", "--data-dir", tmp_path / "d")
-    _assert_one_line_error(code, output, "dav2-small", "DA3")
-    code, output = _run("backend", "--model", "da3-small", "--extra-model", "no-such-model", "--data-dir", tmp_path)
-    _assert_one_line_error(code, output, "no-such-model")
-    code, output = _run("auto", tmp_path, "--use-backend", "--backend-url", "http://127.0.0.1:9")
-    _assert_one_line_error(code, output, "no images")  # checked locally, before any request
-    code, output = _run("backend", "--weights", tmp_path / "missing", "--device", "cpu", "--data-dir", tmp_path / "d")
-    _assert_one_line_error(code, output, "missing")  # the default model loads before the server starts
+    code, output = run_cli("backend", "--model", "dav2-small", "--data-dir", tmp_path / "d")
+    assert_one_line_error(code, output, "dav2-small", "DA3")
+    code, output = run_cli("backend", "--model", "da3-small", "--extra-model", "no-such-model", "--data-dir", tmp_path)
+    assert_one_line_error(code, output, "no-such-model")
+    code, output = run_cli("auto", tmp_path, "--use-backend", "--backend-url", "http://127.0.0.1:9")
+    assert_one_line_error(code, output, "no images")  # checked locally, before any request
+    code, output = run_cli(
+        "backend", "--weights", tmp_path / "missing", "--device", "cpu", "--data-dir", tmp_path / "d"
+    )
+    assert_one_line_error(code, output, "missing")  # the default model loads before the server starts
     assert not (tmp_path / "d").exists()  # nothing written before the checks pass
 
 
-def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, warm_cache):  # noqa: F811
+def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
     settings = _settings(tmp_path, weights, max_request_bytes=100_000)
     boundary = "b0undary"
@@ -404,15 +405,15 @@ def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, war
     assert not list(settings.uploads_dir.iterdir())
 
 
-def test_backend_command_binds_loopback_by_default(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+def test_backend_command_binds_loopback_by_default(tmp_path, da3_small_folder, monkeypatch):
     import uvicorn
 
-    from test_cli import _run
+    from tests.helpers.cli import run_cli
 
     weights, _ = da3_small_folder
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
-    code, output = _run(
+    code, output = run_cli(
         "backend", "--weights", weights, "--device", "cpu", "--precision", "fp32", "--data-dir", tmp_path / "d",
         "--token", "t", "--allowed-root", tmp_path, "--max-files", "3", "--workers", "2",
     )  # fmt: skip
@@ -423,5 +424,5 @@ def test_backend_command_binds_loopback_by_default(tmp_path, da3_small_folder, m
         assert client.get("/health", headers=headers).json()["workers"] == 2
         assert client.get("/models", headers=headers).json()["models"][0]["warm"]  # loaded before serving
         _assert_error(client.get("/models"), 401)
-        files = [("files", (f"{i}.png", _png(v), "image/png")) for i, v in enumerate(_views(4))]
+        files = [("files", (f"{i}.png", _png(v), "image/png")) for i, v in enumerate(scene_views(4))]
         _assert_error(client.post("/jobs/upload", files=files, headers=headers), 413, "limit is 3")

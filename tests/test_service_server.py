@@ -24,10 +24,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
-from test_da3_loading import da3_small_folder  # noqa: F401,E402  (module fixture)
-from test_da3_pipeline import _views  # noqa: E402
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from tests.helpers.inputs import scene_views  # noqa: E402
+from tests.helpers.paths import SRC  # noqa: E402
 
 
 def _free_port() -> int:
@@ -124,11 +122,11 @@ def _depth(client, job_id) -> np.ndarray:
         return npz["depth"]
 
 
-def test_fifty_jobs_from_ten_concurrent_clients(tmp_path, da3_small_folder):  # noqa: F811
+def test_fifty_jobs_from_ten_concurrent_clients(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     (tmp_path / "data").mkdir()
     server = _Server(weights, tmp_path / "data")
-    views = _views(2)
+    views = scene_views(2)
     results, errors = {}, []
 
     def client_run(n: int) -> None:
@@ -164,7 +162,7 @@ def test_fifty_jobs_from_ten_concurrent_clients(tmp_path, da3_small_folder):  # 
         server.stop()
 
 
-def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):  # noqa: F811
+def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     data = tmp_path / "data"
     data.mkdir()
@@ -172,7 +170,7 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):  # no
     options = '{"process_res": 168, "export_format": "mini_npz-glb", "num_max_points": 2000}'
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            ids = [_submit(client, _views(4), options) for _ in range(8)]
+            ids = [_submit(client, scene_views(4), options) for _ in range(8)]
             deadline = time.monotonic() + 120
             while client.get("/health").json()["jobs"]["running"] == 0:  # wait until a job is mid-run
                 assert time.monotonic() < deadline
@@ -206,30 +204,32 @@ def _view_folder(tmp_path):
     """tmp_path/views with the three test views as PNG files."""
     views = tmp_path / "views"
     views.mkdir()
-    for i, view in enumerate(_views()):
+    for i, view in enumerate(scene_views()):
         Image.fromarray(view).save(views / f"view{i}.png")
     return views
 
 
-def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
-    from test_cli import _assert_one_line_error, _run
+def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, monkeypatch):
+    from tests.helpers.cli import assert_one_line_error, run_cli
 
     weights, _ = da3_small_folder
     views = _view_folder(tmp_path)
     common = ["--export-format", "mini_npz-glb", "--process-res", "56", "--num-max-points", "500", "--quiet"]
-    code, output = _run("auto", views, "--weights", weights, "--device", "cpu", "--precision", "fp32",
+    code, output = run_cli("auto", views, "--weights", weights, "--device", "cpu", "--precision", "fp32",
                         "--export-dir", tmp_path / "local", *common)  # fmt: skip
     assert code == 0, output
     (tmp_path / "data").mkdir()
     server = _Server(weights, tmp_path / "data", workers=1, token="tok")
     try:
         monkeypatch.setenv("ANYDEPTH_BACKEND_TOKEN", "tok")
-        code, output = _run("auto", views, "--use-backend", "--backend-url", server.url,
+        code, output = run_cli("auto", views, "--use-backend", "--backend-url", server.url,
                             "--export-dir", tmp_path / "remote", *common)  # fmt: skip
         assert code == 0, output
         monkeypatch.setenv("ANYDEPTH_BACKEND_TOKEN", "wrong")
-        code, output = _run("auto", views, "--use-backend", "--backend-url", server.url, "--export-dir", tmp_path / "x")
-        _assert_one_line_error(code, output, "token", "401")
+        code, output = run_cli(
+            "auto", views, "--use-backend", "--backend-url", server.url, "--export-dir", tmp_path / "x"
+        )
+        assert_one_line_error(code, output, "token", "401")
     finally:
         server.stop()
     assert sorted(p.relative_to(tmp_path / "remote").as_posix() for p in (tmp_path / "remote").rglob("*.*")) == [
@@ -245,18 +245,19 @@ def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, mo
     assert set(local) == set(remote)
     for key in local:  # the server runs one torch thread: sums in another order, float32 rounding apart
         np.testing.assert_allclose(remote[key], local[key], rtol=1e-5, atol=1e-6)
-    code, output = _run("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{_free_port()}")
-    _assert_one_line_error(code, output, "cannot reach the backend")
+    code, output = run_cli("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{_free_port()}")
+    assert_one_line_error(code, output, "cannot reach the backend")
 
 
-def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_small_folder, monkeypatch):  # noqa: F811
+def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_small_folder, monkeypatch):
     """Upstream's `da3 image`, `da3 images` and `da3 video` take --use-backend and --backend-url, as `auto`."""
-    from test_cli import _assert_one_line_error, _run, _video
+    from tests.helpers.cli import assert_one_line_error, run_cli
+    from tests.helpers.inputs import write_video
 
     weights, _ = da3_small_folder
     views = _view_folder(tmp_path)
     (views / "notes.txt").write_text("not a view")
-    clip = _video(tmp_path / "clip.mp4")
+    clip = write_video(tmp_path / "clip.mp4")
     common = ["--export-format", "mini_npz", "--process-res", "56", "--quiet"]
     (tmp_path / "data").mkdir()
     server = _Server(weights, tmp_path / "data", workers=1)
@@ -268,12 +269,12 @@ def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_smal
         }
         for name, (command, spec, count) in runs.items():
             extra = ["--fps", "10"] if command == "video" else []
-            code, output = _run(command, spec, "-m", "da3-small", "--use-backend", "--backend-url", server.url,
+            code, output = run_cli(command, spec, "-m", "da3-small", "--use-backend", "--backend-url", server.url,
                                 "--export-dir", tmp_path / name, *extra, *common)  # fmt: skip
             assert code == 0, (name, output)
             with np.load(tmp_path / name / "exports" / "mini_npz" / "results.npz") as npz:
                 assert npz["depth"].shape[0] == count, name
     finally:
         server.stop()
-    code, output = _run("image", views / "view1.png", "--use-backend", "--export-dir", tmp_path / "v2")
-    _assert_one_line_error(code, output, "--use-backend", "dav2-small")
+    code, output = run_cli("image", views / "view1.png", "--use-backend", "--export-dir", tmp_path / "v2")
+    assert_one_line_error(code, output, "--use-backend", "dav2-small")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +26,9 @@ from anydepth.geometry.sim3 import (
     ransac_umeyama,
     umeyama,
 )
+from tests.helpers.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "da3_sim3.npz"
+FIXTURE = FIXTURES / "da3_sim3.npz"
 
 
 @cache

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anydepth.layers import set_fused_attention
-from conftest import random_net, tiny_config
+from tests.helpers.networks import random_net, tiny_config
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -21,10 +20,10 @@ from anydepth.compat import DepthAnythingV2
 from anydepth.errors import WeightsError
 from anydepth.layers import set_fused_attention
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
-from parity import p99_rel_err
-from random_weights import random_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.paths import FIXTURES
+from tests.helpers.random_weights import random_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = 1e-3  # p99 relative error, float32
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

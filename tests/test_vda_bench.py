@@ -8,7 +8,7 @@ import torch
 
 from anydepth.bench import abs_rel, align_disparity_to_depth, delta1, evaluate_video_depth, temporal_alignment_error
 from anydepth.pipelines.video_depth import VideoDepthRunner
-from synthetic_video import AffineDisparityNet, per_window_depth, render_video
+from tests.helpers.synthetic_video import AffineDisparityNet, per_window_depth, render_video
 
 INPUT_SIZE = 42  # the rendered 42 x 56 frames are already multiples of 14: no resampling anywhere
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from anydepth.cli.main import app
 from anydepth.io.video import VideoReader, VideoWriter
-from test_vda_parity import CASES, upstream_state_dict
+from tests.helpers.vda_fixtures import CASES, upstream_state_dict
 
 FRAMES, H, W = 26, 48, 64
 

@@ -8,10 +8,7 @@ here from the stored key names, shapes and seed.
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import pytest
@@ -21,26 +18,10 @@ import anydepth
 from anydepth.compat import VideoDepthAnything
 from anydepth.layers import set_fused_attention
 from anydepth.models.video_depth_anything import SinusoidalPositions, TemporalTransformer
-from parity import p99_rel_err
-from random_weights import random_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.vda_fixtures import CASES, KEYS, VDA, upstream_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = 1e-3  # p99 relative error, float32
-
-with np.load(FIXTURES / "vda_parity.npz", allow_pickle=False) as _z:
-    VDA: Dict[str, np.ndarray] = {k: _z[k] for k in _z.files}
-CASES = {c["name"]: c for c in json.loads(str(VDA["cases_json"]))}
-KEYS = json.loads((FIXTURES / "vda_keys.json").read_text())
-
-
-def upstream_state_dict(encoder: str, seed: int) -> Dict[str, torch.Tensor]:
-    """The fixture weights: random values for every key except the sinusoidal ``pos_encoder.pe`` tables."""
-    shapes = KEYS[encoder]
-    sd = random_state_dict({k: v for k, v in shapes.items() if not k.endswith(".pos_encoder.pe")}, seed)
-    for key, shape in shapes.items():
-        if key.endswith(".pos_encoder.pe"):
-            sd[key] = SinusoidalPositions(shape[2], shape[1]).pe
-    return sd
 
 
 @cache

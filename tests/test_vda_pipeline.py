@@ -18,8 +18,8 @@ from anydepth.pipelines.video_depth import (
     video_processing_size,
 )
 from anydepth.presets import get_preset
-from parity import p99_rel_err
-from test_vda_parity import CASES, VDA, upstream_state_dict
+from tests.helpers.parity import p99_rel_err
+from tests.helpers.vda_fixtures import CASES, VDA, upstream_state_dict
 
 TOLERANCE = 1e-3
 
@@ -106,7 +106,7 @@ def test_overlap_alignment_is_close_to_but_not_upstream(model):
 
 def test_every_frame_comes_out_once_and_in_order():
     # the stand-in network returns each frame's grey level, so the output says which frame it came from
-    from synthetic_video import AffineDisparityNet
+    from tests.helpers.synthetic_video import AffineDisparityNet
 
     for length in (1, 21, 22, 23, 32, 33, 54, 55):
         grey = np.arange(length, dtype=np.uint8) + 100

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from anydepth.api import load_model
 from anydepth.cli.scene import SceneOptions, run_scene
-from test_da3_pipeline import _views
+from tests.helpers.inputs import scene_views
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 SECRET = b"top secret, outside the gallery"
@@ -16,7 +16,7 @@ SECRET = b"top secret, outside the gallery"
 def export_scene(weights: Path, export_dir: Path, export_format: str = "glb-ply-depth_vis") -> Path:
     """``export_dir`` with the exports of a tiny random DA3 model on three synthetic views (as `anydepth auto`)."""
     model = load_model("da3-small", weights=weights, device="cpu", precision="fp32")
-    run_scene(model, _views(), SceneOptions(export_dir=export_dir, export_format=export_format, process_res=112))
+    run_scene(model, scene_views(), SceneOptions(export_dir=export_dir, export_format=export_format, process_res=112))
     return export_dir
 
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from random_weights import randomize_
+from tests.helpers.random_weights import randomize_
 
 UPSTREAM_UNET_CLASS = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
 UNET_CONFIG: Dict[str, Any] = dict(

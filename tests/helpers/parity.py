@@ -1,4 +1,4 @@
-"""The error measure every upstream parity test uses."""
+"""Error measures of the parity tests: against upstream (``p99_rel_err``), of exported graphs (``p99_relative``)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,9 @@ def p99_rel_err(ours, theirs) -> float:
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     eps = 1e-6 * max(float(np.abs(theirs).max()), 1e-30)
     return float(np.percentile(np.abs(ours - theirs) / (np.abs(theirs) + eps), 99))
+
+
+def p99_relative(actual, expected) -> float:
+    """99th percentile of |actual - expected| / |expected| (the parity criterion: <= 1e-3 in float32)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.quantile(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-12), 0.99))
