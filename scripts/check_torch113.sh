@@ -25,9 +25,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/test_models.py tests/test_checkpoints.py tests/test_hub_and_api.py tests/test_trace.py \
-  tests/test_geometry.py tests/test_da3_backbone.py tests/test_da3_heads.py tests/test_da3_camera.py \
-  tests/test_da3_parity.py tests/test_da3_loading.py tests/test_export_da3.py tests/test_da3_preprocess.py \
-  tests/test_sim3.py tests/test_background.py tests/test_da3_pipeline.py tests/test_compat_da3.py tests/test_cli_auto.py \
-  tests/test_v2_parity.py tests/test_io_images.py tests/test_io_video.py tests/test_export_depth_maps.py tests/test_cli.py \
-  tests/test_deploy.py tests/test_deploy_cli.py tests/test_deploy_inferentia.py tests/test_depthcrafter_windows.py tests/test_precision_da3.py
+  tests/models/test_depth_anything_v2.py tests/test_checkpoints.py tests/test_hub_and_api.py tests/models/test_trace.py \
+  tests/geometry/test_geometry.py tests/models/da3/test_backbone.py tests/models/da3/test_heads.py tests/models/da3/test_camera.py \
+  tests/models/da3/test_network_parity.py tests/models/da3/test_loading.py tests/export/test_formats.py tests/pipelines/test_da3_preprocess.py \
+  tests/geometry/test_sim3.py tests/pipelines/test_background.py tests/pipelines/test_multiview.py tests/compat/test_depth_anything_3.py tests/jobs/test_scene.py \
+  tests/models/test_depth_anything_v2_parity.py tests/io/test_images.py tests/io/test_video.py tests/export/test_depth_maps.py tests/cli/test_main.py \
+  tests/deploy/test_deploy.py tests/cli/test_deploy.py tests/deploy/test_inferentia.py tests/pipelines/depthcrafter/test_windows.py tests/pipelines/test_multiview_precision.py

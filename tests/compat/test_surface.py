@@ -4,7 +4,7 @@ upstream by scripts/make_compat_fixtures.py): every `da3` command and option, ev
 option of the V2, Video Depth Anything and DepthCrafter scripts.
 
 docs/compat.md holds the table. Its two generated parts (the `da3` options, the script options) must equal what this
-module computes from the command line itself; ``ANYDEPTH_WRITE_COMPAT_DOC=1 pytest tests/test_compat_surface.py``
+module computes from the command line itself; ``ANYDEPTH_WRITE_COMPAT_DOC=1 pytest tests/compat/test_surface.py``
 rewrites them after a deliberate change. Every difference needs its reason here, and every option anydepth does not
 take needs a hint in ``anydepth.cli.migration`` that its error message shows.
 """

@@ -67,7 +67,7 @@ def _as_upstream_view_order(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
 # The random network's ray maps give ill-conditioned cameras (focal lengths up to 1.5e4 px), so the ray solve
 # magnifies last-bit differences: on torch 1.13 the intrinsics land at 1.2e-3, and at 2.3e-3 since the fusion
 # blocks project before upsampling (the same values up to float rounding; torch 2 stays under 1e-3). The solve
-# itself agrees with upstream to ~1e-6 on realistic rays on both torch versions (tests/test_da3_camera.py).
+# itself agrees with upstream to ~1e-6 on realistic rays on both torch versions (tests/models/da3/test_camera.py).
 TORCH_1 = int(torch.__version__.split(".")[0]) < 2
 
 
