@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The inference core on the oldest stack we support (AWS Inf1: torch 1.13.1, Python 3.9): builds a side
-# virtualenv and runs the core tests there. Usage: scripts/check_torch113.sh [VENV_DIR]   (default .venv-torch113)
+# virtualenv and runs the core tests there: the test modules marked torch113 (pytest -m torch113).
+# Usage: scripts/check_torch113.sh [VENV_DIR]   (default .venv-torch113)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv-torch113}
@@ -24,10 +25,4 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q -e ".[video,export,heic,deploy]" pytest "numpy<2"
 fi
 "$venv/bin/python" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/models/test_depth_anything_v2.py tests/test_checkpoints.py tests/test_hub_and_api.py tests/models/test_trace.py \
-  tests/geometry/test_geometry.py tests/models/da3/test_backbone.py tests/models/da3/test_heads.py tests/models/da3/test_camera.py \
-  tests/models/da3/test_network_parity.py tests/models/da3/test_loading.py tests/export/test_formats.py tests/pipelines/test_da3_preprocess.py \
-  tests/geometry/test_sim3.py tests/pipelines/test_background.py tests/pipelines/test_multiview.py tests/compat/test_depth_anything_3.py tests/jobs/test_scene.py \
-  tests/models/test_depth_anything_v2_parity.py tests/io/test_images.py tests/io/test_video.py tests/export/test_depth_maps.py tests/cli/test_main.py \
-  tests/deploy/test_deploy.py tests/cli/test_deploy.py tests/deploy/test_inferentia.py tests/pipelines/depthcrafter/test_windows.py tests/pipelines/test_multiview_precision.py
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -m torch113 tests

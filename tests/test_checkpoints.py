@@ -18,6 +18,8 @@ from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from tests.helpers.checkpoints import to_hf
 from tests.helpers.networks import random_net, tiny_config
 
+pytestmark = pytest.mark.torch113
+
 
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
 def test_hf_layout_round_trip(ffn):

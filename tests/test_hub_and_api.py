@@ -13,6 +13,8 @@ from anydepth.hub import resolve_weights
 from anydepth.presets import PRESETS, get_preset
 from tests.helpers.checkpoints import fake_hub_cache
 
+pytestmark = pytest.mark.torch113
+
 
 def test_presets_table():
     names = [m.name for m in anydepth.list_models()]

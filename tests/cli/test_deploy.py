@@ -14,6 +14,8 @@ from tests.helpers.cli import assert_one_line_error, run_cli
 from tests.helpers.inputs import write_photo
 from tests.helpers.parity import p99_relative
 
+pytestmark = pytest.mark.torch113
+
 SIZE = ["--input-size", "28", "--quiet"]
 
 

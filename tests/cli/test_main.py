@@ -14,6 +14,8 @@ from PIL import Image
 from tests.helpers.cli import assert_one_line_error, run_cli
 from tests.helpers.inputs import write_photo, write_video
 
+pytestmark = pytest.mark.torch113
+
 SIZE = ["--input-size", "28", "--quiet"]
 
 

@@ -13,6 +13,8 @@ from anydepth.errors import InputError, WeightsError
 from tests.helpers.checkpoints import fake_hub_cache
 from tests.helpers.inputs import scene_views
 
+pytestmark = pytest.mark.torch113
+
 
 def test_constructor_builds_the_named_architecture():
     model = DepthAnything3(model_name="da3-small")

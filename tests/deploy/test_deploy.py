@@ -34,6 +34,8 @@ from tests.helpers.networks import random_net, tiny_config, tiny_da3
 from tests.helpers.parity import p99_relative
 from tests.helpers.random_weights import fill_
 
+pytestmark = pytest.mark.torch113
+
 RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torchscript"}
 
 

@@ -15,7 +15,7 @@ from tests.helpers.inputs import write_photo
 from tests.helpers.paths import ROOT
 
 MAKEFILE = ROOT / "deploy" / "inferentia" / "Makefile"
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"), pytest.mark.torch113]
 
 
 def _make(folder, *args):

@@ -23,6 +23,8 @@ from anydepth.export.depth_maps import (
     side_by_side,
 )
 
+pytestmark = pytest.mark.torch113
+
 # (matplotlib.colormaps["Spectral_r"](np.arange(256))[:, :3] * 255).astype(np.uint8), matplotlib 3.11.2
 _SPECTRAL_R_SHA256 = "f641ca89be9889926f69aa54e491aabf3f9cfdb5a61e116cb33cc13e9ca0a26a"
 _SPECTRAL_R_SAMPLES = {

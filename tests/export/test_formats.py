@@ -14,6 +14,8 @@ from anydepth.export import colmap as colmap_module
 from anydepth.export.formats import EXPORTERS, export, parse_export_format
 from anydepth.prediction import Prediction
 
+pytestmark = pytest.mark.torch113
+
 trimesh = pytest.importorskip("trimesh")
 plyfile = pytest.importorskip("plyfile")
 pycolmap = pytest.importorskip("pycolmap")

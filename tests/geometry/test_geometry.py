@@ -39,6 +39,8 @@ from anydepth.geometry import (
     unproject_depth,
 )
 
+pytestmark = pytest.mark.torch113
+
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 s = math.sqrt(0.5)

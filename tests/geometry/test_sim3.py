@@ -28,6 +28,8 @@ from anydepth.geometry.sim3 import (
 )
 from tests.helpers.paths import FIXTURES
 
+pytestmark = pytest.mark.torch113
+
 FIXTURE = FIXTURES / "da3_sim3.npz"
 
 

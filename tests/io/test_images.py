@@ -15,6 +15,8 @@ from PIL import Image, ImageOps
 from anydepth.errors import InputError, ShapeError
 from anydepth.io.images import IMAGE_SUFFIXES, MAX_PIXELS, _apply_orientation, read_image
 
+pytestmark = pytest.mark.torch113
+
 
 def _pattern(height: int = 24, width: int = 32) -> np.ndarray:
     """A (H, W, 3) uint8 image where every pixel differs and the channels differ."""

@@ -10,6 +10,8 @@ import pytest
 from anydepth.errors import InputError, ShapeError
 from anydepth.io.video import VideoReader, VideoWriter, available_video_codecs
 
+pytestmark = pytest.mark.torch113
+
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 

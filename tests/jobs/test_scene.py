@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pycolmap
+import pytest
 import trimesh
 from PIL import Image
 
 from tests.helpers.cli import assert_one_line_error, run_cli
 from tests.helpers.inputs import scene_views, write_video
+
+pytestmark = pytest.mark.torch113
 
 
 def _scene_folder(tmp_path):

@@ -12,6 +12,8 @@ from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythi
 from anydepth.models.dinov2 import DinoVisionTransformer, PatchEmbed
 from tests.helpers.networks import random_net, tiny_config
 
+pytestmark = pytest.mark.torch113
+
 
 def _images(b=2, h=56, w=84, seed=0):
     g = torch.Generator().manual_seed(seed)

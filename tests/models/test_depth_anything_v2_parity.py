@@ -24,6 +24,8 @@ from tests.helpers.parity import p99_rel_err
 from tests.helpers.paths import FIXTURES
 from tests.helpers.random_weights import random_state_dict
 
+pytestmark = pytest.mark.torch113
+
 TOLERANCE = 1e-3  # p99 relative error, float32
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

@@ -8,6 +8,8 @@ import torch
 from anydepth.layers import set_fused_attention
 from tests.helpers.networks import random_net, tiny_config
 
+pytestmark = pytest.mark.torch113
+
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 @torch.no_grad()

@@ -9,6 +9,8 @@ import pytest
 
 from anydepth.pipelines.background import BackgroundWriter, prefetch
 
+pytestmark = pytest.mark.torch113
+
 
 def test_prefetch_keeps_order_and_bounds_lookahead():
     produced = []

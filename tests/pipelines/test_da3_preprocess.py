@@ -27,6 +27,8 @@ from anydepth.pipelines.da3_preprocess import (
 )
 from tests.helpers.paths import FIXTURES
 
+pytestmark = pytest.mark.torch113
+
 FIXTURE = FIXTURES / "da3_preprocess.npz"
 
 

@@ -14,6 +14,8 @@ from anydepth.pipelines.da3_preprocess import preprocess_da3
 from anydepth.pipelines.multiview import MultiViewModel
 from tests.helpers.inputs import scene_cameras, scene_views
 
+pytestmark = pytest.mark.torch113
+
 
 @pytest.fixture(scope="module")
 def model(da3_small_folder):

@@ -15,7 +15,7 @@ from anydepth.presets import get_preset
 from tests.helpers.random_weights import fill_
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
-pytestmark = pytest.mark.precision
+pytestmark = [pytest.mark.precision, pytest.mark.torch113]
 
 
 def _views(n=3, h=120, w=160):

@@ -34,6 +34,8 @@ from tests.helpers.parity import p99_rel_err
 from tests.helpers.paths import FIXTURES
 from tests.helpers.random_weights import random_state_dict
 
+pytestmark = pytest.mark.torch113
+
 TOLERANCE = 1e-3  # p99 relative error, float32
 # ``with torch.device("meta"):`` (building ViT-L/G without allocating them) needs torch >= 2.0
 needs_meta_context = pytest.mark.skipif(

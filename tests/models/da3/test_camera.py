@@ -45,6 +45,8 @@ from tests.helpers.parity import p99_rel_err
 from tests.helpers.paths import FIXTURES
 from tests.helpers.random_weights import random_state_dict
 
+pytestmark = pytest.mark.torch113
+
 TOLERANCE = 1e-3  # p99 relative error, float32
 EXTRINSICS_TOLERANCE = 2e-3  # absolute
 ENCODER_NAMES = {"small": "vits", "base": "vitb", "large": "vitl", "giant": "vitg"}

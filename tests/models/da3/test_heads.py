@@ -41,6 +41,8 @@ from tests.helpers.parity import p99_rel_err
 from tests.helpers.paths import FIXTURES
 from tests.helpers.random_weights import random_state_dict
 
+pytestmark = pytest.mark.torch113
+
 TOLERANCE = 1e-3  # p99 relative error, float32
 needs_meta_context = pytest.mark.skipif(
     not hasattr(torch.device("cpu"), "__enter__"), reason="torch.device as a context manager needs torch >= 2.0"

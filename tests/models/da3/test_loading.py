@@ -12,6 +12,8 @@ from anydepth.models.da3.network import build_da3_network
 from anydepth.presets import PRESETS, get_preset
 from tests.helpers.checkpoints import fake_hub_cache
 
+pytestmark = pytest.mark.torch113
+
 
 def test_da3_presets():
     small = get_preset("da3-small")

@@ -14,6 +14,8 @@ from tests.helpers.parity import p99_rel_err
 from tests.helpers.paths import FIXTURES
 from tests.helpers.random_weights import fill_
 
+pytestmark = pytest.mark.torch113
+
 DATA = np.load(FIXTURES / "da3_parity.npz")
 CASES = json.loads(str(DATA["cases_json"]))
 KEYS = json.loads((FIXTURES / "da3_keys.json").read_text())

@@ -18,6 +18,8 @@ from anydepth.pipelines.depthcrafter.windows import (
 )
 from tests.helpers.synthetic_video import DISPARITY_SCALE, render_video
 
+pytestmark = pytest.mark.torch113
+
 
 def test_processing_size_rounds_to_64_under_max_res():
     assert processing_size(576, 1024) == (576, 1024)
