@@ -1,6 +1,6 @@
 """Exported models against the PyTorch path on this CPU: latency ratio, parity and artefact size per backend.
 
-Fills the preset's network with deterministic random weights (``tests/random_weights.py``; they cost the same as
+Fills the preset's network with deterministic random weights (``tests/helpers/random_weights.py``; they cost the same as
 the official ones), exports it at one size with ``anydepth.deploy`` and times, per backend, the network call on
 one preprocessed input and an end-to-end ``infer`` of 640x480 images whose processing size is the export size.
 Backends are timed round-robin (median of ``--repeats`` rounds), so that load from other work on the machine
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "torchscript": "torchscript"}
 
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--backends", default="onnxruntime,openvino,openvino-bf16,torchscript")
     args = parser.parse_args()
 
+    from tests.helpers.random_weights import fill_
+
     from anydepth.api import build_network
     from anydepth.deploy.backends import load_exported_model
     from anydepth.deploy.export import ExportRequest, export_network, parse_size
@@ -58,7 +60,6 @@ def main() -> None:
     from anydepth.pipelines.multiview import MultiViewModel
     from anydepth.pipelines.runtime import autocast, resolve_precision
     from anydepth.presets import get_preset
-    from random_weights import fill_
 
     torch.set_num_threads(args.threads)
     preset = get_preset(args.model)

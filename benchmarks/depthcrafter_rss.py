@@ -1,6 +1,6 @@
 """Peak memory of DepthCrafter against video length: anydepth's lazy pipeline, and upstream's pipeline if given.
 
-The networks are the tests' tiny random DepthCrafter (``tests/depthcrafter_tiny.py``): what grows with the video
+The networks are the tests' tiny random DepthCrafter (``tests/helpers/depthcrafter_tiny.py``): what grows with the video
 is the frames, latents and depth the pipeline keeps, not the networks, so a tiny network shows it at a cost this
 CPU can pay. Each run is a child process fed frames of a synthetic video; the child's peak RSS is read from its
 own rusage. anydepth reads the frames from a generator and drops each depth map once received; upstream gets the
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 
 def _frames(count: int, size: int):
@@ -47,9 +47,8 @@ def child(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(args.upstream))
         from depthcrafter.depth_crafter_ppl import DepthCrafterPipeline
         from depthcrafter.unet import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+        from tests.helpers.depthcrafter_tiny import build_networks
         from transformers import CLIPImageProcessor
-
-        from depthcrafter_tiny import build_networks
 
         unet, vae, encoder, scheduler = build_networks(0, DiffusersUNetSpatioTemporalConditionModelDepthCrafter)
         pipe = DepthCrafterPipeline(vae, encoder, unet, scheduler, CLIPImageProcessor())
@@ -79,7 +78,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from depthcrafter_tiny import save_official_layout
+    from tests.helpers.depthcrafter_tiny import save_official_layout
 
     with tempfile.TemporaryDirectory() as tmp:
         dc, svd = save_official_layout(Path(tmp), seed=0)

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.random_weights import random_state_dict
 
 from anydepth.api import build_network
-from random_weights import random_state_dict
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 CHILD = r"""
 import sys, time, json, numpy as np, torch
-sys.path.insert(0, {tests!r})
-from random_weights import fill_
+sys.path.insert(0, {root!r})
+from tests.helpers.random_weights import fill_
 import anydepth
 from anydepth.export.formats import export
 from anydepth.pipelines.multiview import MultiViewModel
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         code = CHILD.format(
-            tests=str(Path(__file__).resolve().parents[1] / "tests"), model=args.model, precision=args.precision,
+            root=str(Path(__file__).resolve().parents[1]), model=args.model, precision=args.precision,
             views=args.views, res=args.process_res, out=str(Path(tmp) / "scene"),
         )  # fmt: skip
         start = time.perf_counter()

@@ -3,7 +3,7 @@ and (with ``--vda-upstream``) Video Depth Anything vits ``infer_video_depth``.
 
 Every configuration runs in its own child process (upstream's in its side virtualenv, made by
 ``../shared/upstream/make-upstream-env.sh DIR``) on the same inputs and the same deterministic random weights
-(``tests/random_weights.py``; they cost what the official ones cost). The rounds alternate between the sides so
+(``tests/helpers/random_weights.py``; they cost what the official ones cost). The rounds alternate between the sides so
 that other load on the machine hits both alike. Prints a Markdown table: median seconds over the rounds, the
 speed-up against upstream's default API (the median of each round's ratio, with their range), images/s, the
 children's peak RSS, and the achieved GFLOP/s of the network against this machine's measured matmul peak::
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _PRELUDE = r"""
 import json, resource, statistics, sys, time
 import numpy as np, torch
-sys.path.insert(0, {tests!r})
-from random_weights import fill_, random_state_dict
+sys.path.insert(0, {root!r})
+from tests.helpers.random_weights import fill_, random_state_dict
 torch.manual_seed(0)
 rng = np.random.RandomState(0)
 yy, xx = np.mgrid[0:{height}, 0:{width}]
@@ -231,7 +231,7 @@ def main() -> None:
 
     peaks = {"float32": _matmul_peak_gflops("float32"), "bfloat16": _matmul_peak_gflops("bfloat16")}
     common = {
-        "tests": str(ROOT / "tests"),
+        "root": str(ROOT),
         "height": 480,
         "width": 640,
         "repeats": args.repeats,

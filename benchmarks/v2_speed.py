@@ -1,7 +1,7 @@
 """Depth Anything V2 ``infer_image`` speed: upstream against anydepth, same weights and image, in one run.
 
 Upstream runs in its own virtualenv (``../shared/upstream/make-upstream-env.sh DIR``) in a child process; both
-sides fill the network with the same deterministic random weights (``tests/random_weights.py``), which cost the
+sides fill the network with the same deterministic random weights (``tests/helpers/random_weights.py``), which cost the
 same as the official ones. Prints a table of median seconds per image and ratios against upstream::
 
     PYTHONPATH=src python benchmarks/v2_speed.py --upstream-python /path/to/upvenv/bin/python --encoder vits
@@ -26,8 +26,8 @@ CONFIGS = {"vits": (64, [48, 96, 192, 384]), "vitb": (128, [96, 192, 384, 768]),
 UPSTREAM = """
 import json, sys, time, statistics
 import numpy as np, torch
-sys.path.insert(0, {tests!r})
-from random_weights import random_state_dict
+sys.path.insert(0, {root!r})
+from tests.helpers.random_weights import random_state_dict
 from depth_anything_v2.dpt import DepthAnythingV2
 torch.set_num_threads({threads})
 model = DepthAnythingV2(encoder={encoder!r}, features={features}, out_channels={channels})
@@ -45,9 +45,10 @@ print(json.dumps({{"median_s": statistics.median(times)}}))
 def time_ours(encoder: str, image: np.ndarray, size: int, repeats: int, precision: str) -> float:
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers.random_weights import random_state_dict
+
     from anydepth.compat import DepthAnythingV2
-    from random_weights import random_state_dict
 
     features, channels = CONFIGS[encoder]
     model = DepthAnythingV2(encoder=encoder, features=features, out_channels=channels, precision=precision)
@@ -87,7 +88,7 @@ def main() -> None:
         np.save(image_path, image)
         features, channels = CONFIGS[args.encoder]
         code = UPSTREAM.format(
-            tests=str(ROOT / "tests"), threads=args.threads or torch.get_num_threads(), encoder=args.encoder,
+            root=str(ROOT), threads=args.threads or torch.get_num_threads(), encoder=args.encoder,
             features=features, channels=channels, image=image_path, size=args.input_size, repeats=args.repeats,
         )  # fmt: skip
         proc = subprocess.run([args.upstream_python, "-c", code], capture_output=True, text=True, check=True)

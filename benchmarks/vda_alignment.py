@@ -1,6 +1,6 @@
 """How Video Depth Anything's windows are joined, scored on a rendered video with exact depth and cameras.
 
-The network is a stand-in (``tests/synthetic_video.py``): each window sees the true disparity through its own
+The network is a stand-in (``tests/helpers/synthetic_video.py``): each window sees the true disparity through its own
 random scale and shift, plus a per-frame flicker, which is the ambiguity the stitching has to resolve. Compared:
 per-window output (no joining), upstream's keyframe alignment, and the overlap alignment (keyframes + all
 overlap frames). Prints AbsRel, delta1 and TAE (after one disparity scale+shift per sequence), mean over seeds.
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.synthetic_video import AffineDisparityNet, per_window_depth, render_video
 
 from anydepth.bench import evaluate_video_depth
 from anydepth.pipelines.video_depth import VideoDepthRunner
-from synthetic_video import AffineDisparityNet, per_window_depth, render_video
 
 
 def main() -> None:

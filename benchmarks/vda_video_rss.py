@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.helpers.random_weights import random_state_dict
 from video_memory import synthesise
 
 from anydepth.api import build_network
-from random_weights import random_state_dict
 
 
 def main() -> None:

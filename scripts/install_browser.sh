@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chromium and its WebDriver for the browser tests (tests/test_*_browser.py); a no-op when both are present or
+# Chromium and its WebDriver for the browser tests (tests/*/test_browser.py); a no-op when both are present or
 # when not root (the tests then skip and say why). Debian / Ubuntu: apt packages chromium + chromium-driver,
 # without their recommended packages.
 set -euo pipefail

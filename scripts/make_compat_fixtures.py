@@ -1,4 +1,4 @@
-"""Record upstream's documented surface in tests/fixtures/upstream_surface.json, for tests/test_compat_surface.py.
+"""Record upstream's documented surface in tests/fixtures/upstream_surface.json, for tests/compat/test_surface.py.
 
 What it records, read from upstream itself (nothing is copied from upstream but names and defaults):
 - ``da3_cli``: every command of DA3's ``da3`` command line with every parameter (name, argument or option, its

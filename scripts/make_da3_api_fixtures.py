@@ -6,7 +6,7 @@ Runs in the side environment that holds the upstream package (it must not import
 
 Upstream's ``forward`` autocasts (fp16/bf16 even on the CPU); the script replaces ``torch.autocast`` with a
 no-op for the run, so the whole pipeline (preprocessing, network, pose alignment, processed images) is float32.
-The network is filled with ``tests/random_weights.py`` values (seed 3, as the network fixtures). Writes
+The network is filled with ``tests/helpers/random_weights.py`` values (seed 3, as the network fixtures). Writes
 ``tests/fixtures/da3_api_parity.npz``.
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from random_weights import random_state_dict  # noqa: E402
+from tests.helpers.random_weights import random_state_dict  # noqa: E402
 
 SEED = 3
 

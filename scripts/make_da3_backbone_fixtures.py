@@ -35,7 +35,7 @@ overwrites, in ``tests/fixtures/``:
   the full-model keys carry the prefix ``backbone.``) for da3-small, da3-base, da3-large, da3-giant,
   da3mono-large, da3metric-large and the test-only config ``test-vits-alt5``.
 
-Weights are not stored: ``tests/random_weights.py`` fills every key from (key name, shape, seed), with the
+Weights are not stored: ``tests/helpers/random_weights.py`` fills every key from (key name, shape, seed), with the
 backbone's own key names (``pretrained.blocks.0.attn.qkv.weight``), so the tests rebuild the same weights.
 
 Upstream facts this relies on (depth_anything_3 0.1.1):
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from depth_anything_3.cfg import create_object, load_config  # noqa: E402
 from depth_anything_3.model import reference_view_selector as upstream_ref  # noqa: E402
@@ -72,8 +72,7 @@ from depth_anything_3.model.dinov2 import vision_transformer as upstream_vit  # 
 from depth_anything_3.model.dinov2.dinov2 import DinoV2  # noqa: E402
 from depth_anything_3.registry import MODEL_REGISTRY  # noqa: E402
 from depth_anything_3.utils.constants import THRESH_FOR_REF_SELECTION  # noqa: E402
-
-from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
+from tests.helpers.random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PRESET_GROUPS = ["da3-small", "da3-base", "da3-large", "da3-giant", "da3mono-large", "da3metric-large"]

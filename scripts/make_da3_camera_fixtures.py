@@ -25,7 +25,7 @@ name ``depth_anything_3``; its ``einops``, ``addict`` and ``omegaconf`` come wit
     alignment and sky handling; ``mono_sky``: ``DepthAnything3Net._process_mono_sky_estimation``. All have
     fewer than 100,000 pixels, so upstream's random subsampling before quantiles does not happen.
   * ``cam_dec_<size>`` / ``cam_enc_<size>`` for small, base, large, giant: the modules' outputs. Their weights
-    come from ``tests/random_weights.py`` (seed in ``cases_json``) and the decoder's input tokens from
+    come from ``tests/helpers/random_weights.py`` (seed in ``cases_json``) and the decoder's input tokens from
     ``numpy.random.RandomState(token_seed).standard_normal(shape)`` in float32; neither is stored.
 
 - ``da3_camera_keys.json``: ``{"cam_dec": {size: {key: shape}}, "cam_enc": {...}}`` of the upstream modules.
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
 from addict import Dict  # noqa: E402
@@ -56,8 +56,7 @@ from depth_anything_3.model.utils import transform as up_transform  # noqa: E402
 from depth_anything_3.utils import alignment as up_alignment  # noqa: E402
 from depth_anything_3.utils import geometry as up_geometry  # noqa: E402
 from depth_anything_3.utils import ray_utils  # noqa: E402
-
-from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
+from tests.helpers.random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SIZES = {"small": (384, 768), "base": (768, 1536), "large": (1024, 2048), "giant": (1536, 3072)}  # enc, dec

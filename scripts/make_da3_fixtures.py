@@ -6,7 +6,7 @@ Runs in the side environment that holds the upstream package (it must not import
     /path/to/upvenv/bin/python scripts/make_da3_fixtures.py
 
 For each case the upstream ``DepthAnything3Net`` (or the nested network) is filled with deterministic random
-weights from ``tests/random_weights.py`` (values depend only on key name, shape and seed, so the tests rebuild
+weights from ``tests/helpers/random_weights.py`` (values depend only on key name, shape and seed, so the tests rebuild
 the same weights from the stored key list) and called directly in float32 (upstream's API autocasts on CPU).
 Writes ``tests/fixtures/da3_parity.npz`` (inputs, outputs, a JSON description of the cases) and
 ``tests/fixtures/da3_keys.json`` (key names and shapes of each architecture). Needs ~12 GB of memory for the
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from random_weights import random_state_dict  # noqa: E402
+from tests.helpers.random_weights import random_state_dict  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SEED = 3

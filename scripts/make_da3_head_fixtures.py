@@ -26,7 +26,7 @@ list the tensors that upstream shares), and overwrites, in ``tests/fixtures/``:
 - ``da3_heads.npz``: per case (``cases_json``) the inputs (tokens rounded to float16, images, cameras) and the
   upstream outputs in float32; ``meta_json`` records versions.
 
-Weights are not stored: ``tests/random_weights.py`` fills every key of the STORED layout (the aliases that
+Weights are not stored: ``tests/helpers/random_weights.py`` fills every key of the STORED layout (the aliases that
 ``save_model`` drops are filled from the stored tensor, as a hub checkpoint is loaded) from (key name, shape,
 seed), so the tests regenerate the same weights from the key lists. Token inputs are rounded to float16 to keep
 the file small; both sides compute in float32 from those values. The output is deterministic.
@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import depth_anything_3  # noqa: E402
 from depth_anything_3.cfg import create_object, load_config  # noqa: E402
@@ -63,8 +63,7 @@ from depth_anything_3.model.dpt import DPT  # noqa: E402
 from depth_anything_3.model.dualdpt import DualDPT  # noqa: E402
 from depth_anything_3.model.gsdpt import GSDPT  # noqa: E402
 from depth_anything_3.utils.geometry import map_pdf_to_opacity  # noqa: E402
-
-from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
+from tests.helpers.random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 CONFIG_DIR = Path(depth_anything_3.__path__[0]) / "configs"

@@ -20,7 +20,7 @@ It takes under a minute and overwrites ``tests/fixtures/depthcrafter_parity.npz`
 - ``cases_json`` (frames, window, overlap, steps, guidance, decode chunk, seed of each case) and ``meta_json``
   (versions, upstream commit, the frames' checksum).
 
-The networks are :mod:`tests.depthcrafter_tiny`'s (weights from (name, shape, seed)), the frames
+The networks are :mod:`tests.helpers.depthcrafter_tiny`'s (weights from (name, shape, seed)), the frames
 ``depthcrafter_tiny.synthetic_frames``. The noise follows anydepth's two streams: upstream gets
 ``generator=torch.Generator().manual_seed(seed)`` (noise augmentation) and
 ``latents=torch.randn(..., generator=torch.Generator().manual_seed(seed + 1))`` (initial latents), both public
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from depthcrafter_tiny import VAE_CONFIG, build_networks, synthetic_frames  # noqa: E402
+from tests.helpers.depthcrafter_tiny import VAE_CONFIG, build_networks, synthetic_frames  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 NETWORK_SEED = 0

@@ -31,7 +31,7 @@ model: its constructor cannot run on the meta device), and overwrites, in ``test
 - ``v2_hf_keys.json``: ``{"small"|"large"|"giant": {key: shape}}`` in the layout of the ``-hf``
   hub files (``model.safetensors``), which is what transformers' ``save_pretrained`` writes.
 
-Weights are not stored: ``tests/random_weights.py`` fills every key from (key name, shape, seed), so the tests
+Weights are not stored: ``tests/helpers/random_weights.py`` fills every key from (key name, shape, seed), so the tests
 regenerate the same weights from the stored key names. The output is deterministic; rerunning it on the same
 versions reproduces the same arrays.
 
@@ -69,12 +69,11 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 from depth_anything_v2.dpt import DepthAnythingV2  # noqa: E402
-
-from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
+from tests.helpers.random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

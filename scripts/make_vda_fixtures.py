@@ -20,7 +20,7 @@ It takes about a minute and overwrites, in ``tests/fixtures/``:
   cache starts to slide).
 - ``vda_keys.json``: ``{"vits"|"vitb"|"vitl": {key: shape}}`` of the upstream state dicts.
 
-Weights are not stored: ``tests/random_weights.py`` fills every key from (key name, shape, seed), except the
+Weights are not stored: ``tests/helpers/random_weights.py`` fills every key from (key name, shape, seed), except the
 temporal position tables ``*.pos_encoder.pe``, which keep upstream's sinusoids (they are buffers saved in the
 official files; the tests use the same formula).
 """
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
+from tests.helpers.random_weights import random_state_dict, shapes_of, write_key_lists  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 HEAD_WIDTHS = {

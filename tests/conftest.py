@@ -1,19 +1,14 @@
-"""Shared fixtures: random checkpoints in the official layouts, written once per session."""
+"""Shared fixtures: random checkpoints in the official layouts, thread and precision switches, seeded RNGs."""
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
-from anydepth.models.dinov2 import DinoV2Config
-from anydepth.models.dpt import DPTHeadConfig
-from random_weights import random_state_dict
+from tests.helpers.random_weights import fill_, random_state_dict
 
 
 def pytest_addoption(parser):
@@ -53,20 +48,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def tiny_config(max_depth=None, ffn="mlp", depth=4) -> DepthAnythingV2Config:
-    """A Depth Anything V2 network small enough for fast tests, with the official structure."""
-    enc = DinoV2Config(embed_dim=32, depth=depth, num_heads=2, ffn=ffn, img_size=70)
-    head = DPTHeadConfig(in_channels=32, features=16, out_channels=(8, 16, 32, 32), max_depth=max_depth)
-    return DepthAnythingV2Config(encoder=enc, head=head, layers=(0, 1, 2, depth - 1))
-
-
-def random_net(cfg: DepthAnythingV2Config, seed: int = 0) -> DepthAnythingV2Net:
-    net = DepthAnythingV2Net(cfg)
-    sd = random_state_dict({k: v.shape for k, v in net.state_dict().items()}, seed)
-    net.load_state_dict(sd, strict=True)
-    return net.eval()
-
-
 @pytest.fixture(scope="session")
 def vits_weights(tmp_path_factory) -> Path:
     """A random dav2-small checkpoint in the official .pth layout (file name as on the hub)."""
@@ -79,12 +60,34 @@ def vits_weights(tmp_path_factory) -> Path:
     return path
 
 
+class _HubWrapper(torch.nn.Module):
+    """Stands in for the upstream API object whose state the hub files hold (network under ``model``)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.model = net
+
+
+@pytest.fixture(scope="module")
+def da3_small_folder(tmp_path_factory):
+    """A random da3-small in the hub folder layout: (folder with config.json + model.safetensors, the network)."""
+    from safetensors.torch import save_model
+
+    from anydepth.models.da3.network import build_da3_network
+
+    net = fill_(build_da3_network("da3-small"), seed=11).eval()
+    folder = tmp_path_factory.mktemp("DA3-SMALL")
+    (folder / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
+    save_model(_HubWrapper(net), str(folder / "model.safetensors"))  # drops tied tensors, as the hub mixin does
+    return folder, net
+
+
 @pytest.fixture(scope="session")
 def depthcrafter_folders(tmp_path_factory):
     """Tiny random DepthCrafter networks in the official layouts: (DepthCrafter repo folder, SVD repo folder)."""
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
-    from depthcrafter_tiny import save_official_layout
+    from tests.helpers.depthcrafter_tiny import save_official_layout
 
     return save_official_layout(tmp_path_factory.mktemp("depthcrafter"), seed=0)
 

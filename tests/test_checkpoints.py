@@ -15,29 +15,17 @@ from anydepth.checkpoints import (
 )
 from anydepth.errors import WeightsError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
-from conftest import random_net, tiny_config
+from tests.helpers.checkpoints import to_hf
+from tests.helpers.networks import random_net, tiny_config
 
-
-def _to_hf(sd, depth):
-    """Inverse of the table, written independently: official -> transformers keys, qkv split in three."""
-    out = {}
-    for src, dst in hf_to_v2_key_table(depth, swiglu=any(".mlp.w12." in k for k in sd)):
-        for suffix in ("", ".weight", ".bias"):
-            if dst + suffix in sd:
-                out[src + suffix] = sd[dst + suffix]
-    for i in range(depth):
-        for suffix in ("weight", "bias"):
-            q, k, v = sd[f"pretrained.blocks.{i}.attn.qkv.{suffix}"].chunk(3, dim=0)
-            base = f"backbone.encoder.layer.{i}.attention.attention."
-            out[base + "query." + suffix], out[base + "key." + suffix], out[base + "value." + suffix] = q, k, v
-    return out
+pytestmark = pytest.mark.torch113
 
 
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
 def test_hf_layout_round_trip(ffn):
     net = random_net(tiny_config(ffn=ffn))
     sd = net.state_dict()
-    hf = _to_hf(sd, depth=4)
+    hf = to_hf(sd, depth=4)
     assert len(hf) == len(sd) + 4 * 2 * 2  # qkv weight+bias become three tensors each
     assert detect_v2_layout(hf) == "hf"
     back = convert_hf_to_v2(hf, depth=4, swiglu=ffn == "swiglu")
@@ -61,7 +49,7 @@ def test_hf_fusion_stage_is_reversed():
 
 
 def test_hf_leftover_key_is_named():
-    hf = _to_hf(random_net(tiny_config()).state_dict(), depth=4)
+    hf = to_hf(random_net(tiny_config()).state_dict(), depth=4)
     hf["neck.extra.weight"] = torch.zeros(1)
     with pytest.raises(WeightsError, match=r"neck\.extra\.weight"):
         convert_hf_to_v2(hf, depth=4)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -13,18 +11,9 @@ import anydepth
 from anydepth.errors import InputError, UnknownModelError, WeightsError
 from anydepth.hub import resolve_weights
 from anydepth.presets import PRESETS, get_preset
+from tests.helpers.checkpoints import fake_hub_cache
 
-
-def _fake_hub_cache(cache, repo_id, filename, source, revision="main"):
-    """The folder layout huggingface_hub keeps: refs/<rev> -> snapshots/<commit>/<file>."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / revision).write_text(commit)
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, snap / filename)
-    return snap / filename
+pytestmark = pytest.mark.torch113
 
 
 def test_presets_table():
@@ -65,11 +54,11 @@ def test_resolve_local_file_and_folder(vits_weights, tmp_path):
 
 def test_resolve_from_hub_cache(vits_weights, tmp_path):
     preset = PRESETS["dav2-small"]
-    cached = _fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
+    cached = fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
     got = resolve_weights(preset, cache_dir=tmp_path, local_files_only=True)
     assert got.resolve() == cached.resolve()
     # a repo id instead of a path takes the preset's file from that repo
-    _fake_hub_cache(tmp_path, "someone/mirror", preset.weights.filename, vits_weights)
+    fake_hub_cache(tmp_path, "someone/mirror", preset.weights.filename, vits_weights)
     got = resolve_weights(preset, "someone/mirror", cache_dir=tmp_path, local_files_only=True)
     assert got.name == preset.weights.filename
 
@@ -162,10 +151,10 @@ def test_hf_checkpoint_loads(vits_weights, tmp_path):
     from safetensors.torch import save_file
 
     from anydepth.checkpoints import read_state_dict
-    from test_checkpoints import _to_hf
+    from tests.helpers.checkpoints import to_hf
 
     sd = read_state_dict(vits_weights)
-    save_file({k: v.contiguous() for k, v in _to_hf(sd, depth=12).items()}, str(tmp_path / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in to_hf(sd, depth=12).items()}, str(tmp_path / "model.safetensors"))
     hf = anydepth.load_model("dav2-small-hf", weights=tmp_path, device="cpu", precision="fp32")
     ref = anydepth.load_model("dav2-small", weights=vits_weights, device="cpu", precision="fp32")
     rgb = _rgb()
@@ -188,7 +177,7 @@ def test_unreachable_hub_uses_cache_at_once(vits_weights, tmp_path, monkeypatch)
     # where to get the file by hand, and how to pass it in each interface
     url = "https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth"
     assert url in str(refused.value) and "WEIGHTS=PATH with make run" in str(refused.value)
-    cached = _fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
+    cached = fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
     assert resolve_weights(preset, cache_dir=tmp_path).resolve() == cached.resolve()
     assert time.perf_counter() - start < 10  # no retry back-off
 

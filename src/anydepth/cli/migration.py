@@ -9,7 +9,7 @@ _NONE = "anydepth has no equivalent"
 # Options of Depth Anything V2's run.py, run_video.py and metric_depth/run.py, Video Depth Anything's run.py and
 # run_streaming.py, DepthCrafter's run.py and DA3's `da3` that anydepth spells otherwise or has not, in their
 # dashed spelling (`--input_size` and python-fire's `--save_folder` are looked up as `--input-size`, `--save-folder`).
-# docs/compat.md has the whole table; tests/test_compat_surface.py holds every upstream option to it.
+# docs/compat.md has the whole table; tests/compat/test_surface.py holds every upstream option to it.
 UPSTREAM_OPTIONS: Dict[str, str] = {
     "--img-path": "give the image, folder, glob or .txt list as the argument: `anydepth image PATH`, "
     "`anydepth images DIR`",

@@ -1,0 +1,44 @@
+"""Tiny networks with the official structure and deterministic random weights: Depth Anything V2 and DA3."""
+
+from __future__ import annotations
+
+from anydepth.models.da3.backbone import DA3BackboneConfig
+from anydepth.models.da3.camera import CameraDecoderConfig, CameraEncoderConfig
+from anydepth.models.da3.heads import DPTSkyConfig, DualDPTConfig
+from anydepth.models.da3.network import DA3NetConfig, DepthAnything3Net
+from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
+from anydepth.models.dinov2 import DinoV2Config
+from anydepth.models.dpt import DPTHeadConfig
+from tests.helpers.random_weights import fill_, random_state_dict
+
+
+def tiny_config(max_depth=None, ffn="mlp", depth=4) -> DepthAnythingV2Config:
+    """A Depth Anything V2 network small enough for fast tests, with the official structure."""
+    enc = DinoV2Config(embed_dim=32, depth=depth, num_heads=2, ffn=ffn, img_size=70)
+    head = DPTHeadConfig(in_channels=32, features=16, out_channels=(8, 16, 32, 32), max_depth=max_depth)
+    return DepthAnythingV2Config(encoder=enc, head=head, layers=(0, 1, 2, depth - 1))
+
+
+def random_net(cfg: DepthAnythingV2Config, seed: int = 0) -> DepthAnythingV2Net:
+    net = DepthAnythingV2Net(cfg)
+    sd = random_state_dict({k: v.shape for k, v in net.state_dict().items()}, seed)
+    net.load_state_dict(sd, strict=True)
+    return net.eval()
+
+
+def tiny_da3(anyview: bool, seed: int = 1) -> DepthAnything3Net:
+    """A six-block DA3 network: any-view (dual DPT head and camera encoder/decoder) or mono with the sky head."""
+    enc = DinoV2Config(embed_dim=32, depth=6, num_heads=2, img_size=70)
+    if anyview:
+        cfg = DA3NetConfig(
+            backbone=DA3BackboneConfig(encoder=enc, out_layers=(2, 3, 4, 5), alt_start=2, qknorm_start=2, rope_start=2),
+            head=DualDPTConfig(dim_in=64, features=16, out_channels=(8, 16, 32, 32)),
+            camera_decoder=CameraDecoderConfig(dim_in=64),
+            camera_encoder=CameraEncoderConfig(dim_out=32, trunk_depth=1, num_heads=2),
+        )
+    else:
+        cfg = DA3NetConfig(
+            backbone=DA3BackboneConfig(encoder=enc, out_layers=(2, 3, 4, 5), cat_token=False),
+            head=DPTSkyConfig(dim_in=32, features=16, out_channels=(8, 16, 32, 32)),
+        )
+    return fill_(DepthAnything3Net(cfg), seed=seed).eval()
