@@ -184,11 +184,13 @@ def test_parse_size():
 def test_v2_wrapper_holds_the_interpolated_position_embedding_and_matches_the_network():
     net = random_net(tiny_config())
     static = StaticDepthAnythingV2(net, 42, 56)
-    torch.testing.assert_close(static.pos_embed, net.pretrained.interpolate_pos_encoding(3, 4))
+    frozen = static.net.pretrained.frozen_pos_embed
+    torch.testing.assert_close(frozen, net.pretrained.interpolate_pos_encoding(3, 4), rtol=0, atol=0)
     x = torch.randn(2, 3, 42, 56, generator=torch.Generator().manual_seed(5))
     # summation order may differ by an ulp between the two graphs; values near zero need an absolute floor
     torch.testing.assert_close(static(x), net(x), rtol=1e-5, atol=1e-5)
-    assert net.pretrained.interpolate_pos_encoding(3, 4) is not static.pos_embed  # the network itself is untouched
+    assert net.pretrained.frozen_grid is None  # the network itself is untouched
+    assert "frozen_pos_embed" not in static.net.state_dict()  # a buffer, not a checkpoint entry
 
 
 @pytest.mark.parametrize("anyview", [True, False])
@@ -212,9 +214,11 @@ def test_da3_wrapper_matches_the_network_before_post_processing(anyview):
         depth, sky = outputs
         torch.testing.assert_close(sky, reference.sky, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(fill_sky_with_far_depth(depth, sky), reference.depth, rtol=1e-5, atol=1e-5)
-    assert {n for n, _ in static.named_buffers()} >= {"pos_embed"} | (
-        {"rope_local_cos", "rope_global_sin", "uv_embed_0"} if anyview else set()
+    frozen = {"net.backbone.pretrained.frozen_pos_embed"} | (
+        {"net.backbone.rope_local_cos", "net.backbone.rope_global_sin", "net.head.uv_embed_0"} if anyview else set()
     )
+    assert {n for n, _ in static.named_buffers()} >= frozen
+    assert net.backbone.frozen_input is None  # the network itself is untouched
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from anydepth.deploy.manifest import Manifest, read_manifest
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, require
-from anydepth.models.da3.network import DA3Output
+from anydepth.models.da3.network import DA3Output, fill_sky
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.pipelines.preprocess import lower_bound_size
@@ -139,7 +139,8 @@ class ExportedV2Net(ExportedNetwork):
 class ExportedDA3Net(ExportedNetwork):
     """Stands in for :class:`~anydepth.models.da3.network.DepthAnything3Net` at the export's size and views.
 
-    Adds back what the graph leaves out, with the network's own code: the sky filling of mono/metric models.
+    Adds back what the graph (``DepthAnything3Net.predict``) leaves out, with the network's own code: the sky
+    filling of mono/metric models (:func:`~anydepth.models.da3.network.fill_sky`).
     Pose conditioning, feature export, Gaussians and ray poses are not part of exported graphs.
     """
 
@@ -159,8 +160,6 @@ class ExportedDA3Net(ExportedNetwork):
         ray_decomposition: str = "qr",
         chunk_size: Optional[int] = None,
     ) -> DA3Output:
-        from anydepth.geometry.depth_alignment import fill_sky_with_far_depth
-
         m = self.manifest
         unsupported = {
             "pose conditioning (extrinsics)": extrinsics is not None,
@@ -184,9 +183,7 @@ class ExportedDA3Net(ExportedNetwork):
             intrinsics=outputs.get("intrinsics"),
             sky=outputs.get("sky"),
         )
-        if out.sky is not None:
-            out.depth = fill_sky_with_far_depth(out.depth, out.sky)
-        return out
+        return fill_sky(out)  # what DepthAnything3Net.forward does after the part the graph holds
 
 
 class ExportedVDANet(ExportedNetwork):

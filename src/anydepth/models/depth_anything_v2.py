@@ -77,6 +77,17 @@ class DepthAnythingV2Net(nn.Module):
     def is_metric(self) -> bool:
         return self.cfg.head.max_depth is not None
 
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the input size for static-shape exports: the backbone's resized position embedding becomes a
+        buffer, so a traced graph holds no bicubic resize; other sizes raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size` (see
+        :class:`~anydepth.models.dinov2.FreezablePositionGrid`). Call it after loading weights."""
+        self.pretrained.freeze_input_size(height, width)
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size again."""
+        self.pretrained.unfreeze_input_size()
+
     def forward(self, x: Tensor) -> Tensor:
         p = self.patch_size
         grid_h, grid_w = int(x.shape[-2]) // p, int(x.shape[-1]) // p

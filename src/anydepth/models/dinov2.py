@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anydepth.errors import ShapeError
 from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
@@ -196,14 +197,67 @@ class PosEmbedCache:
         return value
 
 
-class DinoVisionTransformer(nn.Module):
-    """DINOv2 backbone. Keys: cls_token, pos_embed, mask_token, patch_embed.proj, blocks.{i}, norm."""
+class FreezablePositionGrid:
+    """The position embedding of a patch grid for a ViT with a square stored embedding (``pos_embed``): resized
+    per call (and cached), or frozen for one input size.
+
+    Freezing is the static-shape hook of exports: :meth:`freeze_input_size` computes the bicubically resized
+    embedding once and keeps it as the non-persistent buffer ``frozen_pos_embed`` (checkpoints are unchanged), so a
+    traced graph reads a constant instead of resizing. It is for inference: call it after the weights are loaded
+    (it copies them), and :meth:`unfreeze_input_size` to take any size again. A frozen module refuses other sizes
+    with a :class:`~anydepth.errors.ShapeError`.
+
+    Users set ``pos_embed``, ``patch_size``, ``interpolate_offset`` and ``_pos_cache`` (a :class:`PosEmbedCache`).
+    """
+
+    pos_embed: nn.Parameter
+    patch_size: int
+    interpolate_offset: float
+    _pos_cache: PosEmbedCache
+    frozen_grid: Optional[Tuple[int, int]] = None  # (grid_h, grid_w) while frozen
+
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the input size to ``height`` x ``width`` pixels (multiples of the patch size)."""
+        p = self.patch_size
+        if height <= 0 or width <= 0 or height % p or width % p:
+            raise ShapeError(f"freeze_input_size({height}, {width}): both sides must be positive multiples of {p}")
+        grid = (int(height) // p, int(width) // p)
+        with torch.no_grad():
+            table = resize_pos_embed(self.pos_embed, *grid, self.interpolate_offset).detach().clone()
+        self.register_buffer("frozen_pos_embed", table, persistent=False)  # type: ignore[attr-defined]
+        self.frozen_grid = grid
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size again (the position embedding is resized per call)."""
+        self._buffers.pop("frozen_pos_embed", None)  # type: ignore[attr-defined]
+        self.frozen_grid = None
+
+    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
+        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid (see :func:`resize_pos_embed`)."""
+        if self.frozen_grid is not None:
+            if (int(grid_h), int(grid_w)) != self.frozen_grid:
+                p = self.patch_size
+                frozen_h, frozen_w = self.frozen_grid
+                raise ShapeError(
+                    f"this network is frozen to {frozen_h * p}x{frozen_w * p} inputs (freeze_input_size), not "
+                    f"{int(grid_h) * p}x{int(grid_w) * p}; call unfreeze_input_size() to run other sizes"
+                )
+            return self.frozen_pos_embed  # type: ignore[attr-defined,no-any-return]
+        return self._pos_cache(self.pos_embed, grid_h, grid_w, self.interpolate_offset)
+
+
+class DinoVisionTransformer(FreezablePositionGrid, nn.Module):
+    """DINOv2 backbone. Keys: cls_token, pos_embed, mask_token, patch_embed.proj, blocks.{i}, norm.
+
+    :meth:`freeze_input_size` fixes the input size for static-shape exports (see :class:`FreezablePositionGrid`).
+    """
 
     def __init__(self, cfg: DinoV2Config) -> None:
         super().__init__()
         self.cfg = cfg
         D = cfg.embed_dim
         self.patch_size = cfg.patch_size
+        self.interpolate_offset = cfg.interpolate_offset
         self.patch_embed = PatchEmbed(cfg.patch_size, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pos_grid**2 + 1, D))
@@ -218,10 +272,6 @@ class DinoVisionTransformer(nn.Module):
     @property
     def embed_dim(self) -> int:
         return self.cfg.embed_dim
-
-    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
-        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid (see :func:`resize_pos_embed`)."""
-        return self._pos_cache(self.pos_embed, grid_h, grid_w, self.cfg.interpolate_offset)
 
     def prepare_tokens(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, 1 + N, D) with the class token first and position embeddings added."""

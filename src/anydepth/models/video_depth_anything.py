@@ -371,6 +371,16 @@ class VideoDepthAnythingNet(nn.Module):
     def patch_size(self) -> int:
         return self.cfg.encoder.patch_size
 
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the frame size for static-shape exports (the temporal positions are buffers already): the
+        backbone's resized position embedding becomes a buffer; other sizes raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size`. Call it after loading weights."""
+        self.pretrained.freeze_input_size(height, width)
+
+    def unfreeze_input_size(self) -> None:
+        """Take any frame size again."""
+        self.pretrained.unfreeze_input_size()
+
     def _grid(self, H: int, W: int) -> Tuple[int, int]:
         p = self.patch_size
         return int(H) // p, int(W) // p

@@ -309,15 +309,59 @@ class DPTTrunk(nn.Module):
         self.projects = make_projections(dim_in, out_channels)
         self.resize_layers = make_resize_layers(out_channels)
         self.scratch = _Scratch(out_channels, features)
+        self.frozen_size: Optional[Tuple[int, int]] = None  # (height, width) while frozen
+        self._frozen_uv: Dict[Tuple[int, int, int], str] = {}  # (channels, h, w) -> buffer name
+
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the image size to ``height`` x ``width`` for static-shape exports.
+
+        The UV embeddings of every map the head adds one to (built from ``linspace``, ``sin`` and ``cos`` of the
+        map size) become non-persistent buffers, so a traced graph holds them as constants. Other sizes then raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size`.
+        """
+        p = self.patch_size
+        if height <= 0 or width <= 0 or height % p or width % p:
+            raise ShapeError(f"freeze_input_size({height}, {width}): both sides must be positive multiples of {p}")
+        self.unfreeze_input_size()
+        if self.pos_embed:
+            device = self.projects[0].weight.device
+            for channels, h, w in self._uv_map_shapes(height // p, width // p):
+                if (channels, h, w) not in self._frozen_uv:
+                    name = f"uv_embed_{len(self._frozen_uv)}"
+                    self.register_buffer(name, uv_position_embedding(h, w, channels, width / height, device), False)
+                    self._frozen_uv[(channels, h, w)] = name
+        self.frozen_size = (int(height), int(width))
+
+    def unfreeze_input_size(self) -> None:
+        """Take any image size again."""
+        for name in self._frozen_uv.values():
+            self._buffers.pop(name, None)
+        self._frozen_uv = {}
+        self.frozen_size = None
+
+    def _uv_map_shapes(self, grid_h: int, grid_w: int) -> List[Tuple[int, int, int]]:
+        """(channels, height, width) of every map that gets a UV embedding, for a patch grid: the four projected
+        token maps and the main map at the image size (heads with more such maps add theirs)."""
+        p = self.patch_size
+        shapes = [(int(conv.out_channels), grid_h, grid_w) for conv in self.projects]
+        return [*shapes, (int(self.scratch.output_conv1.out_channels), grid_h * p, grid_w * p)]
 
     def _add_pos_embed(self, x: Tensor, aspect_ratio: float) -> Tensor:
-        """``x`` (a temporary of the caller, so it is updated in place) plus the cached UV embedding, in the
-        precision of ``x`` (float32, or bf16 for the mixed-precision main map)."""
+        """``x`` (a temporary of the caller, so it is updated in place) plus the UV embedding (cached, or frozen
+        by :meth:`freeze_input_size`), in the precision of ``x`` (float32, or bf16 for the mixed-precision main
+        map)."""
         if not self.pos_embed:
             return x
-        args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
-        # torch.compile traces the function itself (and warns about the cache)
-        table = uv_position_embedding(*args).to(x.dtype) if compiling() else _cached_uv_embedding(*args, x.dtype)
+        if self.frozen_size is not None:
+            name = self._frozen_uv.get((int(x.shape[1]), int(x.shape[2]), int(x.shape[3])))
+            if name is None:
+                raise ShapeError(f"no UV embedding was frozen for a {tuple(x.shape[1:])} map; freeze_input_size again")
+            table = getattr(self, name)
+            table = table if table.dtype == x.dtype else table.to(x.dtype)
+        else:
+            args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
+            # torch.compile traces the function itself (and warns about the cache)
+            table = uv_position_embedding(*args).to(x.dtype) if compiling() else _cached_uv_embedding(*args, x.dtype)
         if x.requires_grad:
             return x + table
         return x.add_(table)
@@ -399,6 +443,11 @@ class DPTTrunk(nn.Module):
         Returns:
             ((B, S), outputs with a leading B * S dimension).
         """
+        if self.frozen_size is not None and (int(height), int(width)) != self.frozen_size:
+            raise ShapeError(
+                f"this head is frozen to {self.frozen_size[0]}x{self.frozen_size[1]} images (freeze_input_size), "
+                f"not {height}x{width}; call unfreeze_input_size() to run other sizes"
+            )
         tokens = _check_features(features, self.dim_in, height, width, self.patch_size, patch_start_idx)
         B, S = tokens[0].shape[:2]
         # the head's weights say its precision (float32 in every official setup); inputs may come from autocast
@@ -449,6 +498,11 @@ class DualDPTHead(DPTTrunk):
             )
             for _ in range(_AUX_LEVELS)
         )
+
+    def _uv_map_shapes(self, grid_h: int, grid_w: int) -> List[Tuple[int, int, int]]:
+        # and the ray branch's map at the fusion resolution, 8x the patch grid
+        aux = (int(self.scratch.output_conv1_aux[-1][-1].out_channels), 8 * grid_h, 8 * grid_w)
+        return [*super()._uv_map_shapes(grid_h, grid_w), aux]
 
     def forward(
         self,
