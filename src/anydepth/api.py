@@ -20,7 +20,13 @@ from anydepth.checkpoints import (
 from anydepth.errors import InputError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
 from anydepth.pipelines.mono import MonoDepthModel
-from anydepth.pipelines.runtime import compile_network, resolve_device, resolve_precision, set_cpu_threads
+from anydepth.pipelines.runtime import (
+    compile_network,
+    resolve_device,
+    resolve_precision,
+    set_cpu_threads,
+    tune_allocator,
+)
 from anydepth.presets import PRESETS, Preset, get_preset
 
 if TYPE_CHECKING:
@@ -178,6 +184,8 @@ def load_model(
     if compile:
         net = compile_network(net, dev)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
+    if dev.type == "cpu" and preset.family in ("dav2", "da3"):
+        tune_allocator("keep")  # repeated inference at one size; the video entry points choose "release"
     if preset.family == "da3":
         from anydepth.pipelines.multiview import MultiViewModel
 

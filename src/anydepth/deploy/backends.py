@@ -297,7 +297,7 @@ def load_exported_model(
         num_threads: CPU threads of the runtime (its default when None).
         verify: check the artefact's sha256 against the manifest.
     """
-    from anydepth.pipelines.runtime import resolve_device
+    from anydepth.pipelines.runtime import resolve_device, tune_allocator
 
     check_backend(backend)
     if backend == "pytorch":
@@ -326,6 +326,8 @@ def load_exported_model(
     else:
         runner = torchscript_runner(path, manifest, dev)
     logger.info("running %s from %s with %s", manifest.model, path, backend)
+    if dev.type == "cpu" and manifest.family in ("dav2", "da3"):
+        tune_allocator("keep")  # repeated inference at one size, as anydepth.load_model
     if manifest.family == "da3":
         return ExportedMultiViewModel(ExportedDA3Net(runner, manifest), preset, dev, backend)
     if manifest.family == "vda":

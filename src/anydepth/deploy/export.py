@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from anydepth.deploy.manifest import Manifest, TensorSpec, manifest_path, write_manifest
 from anydepth.errors import InputError, MissingDependencyError, require
 from anydepth.layers.attention import set_fused_attention
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.presets import Preset, get_preset
 
 logger = logging.getLogger(__name__)
@@ -169,14 +170,18 @@ class StaticExport:
 
 
 def _export_copy(net: nn.Module, fused_attention: bool = False) -> nn.Module:
-    """A float32 CPU eval copy, by default with the explicit attention path (softmax(q k^T) v in plain ops).
+    """A float32 CPU eval copy under the float32 precision policy, by default with the reference paths (the
+    explicit attention, softmax(q k^T) v in plain ops, among them).
 
     ONNX and Neuron get the explicit path (torch 1.13 has no SDPA, and it exports everywhere); a TorchScript
-    trace on torch >= 2 may keep SDPA, which is faster and traces, but then needs torch >= 2 to load.
+    trace on torch >= 2 may keep SDPA, which is faster and traces, but then needs torch >= 2 to load. The other
+    fast paths step aside under tracing anyway; the policy also undoes whatever precision a pipeline had set on
+    the network.
     """
     net = copy.deepcopy(net).float().cpu().eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    PrecisionPolicy(fast_paths=fused_attention).apply(net)
     return set_fused_attention(net, fused_attention)
 
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from anydepth.layers.attention import HAS_SDPA, attention
 from anydepth.layers.dpt_blocks import token_map
-from anydepth.layers.precision import float32_region
+from anydepth.layers.precision import PrecisionPolicy, float32_region
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
 from anydepth.models.dinov2 import DinoV2Config, DinoVisionTransformer
 from anydepth.models.dpt import DPTHead, DPTHeadConfig
@@ -111,7 +111,11 @@ class TemporalAttention(nn.Module):
         self.to_v = nn.Linear(dim, dim, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.pos_encoder = SinusoidalPositions(dim, max_len)
-        self.fused = HAS_SDPA
+        self.fused = HAS_SDPA  # the per-layer switch (set_fused_attention)
+        self.fast_paths = True  # the precision policy's (set_precision)
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
 
     def forward(self, x: Tensor, cached: Optional[Tensor] = None) -> Tensor:
         """x: (N, T, C) sequences over time; cached: (N, T_past, C) inputs of earlier frames. Returns (N, T, C)."""
@@ -125,7 +129,7 @@ class TemporalAttention(nn.Module):
 
         q = split(self.to_q(sequence[:, -T:]))
         k, v = split(self.to_k(sequence)), split(self.to_v(sequence))
-        out = attention(q, k, v, fused=self.fused)
+        out = attention(q, k, v, fused=self.fused and self.fast_paths)
         return self.to_out[0](out.transpose(1, 2).reshape(N, T, C))
 
 
@@ -356,6 +360,8 @@ class VideoDepthAnythingNet(nn.Module):
             pass under 500,000 pixels (one frame of 518x924; small frames go together, which is several times
             faster than one by one).
     """
+
+    float32_submodules = ("head",)  # as upstream, the head runs in float32 whatever the precision policy
 
     def __init__(
         self, cfg: VideoDepthAnythingConfig, frame_chunk: Optional[int] = None, decode_chunk: Optional[int] = None

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from anydepth.errors import InputError, ShapeError
-from anydepth.layers.precision import active_autocast_dtype
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, precision_region
 from anydepth.layers.rope import Rope, RopeTables, grid_positions, partial_rope, rope_tables
 from anydepth.models.da3.reference_view import (
     MIN_VIEWS_FOR_REF_SELECTION,
@@ -214,11 +214,19 @@ class DA3Backbone(nn.Module):
     """
 
     frozen_input: Optional[Tuple[int, int, int]] = None  # (height, width, views) while frozen
+    # set by PrecisionPolicy.apply (set_precision): the dtype of this mixed region, and the RoPE fast path
+    compute_dtype: Optional[torch.dtype] = None
+    partial_global_rope = False
 
     def __init__(self, cfg: DA3BackboneConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.pretrained = DA3Encoder(cfg)
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.compute_dtype = policy.compute_dtype
+        # mixed precision: the cross-view blocks rotate the camera tokens only (see _build_rope_tables)
+        self.partial_global_rope = policy.mixed and policy.fast_paths
 
     @property
     def patch_size(self) -> int:
@@ -277,7 +285,6 @@ class DA3Backbone(nn.Module):
             view order (upstream leaves the exported features in reference-first order).
         """
         cfg = self.cfg
-        enc = self.pretrained
         check_strategy(ref_view_strategy)
         if images.dim() != 5 or images.shape[2] != 3:
             raise ShapeError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
@@ -301,6 +308,18 @@ class DA3Backbone(nn.Module):
         if any(not 0 <= i < cfg.encoder.depth for i in feat_layers):
             raise InputError(f"export_feat_layers {feat_layers} must be block indices below {cfg.encoder.depth}")
 
+        with precision_region(images.device, self.compute_dtype):  # the mixed region of the precision policy
+            return self._blocks(images, cam_token, ref_view_strategy, feat_layers)
+
+    def _blocks(
+        self, images: Tensor, cam_token: Optional[Tensor], ref_view_strategy: str, feat_layers: Sequence[int]
+    ) -> Tuple[Tuple[LayerOutput, ...], Tuple[Tensor, ...]]:
+        """The forward after its checks: tokens through the blocks (see :meth:`forward`)."""
+        cfg = self.cfg
+        enc = self.pretrained
+        B, S, _, H, W = images.shape
+        p = self.patch_size
+        D = cfg.encoder.embed_dim
         grid_h, grid_w = H // p, W // p
         x = enc.prepare_tokens(images.reshape(B * S, 3, H, W))
         T = x.shape[1]  # 1 + N: class (later camera) token, then patches
@@ -365,8 +384,12 @@ class DA3Backbone(nn.Module):
                 local = (local[0].to(like.dtype), local[1].to(like.dtype))
                 global_ = (global_[0].to(like.dtype), global_[1].to(like.dtype))
             return local, global_
-        # under mixed precision (inference, not tracing) the cross-view blocks rotate the camera tokens only
-        partial = active_autocast_dtype(like.device) is not None and not torch.is_grad_enabled()  # None when tracing
+        partial = (  # inference only: PartialRope rotates queries and keys in place
+            self.partial_global_rope
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and fast_paths_enabled(compilable=True)
+        )
         return self._build_rope_tables(grid_h, grid_w, num_views, like, partial)
 
     def _build_rope_tables(
@@ -375,10 +398,10 @@ class DA3Backbone(nn.Module):
         """RoPE of the per-view sequence (T, head_dim) and of a scene's sequence (S * T tokens).
 
         Computed from the static grid (constants under tracing) and shared by all blocks. In a scene's sequence
-        every patch sits at (1, 1) and only the S camera tokens at (0, 0). With ``partial`` that sequence gets a
-        :class:`PartialRope`: the camera tokens rotate by (-1, -1) and the patches not at all, the same attention
-        logits for S instead of S x T rotated tokens per query and key. Otherwise the full tables: the
-        reference's arithmetic, bit for bit.
+        every patch sits at (1, 1) and only the S camera tokens at (0, 0). With ``partial`` (a mixed-precision
+        policy's fast path) that sequence gets a :class:`PartialRope`: the camera tokens rotate by (-1, -1) and the
+        patches not at all, the same attention logits (in exact arithmetic) for S instead of S x T rotated tokens
+        per query and key. Otherwise the full tables: the reference's arithmetic, bit for bit.
         """
         enc = self.cfg.encoder
         head_dim = enc.embed_dim // enc.num_heads

@@ -13,7 +13,7 @@ from anydepth.geometry.depth_alignment import align_to_metric, fill_sky_with_far
 from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
 from anydepth.geometry.ray_pose import camera_from_rays
 from anydepth.geometry.sim3 import umeyama
-from anydepth.layers.precision import active_autocast_dtype, float32_region
+from anydepth.layers.precision import float32_region
 from anydepth.models.da3.backbone import DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.camera import (
     CAMERA_DECODERS,
@@ -113,7 +113,14 @@ class DA3Output:
 
 
 class DepthAnything3Net(nn.Module):
-    """One DA3 network; keys ``backbone.*``, ``head.*``, ``cam_dec.*``, ``cam_enc.*``, ``gs_head.*`` as upstream."""
+    """One DA3 network; keys ``backbone.*``, ``head.*``, ``cam_dec.*``, ``cam_enc.*``, ``gs_head.*`` as upstream.
+
+    Precision: :meth:`~anydepth.layers.precision.PrecisionPolicy.apply` configures the backbone (mixed regions)
+    and the head (its bf16 reassembly); the camera and Gaussian modules run in float32 whatever the policy.
+    """
+
+    # run in float32 regions: PrecisionPolicy.apply gives them the policy's float32 form
+    float32_submodules = ("cam_dec", "cam_enc", "gs_head", "gs_adapter")
 
     def __init__(self, cfg: DA3NetConfig) -> None:
         super().__init__()
@@ -230,20 +237,10 @@ class DepthAnything3Net(nn.Module):
         features, aux_features = self.backbone(
             images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
         )
-        # under bf16 autocast the head's reassembly and its depth branch up to the logits run in bf16 (fusion,
-        # logits and rays in float32; layers.precision.reassembly_precision); fp16 keeps the whole head in float32
-        mixed_dtype = torch.bfloat16 if active_autocast_dtype(images.device) == torch.bfloat16 else None
+        # the head's weights run float32, except the parts the precision policy puts in bf16 (its set_precision)
         with float32_region(images.device):
             head_options: Dict[str, Any] = {"rays": use_ray_pose} if self.predicts_cameras else {}
-            head = self.head(
-                features,
-                H,
-                W,
-                patch_start_idx=0,
-                chunk_size=chunk_size,
-                mixed_dtype=mixed_dtype,
-                **head_options,
-            )
+            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size, **head_options)
             out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
             if self.predicts_cameras:
                 if use_ray_pose:
