@@ -58,7 +58,7 @@ def main() -> None:
     from anydepth.deploy.export import ExportRequest, export_network, parse_size
     from anydepth.pipelines.mono import MonoDepthModel
     from anydepth.pipelines.multiview import MultiViewModel
-    from anydepth.pipelines.runtime import autocast, resolve_precision
+    from anydepth.pipelines.runtime import resolve_precision
     from anydepth.presets import get_preset
 
     torch.set_num_threads(args.threads)
@@ -84,7 +84,8 @@ def main() -> None:
 
     def network_call(model):
         def run():
-            with torch.inference_mode(), autocast(model.precision, cpu):
+            model.precision_policy.apply(model.net)  # the pipelines share one network: each sets its own policy
+            with torch.inference_mode(), model.precision_policy.autocast(cpu):
                 return model.net(x)
 
         return run

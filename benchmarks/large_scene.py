@@ -24,11 +24,12 @@ from tests.helpers.random_weights import fill_
 import anydepth
 from anydepth.export.formats import export
 from anydepth.pipelines.multiview import MultiViewModel
-from anydepth.pipelines.runtime import resolve_device, resolve_precision
+from anydepth.pipelines.runtime import resolve_device, resolve_precision, tune_allocator
 from anydepth.presets import get_preset
 preset = get_preset({model!r})
 net = fill_(anydepth.build_network(preset)).eval()
 dev = resolve_device("cpu")
+tune_allocator("keep")  # as anydepth.load_model
 model = MultiViewModel(net, preset, dev, resolve_precision({precision!r}, dev))
 rng = np.random.RandomState(0)
 yy, xx = np.mgrid[0:480, 0:640]

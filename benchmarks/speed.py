@@ -98,11 +98,12 @@ torch.autocast = lambda *args, **kwargs: contextlib.nullcontext()  # float32 end
 _DA3_OURS = r"""
 import anydepth
 from anydepth.pipelines.multiview import MultiViewModel
-from anydepth.pipelines.runtime import resolve_precision
+from anydepth.pipelines.runtime import resolve_precision, tune_allocator
 from anydepth.presets import get_preset
 preset = get_preset("da3-small")
 net = fill_(anydepth.build_network(preset)).eval()
 dev = torch.device("cpu")
+tune_allocator("keep")
 model = MultiViewModel(net, preset, dev, resolve_precision({precision!r}, dev))  # what load_model("da3-small") builds
 from anydepth.pipelines.da3_preprocess import preprocess_da3
 x = preprocess_da3(views, process_res=504).images[None]
@@ -136,11 +137,12 @@ report(seconds, count_flops(lambda: model(x)), rss)
 _V2_NATIVE = r"""
 import anydepth
 from anydepth.pipelines.mono import MonoDepthModel
-from anydepth.pipelines.runtime import resolve_precision
+from anydepth.pipelines.runtime import resolve_precision, tune_allocator
 from anydepth.presets import get_preset
 preset = get_preset("dav2-small")
 net = fill_(anydepth.build_network(preset)).eval()
 dev = torch.device("cpu")
+tune_allocator("keep")
 model = MonoDepthModel(net, preset, dev, resolve_precision("auto", dev))  # what load_model("dav2-small") builds
 report(timed(lambda: model.infer(views[0])))
 """

@@ -12,7 +12,13 @@ import torch
 from anydepth.errors import InputError
 from anydepth.families import build_network, family_of, load_network, load_network_weights, resolve
 from anydepth.pipelines.mono import MonoDepthModel
-from anydepth.pipelines.runtime import compile_network, resolve_device, resolve_precision, set_cpu_threads
+from anydepth.pipelines.runtime import (
+    compile_network,
+    resolve_device,
+    resolve_precision,
+    set_cpu_threads,
+    tune_allocator,
+)
 from anydepth.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
@@ -121,4 +127,6 @@ def load_model(
     if compile:
         net = compile_network(net, dev)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)
+    if dev.type == "cpu" and family.task in ("image", "scene"):
+        tune_allocator("keep")  # repeated inference at one size; the video jobs choose "release"
     return resolve(family.pipeline)(net, preset, dev, prec)

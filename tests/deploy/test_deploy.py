@@ -24,15 +24,13 @@ from anydepth.deploy.export import (
 )
 from anydepth.deploy.manifest import Manifest, manifest_path, read_manifest
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, WeightsError
-from anydepth.models.dinov2 import DinoV2Config
 from anydepth.pipelines.da3_preprocess import preprocess_da3
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
 from tests.helpers.inputs import photo_array
-from tests.helpers.networks import random_net, tiny_config, tiny_da3
+from tests.helpers.networks import random_net, tiny_config, tiny_da3, tiny_vda
 from tests.helpers.parity import p99_relative
-from tests.helpers.random_weights import fill_
 
 pytestmark = pytest.mark.torch113
 
@@ -154,11 +152,13 @@ def test_parse_size():
 def test_v2_wrapper_holds_the_interpolated_position_embedding_and_matches_the_network():
     net = random_net(tiny_config())
     static = StaticDepthAnythingV2(net, 42, 56)
-    torch.testing.assert_close(static.pos_embed, net.pretrained.interpolate_pos_encoding(3, 4))
+    frozen = static.net.pretrained.frozen_pos_embed
+    torch.testing.assert_close(frozen, net.pretrained.interpolate_pos_encoding(3, 4), rtol=0, atol=0)
     x = torch.randn(2, 3, 42, 56, generator=torch.Generator().manual_seed(5))
     # summation order may differ by an ulp between the two graphs; values near zero need an absolute floor
     torch.testing.assert_close(static(x), net(x), rtol=1e-5, atol=1e-5)
-    assert net.pretrained.interpolate_pos_encoding(3, 4) is not static.pos_embed  # the network itself is untouched
+    assert net.pretrained.frozen_grid is None  # the network itself is untouched
+    assert "frozen_pos_embed" not in static.net.state_dict()  # a buffer, not a checkpoint entry
 
 
 @pytest.mark.parametrize("anyview", [True, False])
@@ -182,9 +182,11 @@ def test_da3_wrapper_matches_the_network_before_post_processing(anyview):
         depth, sky = outputs
         torch.testing.assert_close(sky, reference.sky, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(fill_sky_with_far_depth(depth, sky), reference.depth, rtol=1e-5, atol=1e-5)
-    assert {n for n, _ in static.named_buffers()} >= {"pos_embed"} | (
-        {"rope_local_cos", "rope_global_sin", "uv_embed_0"} if anyview else set()
+    frozen = {"net.backbone.pretrained.frozen_pos_embed"} | (
+        {"net.backbone.rope_local_cos", "net.backbone.rope_global_sin", "net.head.uv_embed_0"} if anyview else set()
     )
+    assert {n for n, _ in static.named_buffers()} >= frozen
+    assert net.backbone.frozen_input is None  # the network itself is untouched
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -341,24 +343,13 @@ def test_backend_refuses_wrong_models_formats_and_precisions(tmp_path):
 # ------------------------------------------------------------------------------ Video Depth Anything
 
 
-def _tiny_vda(seed: int = 2):
-    from anydepth.models.dpt import DPTHeadConfig
-    from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
-
-    enc = DinoV2Config(embed_dim=32, depth=4, num_heads=2, img_size=70)
-    # 64 fusion channels: with 32 (one per GroupNorm group) this random network amplifies 1e-6 input changes 1e3x
-    head = DPTHeadConfig(in_channels=32, features=64, out_channels=(32, 64, 64, 64))
-    cfg = VideoDepthAnythingConfig(encoder=enc, head=head, layers=(0, 1, 2, 3), temporal_heads=2)
-    return fill_(VideoDepthAnythingNet(cfg), seed).eval()
-
-
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_vda_export_runs_windows_like_the_pytorch_pipeline(fmt, tmp_path):
     from anydepth.deploy.backends import ExportedVideoDepthModel
     from anydepth.pipelines.video_depth import VideoDepthModel
 
     _needs(fmt)
-    net = _tiny_vda()
+    net = tiny_vda()
     result = export_network(net, "vda-small", ExportRequest(fmt, 28, 42), tmp_path)
     assert result.manifest.inputs[0].shape == (1, 32, 3, 28, 42) and result.manifest.family == "vda"
     exported = load_exported_model("vda-small", result.path, RUNTIMES[fmt], device="cpu")

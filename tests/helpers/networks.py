@@ -1,4 +1,5 @@
-"""Tiny networks with the official structure and deterministic random weights: Depth Anything V2 and DA3."""
+"""Tiny networks with the official structure and deterministic random weights: Depth Anything V2, DA3 and Video
+Depth Anything."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def tiny_da3(anyview: bool, seed: int = 1) -> DepthAnything3Net:
             head=DPTSkyConfig(dim_in=32, features=16, out_channels=(8, 16, 32, 32)),
         )
     return fill_(DepthAnything3Net(cfg), seed=seed).eval()
+
+
+def tiny_vda(seed: int = 2):
+    """A four-block Video Depth Anything network at 70 px."""
+    from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
+
+    enc = DinoV2Config(embed_dim=32, depth=4, num_heads=2, img_size=70)
+    # 64 fusion channels: with 32 (one per GroupNorm group) this random network amplifies 1e-6 input changes 1e3x
+    head = DPTHeadConfig(in_channels=32, features=64, out_channels=(32, 64, 64, 64))
+    cfg = VideoDepthAnythingConfig(encoder=enc, head=head, layers=(0, 1, 2, 3), temporal_heads=2)
+    return fill_(VideoDepthAnythingNet(cfg), seed).eval()

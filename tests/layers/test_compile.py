@@ -11,6 +11,7 @@ from anydepth.layers import precision
 from anydepth.layers.dpt_blocks import ResidualConvUnit
 from anydepth.layers.linear import Linear
 from anydepth.layers.mlp import Mlp
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.models.dinov2 import PatchEmbed
 
 needs_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.precision, pytest.mark.usefixtures("fast_paths_on")]
 @needs_bf16
 def test_linear_takes_the_plain_path_while_compiling(monkeypatch):
     torch.manual_seed(0)
-    layer = Linear(8, 4).eval()
+    layer = PrecisionPolicy.for_precision("bf16").apply(Linear(8, 4).eval())
     x = torch.randn(3, 8)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = layer(x, activation="gelu")
@@ -43,8 +44,9 @@ class _Blocks(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.embed = PatchEmbed(14, 16)
-        self.mlp = Mlp(16, 32)
+        bf16 = PrecisionPolicy.for_precision("bf16")
+        self.embed = bf16.apply(PatchEmbed(14, 16))  # the float32 region of a bf16 backbone, as a matmul
+        self.mlp = bf16.apply(Mlp(16, 32))
         self.unit = ResidualConvUnit(16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,25 +8,30 @@ import torch.nn.functional as F
 
 from anydepth.layers.linear import Linear
 from anydepth.layers.mlp import Mlp
+from anydepth.layers.precision import PrecisionPolicy, fast_paths
 
 needs_cpu_bf16 = pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 needs torch >= 2.0")
 # the fast path itself is under test: on whatever ANYDEPTH_FAST_PATHS says
 pytestmark = [pytest.mark.precision, pytest.mark.usefixtures("fast_paths_on")]
 
 
-def _layer():
+BF16 = PrecisionPolicy.for_precision("bf16")
+
+
+def _layer(policy=BF16):
+    """A layer configured by ``policy`` (the bf16 policy by default), and an input."""
     torch.manual_seed(0)
-    return Linear(64, 96), torch.randn(2, 50, 64)
+    return policy.apply(Linear(64, 96)), torch.randn(2, 50, 64)
 
 
 def test_float32_is_exactly_linear_then_gelu():
-    layer, x = _layer()
+    layer, x = _layer(PrecisionPolicy())
     with torch.inference_mode():
         torch.testing.assert_close(
             layer(x, activation="gelu"), F.gelu(F.linear(x, layer.weight, layer.bias)), rtol=0, atol=0
         )
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=0, atol=0)
-    assert layer._bf16 is None  # no bf16 copy outside bf16 autocast
+    assert layer._bf16 is None  # no bf16 copy under the float32 policy
 
 
 @needs_cpu_bf16
@@ -97,3 +102,16 @@ def test_a_cpu_without_onednn_bf16_kernels_takes_the_plain_linear(monkeypatch):
         torch.testing.assert_close(got, autocast, rtol=0, atol=0)
     finally:
         linear.fused_bf16_linear_supported.cache_clear()
+
+
+@needs_cpu_bf16
+def test_the_plain_twin_runs_where_the_policy_or_the_process_turns_fast_paths_off():
+    expected_layer, x = _layer()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = F.gelu(F.linear(x, expected_layer.weight, expected_layer.bias))
+        for layer, switch in ((_layer(PrecisionPolicy.for_precision("bf16", fast_paths=False))[0], True),
+                              (_layer()[0], False)):  # fmt: skip
+            with fast_paths(switch):
+                got = layer(x, activation="gelu")
+            assert layer._bf16 is None
+            torch.testing.assert_close(got, plain, rtol=0, atol=0)

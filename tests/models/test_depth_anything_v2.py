@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from anydepth.layers import HAS_SDPA, attention, set_fused_attention
 from anydepth.layers.mlp import swiglu_hidden_features
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
 from anydepth.models.dinov2 import DinoVisionTransformer, PatchEmbed
 from tests.helpers.networks import random_net, tiny_config
@@ -221,13 +224,15 @@ def test_output_branch_on_a_bf16_map_gives_float32_logits():
 def test_patch_embedding_stays_float32_under_bf16_as_a_matmul(fast_paths_on):
     torch.manual_seed(0)
     embed = PatchEmbed(14, 64).eval()
+    unconfigured = copy.deepcopy(embed)
+    PrecisionPolicy.for_precision("bf16").apply(embed)
     x = torch.randn(2, 3, 28, 42)
     calls = []
     fast_path = embed._patch_matmul
     embed._patch_matmul = lambda *args: calls.append(1) or fast_path(*args)
     seen = []
     with torch.inference_mode():
-        reference = embed(x)  # float32: the convolution
+        reference = unconfigured(x)  # float32: the convolution
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = embed(x)
             handle = embed.proj.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
@@ -245,3 +250,7 @@ def test_patch_embedding_stays_float32_under_bf16_as_a_matmul(fast_paths_on):
     torch.testing.assert_close(hooked, reference, rtol=0, atol=0)
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)  # the same products, summed in another order
     assert (bf16_weights.float() - reference).abs().max() > 100 * (fast - reference).abs().max()
+    # without the policy's float32 region, autocast's convolution with bf16 weights
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = PrecisionPolicy.for_precision("bf16", float32_patch_embed=False).apply(unconfigured)(x)
+    torch.testing.assert_close(rounded, bf16_weights, rtol=0, atol=0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import anydepth
-from anydepth.layers.precision import active_autocast_dtype, reassembly_precision
+from anydepth.layers.precision import PrecisionPolicy, active_autocast_dtype, reassembly_precision
 from anydepth.models.da3.heads import DPTSkyConfig, DPTSkyHead, DualDPTHead
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.presets import get_preset
@@ -82,9 +82,11 @@ def test_reassembly_and_main_map_run_in_bf16_fusion_and_logits_in_float32(da3_sm
     assert isinstance(head, DualDPTHead)
     x = torch.from_numpy(np.stack(_views(2, 56, 70))).permute(0, 3, 1, 2)[None].float() / 255
     for mixed in (False, True):
+        policy = PrecisionPolicy.for_precision("bf16" if mixed else "fp32")
+        policy.apply(model.net)
         seen, handles = _conv_dtypes(head)
         try:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            with torch.inference_mode(), policy.autocast(x.device):
                 model.net(x, use_ray_pose=True)
         finally:
             for h in handles:
@@ -120,7 +122,7 @@ def test_sky_head_reassembly_precision():
     tokens = [(torch.randn(1, 2, 12, 32), torch.randn(1, 2, 32)) for _ in range(4)]
     with torch.inference_mode():
         ref = head(tokens, 42, 56)
-        mixed = head(tokens, 42, 56, mixed_dtype=torch.bfloat16)
+        mixed = PrecisionPolicy.for_precision("bf16").apply(head)(tokens, 42, 56)
     assert mixed.depth.dtype == torch.float32 and mixed.sky.dtype == torch.float32
     assert not torch.equal(ref.depth, mixed.depth)  # the reassembly did run in bf16
     torch.testing.assert_close(mixed.depth, ref.depth, rtol=0.05, atol=0)

@@ -16,7 +16,7 @@ from anydepth.errors import InputError, WeightsError
 from anydepth.geometry.cameras import as_homogeneous
 from anydepth.models.da3.network import DA3Output, build_da3_network
 from anydepth.pipelines.da3_preprocess import upstream_processed_images_of
-from anydepth.pipelines.runtime import PRECISIONS, autocast, keep_freed_memory, resolve_precision
+from anydepth.pipelines.runtime import PRECISIONS, precision_policy, resolve_precision, tune_allocator
 from anydepth.prediction import Prediction
 from anydepth.presets import PRESETS, Preset, preset_for_arch
 
@@ -57,6 +57,7 @@ class DepthAnything3(nn.Module):
         self.preset = _preset_for(model_name)
         self.precision = precision
         self.model = build_da3_network(model_name).eval()
+        tune_allocator("keep")  # an entry point for repeated inference at one size
 
     @classmethod
     def from_pretrained(
@@ -109,8 +110,9 @@ class DepthAnything3(nn.Module):
         ref_view_strategy: str = "saddle_balanced",
     ) -> DA3Output:
         """The network on (B, N, 3, H, W) normalised images, under the chosen precision (upstream ray-pose split)."""
-        keep_freed_memory(image.device)
-        with autocast(resolve_precision(self.precision, image.device), image.device):
+        policy = precision_policy(resolve_precision(self.precision, image.device))
+        policy.apply(self.model)
+        with policy.autocast(image.device):
             return self.model(
                 image,
                 extrinsics,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from anydepth.errors import InputError, ShapeError
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config, DepthAnythingV2Net
 from anydepth.pipelines.preprocess import lower_bound_size, normalize_resize
-from anydepth.pipelines.runtime import PRECISIONS, autocast, keep_freed_memory, resolve_precision
+from anydepth.pipelines.runtime import PRECISIONS, precision_policy, resolve_precision, tune_allocator
 from anydepth.presets import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -58,6 +58,7 @@ class DepthAnythingV2(DepthAnythingV2Net):
         self.encoder = encoder
         self.max_depth = max_depth
         self.precision = precision
+        tune_allocator("keep")  # an entry point for repeated inference at one size
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -78,8 +79,9 @@ class DepthAnythingV2(DepthAnythingV2Net):
         """Depth of one BGR uint8 image at its own resolution: (H, W) float32 disparity, or metres if metric."""
         image, (h, w) = self.image2tensor(raw_image, input_size)
         device = image.device
-        keep_freed_memory(device)
-        with autocast(resolve_precision(self.precision, device), device):
+        policy = precision_policy(resolve_precision(self.precision, device))
+        policy.apply(self)
+        with policy.autocast(device):
             depth = self.forward(image)
         depth = F.interpolate(depth[:, None].float(), (h, w), mode="bilinear", align_corners=True)[0, 0]
         return depth.cpu().numpy()

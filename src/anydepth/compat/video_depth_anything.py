@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, ContextManager, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.models.video_depth_anything import VideoDepthAnythingConfig, VideoDepthAnythingNet
+from anydepth.pipelines.runtime import precision_policy, tune_allocator
 from anydepth.pipelines.video_depth import CROSSFADE, OVERLAP, WINDOW, StreamingCache, VideoDepthRunner
 
 
@@ -59,19 +59,15 @@ class VideoDepthAnything(VideoDepthAnythingNet):
         self.encoder = encoder
         self.metric = bool(metric)
         self._stream: Optional[Tuple[StreamingCache, Any, Tuple[int, int]]] = None
+        tune_allocator("release")  # an entry point for whole videos: memory stays flat over their windows
 
     def _runner(self, device: str, fp32: bool) -> VideoDepthRunner:
         dev = torch.device(device)
         if next(self.parameters()).device.type != dev.type:
             raise InputError(f"the model is on {next(self.parameters()).device}, not {device}; call .to({device!r})")
-
-        def amp() -> ContextManager:
-            # upstream's autocast: the device's default low precision (fp16 on CUDA, bf16 on the CPU)
-            if fp32 or dev.type not in ("cpu", "cuda"):
-                return contextlib.nullcontext()
-            return torch.autocast(device_type=dev.type)
-
-        return VideoDepthRunner(self, dev, amp)
+        # upstream's autocast: the device's default low precision (fp16 on CUDA, bf16 on the CPU)
+        precision = "fp32" if fp32 or dev.type not in ("cpu", "cuda") else "fp16" if dev.type == "cuda" else "bf16"
+        return VideoDepthRunner(self, dev, precision_policy(precision))
 
     @torch.no_grad()
     def infer_video_depth(

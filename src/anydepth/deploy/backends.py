@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from anydepth.deploy.manifest import Manifest, read_manifest
 from anydepth.errors import InputError, MissingDependencyError, ShapeError, require
 from anydepth.families import family_of, resolve
-from anydepth.models.da3.network import DA3Output
+from anydepth.models.da3.network import DA3Output, fill_sky
 from anydepth.pipelines.mono import MonoDepthModel
 from anydepth.pipelines.multiview import MultiViewModel
 from anydepth.pipelines.preprocess import lower_bound_size
@@ -140,7 +140,8 @@ class ExportedV2Net(ExportedNetwork):
 class ExportedDA3Net(ExportedNetwork):
     """Stands in for :class:`~anydepth.models.da3.network.DepthAnything3Net` at the export's size and views.
 
-    Adds back what the graph leaves out, with the network's own code: the sky filling of mono/metric models.
+    Adds back what the graph (``DepthAnything3Net.predict``) leaves out, with the network's own code: the sky
+    filling of mono/metric models (:func:`~anydepth.models.da3.network.fill_sky`).
     Pose conditioning, feature export, Gaussians and ray poses are not part of exported graphs.
     """
 
@@ -160,8 +161,6 @@ class ExportedDA3Net(ExportedNetwork):
         ray_decomposition: str = "qr",
         chunk_size: Optional[int] = None,
     ) -> DA3Output:
-        from anydepth.geometry.depth_alignment import fill_sky_with_far_depth
-
         m = self.manifest
         unsupported = {
             "pose conditioning (extrinsics)": extrinsics is not None,
@@ -185,9 +184,7 @@ class ExportedDA3Net(ExportedNetwork):
             intrinsics=outputs.get("intrinsics"),
             sky=outputs.get("sky"),
         )
-        if out.sky is not None:
-            out.depth = fill_sky_with_far_depth(out.depth, out.sky)
-        return out
+        return fill_sky(out)  # what DepthAnything3Net.forward does after the part the graph holds
 
 
 class ExportedVDANet(ExportedNetwork):
@@ -301,7 +298,7 @@ def load_exported_model(
         num_threads: CPU threads of the runtime (its default when None).
         verify: check the artefact's sha256 against the manifest.
     """
-    from anydepth.pipelines.runtime import resolve_device
+    from anydepth.pipelines.runtime import resolve_device, tune_allocator
 
     check_backend(backend)
     if backend == "pytorch":
@@ -330,10 +327,12 @@ def load_exported_model(
     else:
         runner = torchscript_runner(path, manifest, dev)
     logger.info("running %s from %s with %s", manifest.model, path, backend)
-    runtime = family_of(manifest.family).exported_runtime
-    if runtime is None:
+    family = family_of(manifest.family)
+    if family.exported_runtime is None:
         raise InputError(f"{path}: {manifest.family} models have no exported runtime")
-    return resolve(runtime)(runner, manifest, preset, dev, backend)
+    if dev.type == "cpu" and family.task in ("image", "scene"):
+        tune_allocator("keep")  # repeated inference at one size, as anydepth.load_model
+    return resolve(family.exported_runtime)(runner, manifest, preset, dev, backend)
 
 
 # the family table's exported runtimes (anydepth.families.FAMILIES)

@@ -1,11 +1,13 @@
 """Static-shape, tensor-in / tensor-out wrappers of the networks, and their exporters (ONNX, OpenVINO, TorchScript,
 AWS Neuron).
 
-A wrapper fixes the input size (and the number of views of DA3 any-view models), computes what depends on it once
-(the bicubically interpolated position embedding, the RoPE tables) and stores it as a buffer, so the traced graph
-holds neither bicubic resizing nor position-grid construction; it returns a tuple of tensors, never a dict. What
-the graph leaves out (DA3's sky filling, which is data-dependent) the runtime side adds back, with the same code
-as the PyTorch path (:mod:`anydepth.deploy.backends`).
+A wrapper holds a copy of the network frozen to the input size (and the number of views of DA3 any-view models)
+by the network's own static-shape hook, ``freeze_input_size``: what depends on the size (the bicubically
+interpolated position embedding, the RoPE and UV tables) is computed once and kept as buffers, so the traced graph
+holds neither bicubic resizing nor position-grid construction. The wrapper calls the network's own forward (DA3:
+``predict``, the forward before its data-dependent sky filling) and returns a tuple of tensors, never a dict.
+What the graph leaves out the runtime side adds back, with the same code as the PyTorch path
+(:mod:`anydepth.deploy.backends`).
 
 Adding a family: write a builder ``(net, preset, request) -> StaticExport`` and name it as the family's
 ``static_export`` in :data:`anydepth.families.FAMILIES`; the checks, exporters, manifest and CLI need nothing else.
@@ -30,7 +32,7 @@ from anydepth.deploy.manifest import Manifest, TensorSpec, manifest_path, write_
 from anydepth.errors import InputError, MissingDependencyError, require
 from anydepth.families import family_of, resolve
 from anydepth.layers.attention import set_fused_attention
-from anydepth.models.dinov2 import resize_pos_embed
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.presets import Preset, get_preset
 
 logger = logging.getLogger(__name__)
@@ -168,41 +170,35 @@ class StaticExport:
     extra: Dict[str, object] = field(default_factory=dict)
 
 
-def _frozen_copy(net: nn.Module, fused_attention: bool = False) -> nn.Module:
-    """A float32 CPU eval copy, by default with the explicit attention path (softmax(q k^T) v in plain ops).
+def _export_copy(net: nn.Module, fused_attention: bool = False) -> nn.Module:
+    """A float32 CPU eval copy under the float32 precision policy, by default with the reference paths (the
+    explicit attention, softmax(q k^T) v in plain ops, among them).
 
     ONNX and Neuron get the explicit path (torch 1.13 has no SDPA, and it exports everywhere); a TorchScript
-    trace on torch >= 2 may keep SDPA, which is faster and traces, but then needs torch >= 2 to load.
+    trace on torch >= 2 may keep SDPA, which is faster and traces, but then needs torch >= 2 to load. The other
+    fast paths step aside under tracing anyway; the policy also undoes whatever precision a pipeline had set on
+    the network.
     """
     net = copy.deepcopy(net).float().cpu().eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    PrecisionPolicy(fast_paths=fused_attention).apply(net)
     return set_fused_attention(net, fused_attention)
 
 
 class StaticDepthAnythingV2(nn.Module):
     """Depth Anything V2 at one input size: (B, 3, H, W) normalised images -> (B, H, W) disparity or metres.
 
-    The position embedding for the H/14 x W/14 grid is interpolated once here and kept as the buffer
-    ``pos_embed``; the backbone reads it instead of resizing its stored embedding bicubically at every call.
+    A copy of the network frozen to the size (:meth:`DepthAnythingV2Net.freeze_input_size`): the position
+    embedding for the H/14 x W/14 grid is interpolated once and kept as a buffer, and the network's own forward
+    runs.
     """
 
     def __init__(self, net: nn.Module, height: int, width: int, fused_attention: bool = False) -> None:
         super().__init__()
-        self.net = _frozen_copy(net, fused_attention)
+        self.net = _export_copy(net, fused_attention)
         self.height, self.width = int(height), int(width)
-        encoder = self.net.pretrained
-        grid = (self.height // PATCH, self.width // PATCH)
-        with torch.no_grad():
-            self.register_buffer("pos_embed", encoder.interpolate_pos_encoding(*grid).detach().clone())
-
-        def fixed_pos_encoding(grid_h: int, grid_w: int) -> Tensor:
-            if (int(grid_h), int(grid_w)) != grid:
-                raise InputError(f"this export takes a {grid[0]}x{grid[1]} patch grid, not {grid_h}x{grid_w}")
-            return self.pos_embed
-
-        # an instance attribute shadows the method for this copy only
-        encoder.interpolate_pos_encoding = fixed_pos_encoding
+        self.net.freeze_input_size(self.height, self.width)
 
     def forward(self, images: Tensor) -> Tensor:  # images: (B, 3, H, W)
         return self.net(images)
@@ -213,7 +209,10 @@ class StaticDepthAnything3(nn.Module):
 
     Any-view models: (B, S, 3, H, W) -> depth (B, S, H, W), depth_conf (B, S, H, W), extrinsics (B, S, 3, 4)
     world-to-camera, intrinsics (B, S, 3, 3). Mono / metric models: -> depth (B, S, H, W) before the sky is
-    filled, sky (B, S, H, W). Position embedding and RoPE tables are buffers.
+    filled, sky (B, S, H, W). The network is a copy frozen to the size
+    (:meth:`DepthAnything3Net.freeze_input_size`: position embedding, RoPE and UV tables as buffers), and the
+    graph is its own :meth:`DepthAnything3Net.predict`; the runtime fills the sky with
+    :func:`~anydepth.models.da3.network.fill_sky`, as the eager forward does.
     """
 
     def __init__(
@@ -226,87 +225,23 @@ class StaticDepthAnything3(nn.Module):
         fused_attention: bool = False,
     ) -> None:
         super().__init__()
-        self.net = _frozen_copy(net, fused_attention)
+        self.net = _export_copy(net, fused_attention)
         # not part of the exported graph (pose conditioning, Gaussians): a TorchScript artefact would carry them
         for unused in ("cam_enc", "gs_head", "gs_adapter"):
             setattr(self.net, unused, None)
         self.height, self.width, self.views = int(height), int(width), int(views)
         self.ref_view_strategy = ref_view_strategy
-        backbone = self.net.backbone
-        encoder = backbone.pretrained
-        grid = (self.height // PATCH, self.width // PATCH)
-        with torch.no_grad():
-            pos = resize_pos_embed(encoder.pos_embed, grid[0], grid[1], encoder.interpolate_offset)
-        self.register_buffer("pos_embed", pos.detach().clone())
-
-        def prepare_tokens(x: Tensor) -> Tensor:  # (V, 3, H, W) -> (V, 1 + N, D), as DA3Encoder.prepare_tokens
-            tokens = encoder.patch_embed(x)
-            tokens = torch.cat((encoder.cls_token.expand(x.shape[0], -1, -1).to(tokens.dtype), tokens), dim=1)
-            return tokens + self.pos_embed.to(tokens.dtype)
-
-        encoder.prepare_tokens = prepare_tokens
-        if backbone.cfg.rope_start is not None:
-            local, global_ = backbone._rope_tables(grid[0], grid[1], self.views, self.pos_embed)
-            self.register_buffer("rope_local_cos", local[0].clone())
-            self.register_buffer("rope_local_sin", local[1].clone())
-            self.register_buffer("rope_global_cos", global_[0].clone())
-            self.register_buffer("rope_global_sin", global_[1].clone())
-
-            def rope_tables(grid_h: int, grid_w: int, num_views: int, like: Tensor):
-                if (int(grid_h), int(grid_w), int(num_views)) != (*grid, self.views):
-                    raise InputError(f"this export takes {self.views} view(s) of a {grid[0]}x{grid[1]} patch grid")
-                return (self.rope_local_cos, self.rope_local_sin), (self.rope_global_cos, self.rope_global_sin)
-
-            backbone._rope_tables = rope_tables
-        self._freeze_uv_embeddings()
-
-    def _freeze_uv_embeddings(self) -> None:
-        """Turn the head's UV sine embeddings (linspace, arange, sin, cos of the map size) into buffers.
-
-        The maps they are added to have sizes fixed by the export size; one eager pass records each of them.
-        """
-        from anydepth.models.da3.heads import uv_position_embedding
-
-        head = self.net.head
-        if not getattr(head, "pos_embed", False):
-            return
-        tables: Dict[Tuple[int, int, int, float], str] = {}
-
-        def recording(x: Tensor, aspect_ratio: float) -> Tensor:
-            C, h, w = (int(s) for s in x.shape[1:])
-            key = (C, h, w, float(aspect_ratio))
-            if key not in tables:
-                tables[key] = f"uv_embed_{len(tables)}"
-                table = uv_position_embedding(h, w, C, aspect_ratio, x.device)
-                self.register_buffer(tables[key], table.to(x.dtype))
-            return x + getattr(self, tables[key])
-
-        head._add_pos_embed = recording
-        with torch.no_grad():
-            self(torch.zeros(1, self.views, 3, self.height, self.width))
-
-        def fixed(x: Tensor, aspect_ratio: float) -> Tensor:
-            key = (*(int(s) for s in x.shape[1:]), float(aspect_ratio))
-            if key not in tables:
-                raise InputError(f"no UV embedding was prepared for a {tuple(x.shape[1:])} map")
-            return x + getattr(self, tables[key])
-
-        head._add_pos_embed = fixed
+        self.net.freeze_input_size(self.height, self.width, self.views)
 
     @property
     def predicts_cameras(self) -> bool:
         return bool(self.net.predicts_cameras)
 
     def forward(self, images: Tensor) -> Tuple[Tensor, ...]:  # images: (B, S, 3, H, W)
-        from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
-
-        H, W = self.height, self.width
-        features, _ = self.net.backbone(images, ref_view_strategy=self.ref_view_strategy)
-        head = self.net.head(features, H, W, patch_start_idx=0)
+        out = self.net.predict(images, ref_view_strategy=self.ref_view_strategy)
         if self.predicts_cameras:
-            extrinsics, intrinsics = pose_encoding_to_extrinsics(self.net.cam_dec(features[-1][1]), (H, W))
-            return head.depth, head.depth_conf, extrinsics, intrinsics
-        return head.depth, head.sky
+            return out.depth, out.depth_conf, out.extrinsics, out.intrinsics
+        return out.depth, out.sky
 
 
 def _image_preprocessing(preset: Preset, resize: str, layout: str) -> Dict[str, object]:

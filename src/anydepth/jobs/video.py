@@ -47,6 +47,7 @@ from anydepth.jobs.options import (
     check_input_size,
 )
 from anydepth.pipelines.background import BackgroundWriter, prefetch
+from anydepth.pipelines.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)
 
@@ -292,26 +293,6 @@ def check_video_input(path: Path, sampling: FrameSampling, method: str) -> None:
         pass
 
 
-def return_freed_memory_early() -> bool:
-    """Make glibc hand large freed blocks back to the system at once (the process of a long video job).
-
-    Each window allocates and frees the same few hundred MB of tensors; with glibc's adaptive threshold these end
-    up on the heap, whose fragments keep the peak growing over the first windows. Returns False where it does
-    not apply (not Linux/glibc).
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_mmap_threshold = -3  # glibc's mallopt parameter; a fixed value also turns its adaptation off
-    return bool(libc.mallopt(m_mmap_threshold, 128 * 1024))
-
-
 def run_frame_video(
     model: Any,
     path: Path,
@@ -479,7 +460,7 @@ def video_depth_job(
     if runtime.backend != "pytorch" and mode != "windowed":
         raise OptionError("mode", mode, "exported models run whole windows; use the windowed mode")
     check_video_input(path, sampling, "Video Depth Anything")
-    return_freed_memory_early()
+    tune_allocator("release")  # each window allocates and frees the same large tensors: hand them back at once
     model = loader(spec, runtime)
     return run_video_depth(model, path, outputs, sampling, input_size, mode=mode, align=align, progress=progress)
 
@@ -506,6 +487,6 @@ def depthcrafter_job(
     if runtime.backend != "pytorch":
         raise OptionError("backend", runtime.backend, "DepthCrafter runs with the pytorch backend only")
     check_video_input(path, sampling, "DepthCrafter")
-    return_freed_memory_early()
+    tune_allocator("release")  # each window allocates and frees the same large tensors: hand them back at once
     model = loader(spec, runtime)
     return run_depthcrafter_video(model, path, outputs, sampling, progress=progress, **asdict(options))

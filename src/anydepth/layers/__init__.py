@@ -1,8 +1,10 @@
-"""Building blocks shared by the networks: attention, 2D RoPE, MLPs, layer scale, DPT fusion blocks."""
+"""Building blocks shared by the networks: attention, 2D RoPE, MLPs, layer scale, DPT fusion blocks, and the
+precision policy that configures them."""
 
 from anydepth.layers.attention import HAS_SDPA, Attention, attention, set_fused_attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.layers.rope import RopeTables, apply_rope, grid_positions, rope_tables
 
 __all__ = [
@@ -10,6 +12,7 @@ __all__ = [
     "Attention",
     "LayerScale",
     "Mlp",
+    "PrecisionPolicy",
     "RopeTables",
     "SwiGLUFFN",
     "apply_rope",

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anydepth.layers.linear import Linear
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled
 from anydepth.layers.rope import PartialRope, Rope, apply_rope, rotate_tokens_
 
 # torch >= 2.0 ships scaled_dot_product_attention; torch 1.13 (AWS Inf1) does not.
@@ -19,13 +20,14 @@ def attention(q: Tensor, k: Tensor, v: Tensor, fused: bool = True) -> Tensor:
 
     Args:
         q, k, v: (B, heads, N, head_dim) tensors.
-        fused: use torch's scaled_dot_product_attention when it exists; the explicit path is the reference
-            that tests hold the fused one to, and the path traced for torch 1.13 targets.
+        fused: use torch's scaled_dot_product_attention when it exists and the process allows fast paths
+            (:func:`~anydepth.layers.precision.fast_paths_enabled`); the explicit path is the reference that
+            tests hold the fused one to, and the path traced for torch 1.13 targets.
 
     Returns:
         (B, heads, N, head_dim)
     """
-    if fused and HAS_SDPA:
+    if fused and HAS_SDPA and fast_paths_enabled(compilable=True):
         return F.scaled_dot_product_attention(q, k, v)
     scale = q.shape[-1] ** -0.5
     weights = (q * scale) @ k.transpose(-2, -1)
@@ -63,7 +65,11 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(head_dim, eps=qk_norm_eps) if qk_norm else nn.Identity()
         self.proj = Linear(dim, dim, bias=proj_bias)
-        self.fused = HAS_SDPA
+        self.fused = HAS_SDPA  # the per-layer switch (set_fused_attention)
+        self.fast_paths = True  # the precision policy's (set_precision)
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
 
     def forward(self, x: Tensor, rope: Optional[Rope] = None) -> Tensor:
         """Attend over all N tokens of each sequence.
@@ -85,7 +91,7 @@ class Attention(nn.Module):
             q, k = rotate_tokens_(q, rope), rotate_tokens_(k, rope)
         elif rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        x = attention(q, k, v, fused=self.fused)
+        x = attention(q, k, v, fused=self.fused and self.fast_paths)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 

@@ -8,16 +8,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, float32_region, onednn_op
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, float32_region, onednn_op
 
 # oneDNN's convolution with a post-op
 _FUSED_CONV = onednn_op("_convolution_pointwise")
 
 
 def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
-    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no autocast, grad, tracing or
-    ``torch.compile``, the fast paths on (``layers.precision.fast_paths_enabled``), and no forward hooks on the
-    module (the fused kernel does not call it, so hooks would not see it run)."""
+    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no grad, tracing or
+    ``torch.compile``, the fast paths on in the process (``layers.precision.fast_paths_enabled``), and no forward
+    hooks on the module (the fused kernel does not call it, so hooks would not see it run).
+
+    The fused kernels do not follow autocast: the blocks that call them run in float32 regions (the DPT heads'
+    fusion and output branches), where autocast is off.
+    """
     return (
         _FUSED_CONV is not None
         and not conv._forward_hooks
@@ -31,7 +35,6 @@ def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
         and fast_paths_enabled()
-        and active_autocast_dtype(x.device) is None
     )
 
 
@@ -39,18 +42,20 @@ def _conv_args(conv: nn.Conv2d) -> Tuple[Any, ...]:
     return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
-def conv_relu(conv: nn.Conv2d, x: Tensor) -> Tensor:
+def conv_relu(conv: nn.Conv2d, x: Tensor, fast_path: bool = True) -> Tensor:
     """``relu(conv(x))``; on float32 CPU inference in one oneDNN kernel (ReLU as a post-op: the same arithmetic,
-    float32 rounding apart where oneDNN picks another kernel for the fused call)."""
-    if _fusable(conv, x):
+    float32 rounding apart where oneDNN picks another kernel for the fused call). ``fast_path=False`` (a
+    module's precision policy) runs the two operations."""
+    if fast_path and _fusable(conv, x):
         return _FUSED_CONV(x, conv.weight, conv.bias, *_conv_args(conv), "relu", [], "")
     return conv(x).relu_()
 
 
-def conv_add(conv: nn.Conv2d, x: Tensor, other: Tensor) -> Tensor:
+def conv_add(conv: nn.Conv2d, x: Tensor, other: Tensor, fast_path: bool = True) -> Tensor:
     """``conv(x) + other``; on float32 CPU inference in one oneDNN kernel (a binary post-op: the same arithmetic,
-    float32 rounding apart where oneDNN picks another kernel for the fused call)."""
-    if _fusable(conv, x) and other.dtype == torch.float32 and other.device == x.device:
+    float32 rounding apart where oneDNN picks another kernel for the fused call). ``fast_path=False`` (a
+    module's precision policy) runs the two operations."""
+    if fast_path and _fusable(conv, x) and other.dtype == torch.float32 and other.device == x.device:
         return _FUSED_CONV.binary(x, other, conv.weight, conv.bias, *_conv_args(conv), "add", None, None, [], None)
     return _add_into(conv(x), other)
 
@@ -61,7 +66,7 @@ def token_map(tokens: Tensor, grid_h: int, grid_w: int) -> Tensor:
     Channels-last maps take oneDNN's direct convolution path and every later convolution keeps the layout. The
     strides must be the canonical ones: ``tokens.transpose(1, 2).reshape(...)`` at n = 1 has a batch stride of C,
     which ``is_contiguous(channels_last)`` accepts but oneDNN does not, so every convolution of a one-image head
-    then ran in NCHW with a reorder before and after (about a third of the V2 head's time at 518x686).
+    then ran in NCHW with a reorder before and after (a large share of the V2 head's time; benchmarks/RESULTS.md).
     """
     n, _, c = tokens.shape
     return tokens.reshape(n, grid_h, grid_w, c).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
@@ -70,14 +75,20 @@ def token_map(tokens: Tensor, grid_h: int, grid_w: int) -> Tensor:
 class ResidualConvUnit(nn.Module):
     """ReLU -> conv3x3 -> ReLU -> conv3x3, plus the input. Keys ``conv1`` / ``conv2``."""
 
+    fast_paths = True  # the precision policy's (set_precision)
+
     def __init__(self, features: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
 
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
+
     def forward(self, x: Tensor) -> Tensor:
         # the inner ReLU and the residual addition run inside the convolutions where they can (conv_relu, conv_add)
-        return conv_add(self.conv2, conv_relu(self.conv1, F.relu(x)), x)
+        fast = self.fast_paths
+        return conv_add(self.conv2, conv_relu(self.conv1, F.relu(x), fast), x, fast)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -152,8 +163,10 @@ class OutputBranch(nn.Sequential):
 
     An input in a lower precision than the weights (a bf16 map of a mixed-precision DA3 head) runs the 3x3 conv in
     that precision and the last 1x1 conv, whose outputs are the logits, in the weights' precision: bf16 logits
-    would be off by up to 0.4% of their value, and depth is their exponential.
+    would lose precision that matters, as depth is their exponential (benchmarks/RESULTS.md).
     """
+
+    fast_paths = True  # the precision policy's (set_precision)
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
         super().__init__(
@@ -162,10 +175,13 @@ class OutputBranch(nn.Sequential):
             nn.Conv2d(hidden, out_channels, kernel_size=1),
         )
 
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
+
     def forward(self, x: Tensor) -> Tensor:
         dtype = self[2].weight.dtype
         if x.dtype == dtype or not (x.device.type in ("cpu", "cuda") and x.is_floating_point()):
-            return self[2](conv_relu(self[0], x))
+            return self[2](conv_relu(self[0], x, self.fast_paths))
         with torch.autocast(device_type=x.device.type, dtype=x.dtype):
             hidden = self[0](x).relu_()
         with float32_region(x.device):

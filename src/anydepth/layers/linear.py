@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, onednn_op
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, onednn_op
 
 # oneDNN's linear with bias and a post-op
 _FUSED = onednn_op("_linear_pointwise")
@@ -36,21 +36,29 @@ def fused_bf16_linear_supported() -> bool:
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same state-dict keys) that can apply GELU, with a CPU bf16 fast path.
 
-    Under CPU bf16 autocast, without grad and outside tracing:
+    Under a bf16 :class:`~anydepth.layers.precision.PrecisionPolicy` (run inside its autocast), on the CPU,
+    without grad and outside tracing:
 
     - the weight and bias are cast to bf16 once and kept while the parameters are unchanged (same storage and
-      version counter), instead of on every call as autocast does (for DA3-small about 45 ms per call of 4
-      views on a 2-core CPU). The bf16 copy holds half the memory of the float32 weights besides them;
+      version counter), instead of on every call as autocast does (a sizeable share of a small backbone's time
+      on a CPU). The bf16 copy holds half the memory of the float32 weights besides them;
     - bias and GELU run inside oneDNN's matmul (``torch.ops.mkldnn._linear_pointwise``, exact erf GELU on the
       float32 accumulator) instead of a broadcast copy of the bias and a separate pass over the output.
 
     The result equals autocast's ``F.linear`` up to bf16 rounding of the output (the GELU is applied before it).
     Where the CPU lacks oneDNN's bf16 kernels (:func:`fused_bf16_linear_supported`) the cached weights go through
-    ``F.linear``. Elsewhere (float32, CUDA, fp16, grad, tracing, ``torch.compile``, the fast paths switched off by
-    ``layers.precision.set_fast_paths``) this is ``F.linear`` followed by ``F.gelu``.
+    ``F.linear``. Elsewhere (float32 or fp16 policies, CUDA, grad, tracing, ``torch.compile``, the fast paths
+    off in the policy or the process) this is ``F.linear`` followed by ``F.gelu``.
     """
 
     _bf16: Optional[Tuple[Tuple[Any, ...], Tensor, Optional[Tensor]]] = None
+    # set by PrecisionPolicy.apply: the policy's compute dtype and whether its fast paths may run
+    compute_dtype: Optional[torch.dtype] = None
+    fast_paths: bool = True
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.compute_dtype = policy.compute_dtype
+        self.fast_paths = policy.fast_paths
 
     def forward(self, x: Tensor, activation: str = "none") -> Tensor:  # type: ignore[override]
         operands = self._bf16_operands(x)
@@ -65,11 +73,14 @@ class Linear(nn.Linear):
         return F.gelu(out) if activation == "gelu" else out
 
     def _bf16_operands(self, x: Tensor) -> Optional[Tuple[Tensor, Optional[Tensor]]]:
-        if (  # no autocast dtype under tracing or scripting
-            x.device.type != "cpu"
+        if (
+            self.compute_dtype != torch.bfloat16
+            or not self.fast_paths
+            or x.device.type != "cpu"
             or self.weight.dtype != torch.float32
-            or torch.is_grad_enabled()
-            or active_autocast_dtype(x.device) != torch.bfloat16
+            or torch.is_grad_enabled()  # the cached copies are detached
+            or torch.jit.is_tracing()  # they would enter the graph as constants
+            or torch.jit.is_scripting()
             or not fast_paths_enabled()
         ):
             return None

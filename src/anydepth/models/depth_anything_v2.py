@@ -61,7 +61,13 @@ class DepthAnythingV2Config:
 
 
 class DepthAnythingV2Net(nn.Module):
-    """(B, 3, H, W) ImageNet-normalised images, H and W multiples of 14 -> (B, H, W) disparity or metres."""
+    """(B, 3, H, W) ImageNet-normalised images, H and W multiples of 14 -> (B, H, W) disparity or metres.
+
+    Precision: a mixed :class:`~anydepth.layers.precision.PrecisionPolicy` applies to the backbone; the head runs
+    in float32 whatever the policy.
+    """
+
+    float32_submodules = ("depth_head",)  # PrecisionPolicy.apply gives it the policy's float32 form
 
     def __init__(self, cfg: DepthAnythingV2Config) -> None:
         super().__init__()
@@ -77,13 +83,24 @@ class DepthAnythingV2Net(nn.Module):
     def is_metric(self) -> bool:
         return self.cfg.head.max_depth is not None
 
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the input size for static-shape exports: the backbone's resized position embedding becomes a
+        buffer, so a traced graph holds no bicubic resize; other sizes raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size` (see
+        :class:`~anydepth.models.dinov2.FreezablePositionGrid`). Call it after loading weights."""
+        self.pretrained.freeze_input_size(height, width)
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size again."""
+        self.pretrained.unfreeze_input_size()
+
     def forward(self, x: Tensor) -> Tensor:
         p = self.patch_size
         grid_h, grid_w = int(x.shape[-2]) // p, int(x.shape[-1]) // p
         features = self.pretrained.get_intermediate_layers(x, self.cfg.layers)
-        # the head stays in float32 under autocast. On random weights (whose ReLU output is zero on most pixels) a
-        # bf16 reassembly moved depth by up to 1.11% relative L1 at 518 px and a bf16 fusion by 1.25%, both over
-        # the 1% the policy allows; the bf16 backbone alone measured 0.22-0.81%
+        # the head stays in float32 under autocast: on random weights (whose ReLU output is zero on most pixels) a
+        # bf16 reassembly or a bf16 fusion each moved depth past the 1% the "auto" precision allows, the bf16
+        # backbone alone well within it (benchmarks/RESULTS.md, "Depth Anything V2 head precision")
         with float32_region(x.device):
             features = [(tokens.float(), cls.float()) for tokens, cls in features]
             return self.depth_head(features, grid_h, grid_w, p).squeeze(1)

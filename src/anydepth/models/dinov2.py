@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anydepth.errors import ShapeError
 from anydepth.layers.attention import Attention
 from anydepth.layers.layer_scale import LayerScale
 from anydepth.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
-from anydepth.layers.precision import active_autocast_dtype, fast_paths_enabled, float32_region
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, float32_region, precision_region
 from anydepth.layers.rope import Rope
 
 
@@ -57,24 +58,36 @@ ENCODERS = {"vits": VITS, "vitb": VITB, "vitl": VITL, "vitg": VITG}
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patch projection, key ``proj``: (B, 3, H, W) -> (B, H/p * W/p, D)."""
+    """Non-overlapping patch projection, key ``proj``: (B, 3, H, W) -> (B, H/p * W/p, D).
+
+    Under a mixed :class:`~anydepth.layers.precision.PrecisionPolicy` with ``float32_patch_embed`` (the default)
+    the projection still runs in its weights' precision (float32), and so do its tokens: with its weights rounded
+    to bf16 (as autocast does), DA3's depth moved markedly further from float32, mostly as one shift of scale
+    (tests/test_precision_da3.py; figures in benchmarks/RESULTS.md). It is the first layer and a small share of
+    the network's arithmetic.
+    """
+
+    # set by PrecisionPolicy.apply: whether the projection runs in a float32 region, and its fast path may run
+    keep_float32: bool = False
+    fast_paths: bool = True
 
     def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.keep_float32 = policy.mixed and policy.float32_patch_embed
+        self.fast_paths = policy.fast_paths
+
     def forward(self, x: Tensor) -> Tensor:
-        if active_autocast_dtype(x.device) is None:
+        if not self.keep_float32:
             return self.proj(x).flatten(2).transpose(1, 2)
-        # Under mixed precision the projection still runs in its weights' precision (float32), and so do its tokens.
-        # With its weights rounded to bf16 (as autocast does), DA3-small's depth moved by 0.93% on average from
-        # float32 (random weights, 4 views at 504 px), mostly as one shift of scale; with this layer in float32, by
-        # 0.46% (tests/test_precision_da3.py). It is the first layer and about 0.5% of the network's arithmetic.
         with float32_region(x.device):
             x = x.to(self.proj.weight.dtype)
             p = self.proj.kernel_size[0]
             if (
-                x.device.type == "cpu"
+                self.fast_paths
+                and x.device.type == "cpu"
                 and not torch.is_grad_enabled()
                 and fast_paths_enabled()
                 and x.shape[-2] % p == 0
@@ -86,11 +99,11 @@ class PatchEmbed(nn.Module):
             return self.proj(x).flatten(2).transpose(1, 2)
 
     def _patch_matmul(self, x: Tensor) -> Tensor:
-        """The patch projection as one matmul over the unfolded patches (CPU inference under mixed precision).
+        """The patch projection as one matmul over the unfolded patches (CPU inference in the float32 region).
 
-        oneDNN's strided 14x14 convolution on 3 channels is slow on the CPU: 13 ms for four 378x504 images on two
-        cores in float32, against 8.5 ms this way. Each patch is laid out as a row of ``3 * 14 * 14`` values and
-        projected: the same products, summed in another order (float32 rounding apart, the convolution's values).
+        oneDNN's strided 14x14 convolution on 3 channels is slow on the CPU (benchmarks/RESULTS.md). Each patch is
+        laid out as a row of ``3 * 14 * 14`` values and projected: the same products, summed in another order
+        (float32 rounding apart, the convolution's values).
         """
         B, C, H, W = x.shape
         p = self.proj.kernel_size[0]
@@ -108,6 +121,8 @@ class Block(nn.Module):
             ``attn.k_norm`` keys).
     """
 
+    fused_residual = False  # set by PrecisionPolicy.apply (set_precision)
+
     def __init__(self, cfg: DinoV2Config, qk_norm: bool = False) -> None:
         super().__init__()
         dim = cfg.embed_dim
@@ -123,13 +138,17 @@ class Block(nn.Module):
             raise ValueError(f"unknown ffn {cfg.ffn!r}; expected 'mlp' or 'swiglu'")
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x: Tensor, rope: Optional[Rope] = None) -> Tensor:  # x: (B, N, D)
-        if active_autocast_dtype(x.device) is None:  # float32: the reference's two roundings, bit for bit
-            x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
-            return x + self.ls2(self.mlp(self.norm2(x)))
+    def set_precision(self, policy: PrecisionPolicy) -> None:
         # mixed precision: x + gamma * branch in one pass over the tokens rather than a product and a sum
-        x = torch.addcmul(x, self.attn(self.norm1(x), rope=rope), self.ls1.gamma)
-        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
+        self.fused_residual = policy.mixed and policy.fast_paths
+
+    def forward(self, x: Tensor, rope: Optional[Rope] = None) -> Tensor:  # x: (B, N, D)
+        if self.fused_residual and fast_paths_enabled(compilable=True):
+            x = torch.addcmul(x, self.attn(self.norm1(x), rope=rope), self.ls1.gamma)
+            return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
+        # the reference's two roundings, bit for bit
+        x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
+        return x + self.ls2(self.mlp(self.norm2(x)))
 
 
 def resize_pos_embed(pos_embed: Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> Tensor:
@@ -170,17 +189,24 @@ class PosEmbedCache:
     """Resized position embeddings by patch grid, reused while the stored embedding is unchanged.
 
     An entry is valid for the same storage and version counter of ``pos_embed`` (``load_state_dict`` and other
-    in-place writes bump the version; ``.to(...)`` makes new storage). With grad enabled, and under tracing, it
-    always recomputes (nothing cached from inference mode enters a graph). The bicubic resize costs 8-23 ms per
-    Depth Anything V2 vits call at 518x686 on a 2-core CPU, the same every call for one image size.
+    in-place writes bump the version; ``.to(...)`` makes new storage). With grad enabled, under tracing, and with
+    the fast paths off (``enabled=False`` or the process switch) it always recomputes (nothing cached from
+    inference mode enters a graph). The bicubic resize is a noticeable share of a small ViT's call on a CPU
+    (benchmarks/RESULTS.md), and the same every call for one image size.
     """
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self._entries: Dict[Tuple[int, int, float], Tuple[Tuple[Any, ...], Tensor]] = {}
 
-    def __call__(self, pos_embed: Tensor, grid_h: int, grid_w: int, offset: float) -> Tensor:
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+    def __call__(self, pos_embed: Tensor, grid_h: int, grid_w: int, offset: float, enabled: bool = True) -> Tensor:
+        if (
+            not enabled
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or not fast_paths_enabled(compilable=True)
+        ):
             return resize_pos_embed(pos_embed, grid_h, grid_w, offset)
         key = (int(grid_h), int(grid_w), float(offset))
         stamp = (pos_embed.data_ptr(), pos_embed._version, pos_embed.device, pos_embed.dtype, tuple(pos_embed.shape))
@@ -196,14 +222,71 @@ class PosEmbedCache:
         return value
 
 
-class DinoVisionTransformer(nn.Module):
-    """DINOv2 backbone. Keys: cls_token, pos_embed, mask_token, patch_embed.proj, blocks.{i}, norm."""
+class FreezablePositionGrid:
+    """The position embedding of a patch grid for a ViT with a square stored embedding (``pos_embed``): resized
+    per call (and cached), or frozen for one input size.
+
+    Freezing is the static-shape hook of exports: :meth:`freeze_input_size` computes the bicubically resized
+    embedding once and keeps it as the non-persistent buffer ``frozen_pos_embed`` (checkpoints are unchanged), so a
+    traced graph reads a constant instead of resizing. It is for inference: call it after the weights are loaded
+    (it copies them), and :meth:`unfreeze_input_size` to take any size again. A frozen module refuses other sizes
+    with a :class:`~anydepth.errors.ShapeError`.
+
+    Users set ``pos_embed``, ``patch_size``, ``interpolate_offset`` and ``_pos_cache`` (a :class:`PosEmbedCache`).
+    """
+
+    pos_embed: nn.Parameter
+    patch_size: int
+    interpolate_offset: float
+    _pos_cache: PosEmbedCache
+    frozen_grid: Optional[Tuple[int, int]] = None  # (grid_h, grid_w) while frozen
+    fast_paths = True  # the precision policy's: whether the resize cache may serve
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
+
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the input size to ``height`` x ``width`` pixels (multiples of the patch size)."""
+        p = self.patch_size
+        if height <= 0 or width <= 0 or height % p or width % p:
+            raise ShapeError(f"freeze_input_size({height}, {width}): both sides must be positive multiples of {p}")
+        grid = (int(height) // p, int(width) // p)
+        with torch.no_grad():
+            table = resize_pos_embed(self.pos_embed, *grid, self.interpolate_offset).detach().clone()
+        self.register_buffer("frozen_pos_embed", table, persistent=False)  # type: ignore[attr-defined]
+        self.frozen_grid = grid
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size again (the position embedding is resized per call)."""
+        self._buffers.pop("frozen_pos_embed", None)  # type: ignore[attr-defined]
+        self.frozen_grid = None
+
+    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
+        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid (see :func:`resize_pos_embed`)."""
+        if self.frozen_grid is not None:
+            if (int(grid_h), int(grid_w)) != self.frozen_grid:
+                p = self.patch_size
+                frozen_h, frozen_w = self.frozen_grid
+                raise ShapeError(
+                    f"this network is frozen to {frozen_h * p}x{frozen_w * p} inputs (freeze_input_size), not "
+                    f"{int(grid_h) * p}x{int(grid_w) * p}; call unfreeze_input_size() to run other sizes"
+                )
+            return self.frozen_pos_embed  # type: ignore[attr-defined,no-any-return]
+        return self._pos_cache(self.pos_embed, grid_h, grid_w, self.interpolate_offset, self.fast_paths)
+
+
+class DinoVisionTransformer(FreezablePositionGrid, nn.Module):
+    """DINOv2 backbone. Keys: cls_token, pos_embed, mask_token, patch_embed.proj, blocks.{i}, norm.
+
+    :meth:`freeze_input_size` fixes the input size for static-shape exports (see :class:`FreezablePositionGrid`).
+    """
 
     def __init__(self, cfg: DinoV2Config) -> None:
         super().__init__()
         self.cfg = cfg
         D = cfg.embed_dim
         self.patch_size = cfg.patch_size
+        self.interpolate_offset = cfg.interpolate_offset
         self.patch_embed = PatchEmbed(cfg.patch_size, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pos_grid**2 + 1, D))
@@ -215,13 +298,15 @@ class DinoVisionTransformer(nn.Module):
         nn.init.normal_(self.cls_token, std=1e-6)
         self._pos_cache = PosEmbedCache()
 
+    compute_dtype: Optional[torch.dtype] = None  # of the blocks: set by PrecisionPolicy.apply (set_precision)
+
     @property
     def embed_dim(self) -> int:
         return self.cfg.embed_dim
 
-    def interpolate_pos_encoding(self, grid_h: int, grid_w: int) -> Tensor:
-        """Position embedding (1, 1 + grid_h * grid_w, D) for a patch grid (see :func:`resize_pos_embed`)."""
-        return self._pos_cache(self.pos_embed, grid_h, grid_w, self.cfg.interpolate_offset)
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        super().set_precision(policy)  # the position-embedding cache
+        self.compute_dtype = policy.compute_dtype
 
     def prepare_tokens(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, 1 + N, D) with the class token first and position embeddings added."""
@@ -246,10 +331,11 @@ class DinoVisionTransformer(nn.Module):
         wanted = sorted(set(int(i) for i in layers))
         if not wanted or wanted[-1] >= len(self.blocks) or wanted[0] < 0:
             raise ValueError(f"layers {list(layers)} out of range for {len(self.blocks)} blocks")
-        tokens = self.prepare_tokens(x)
-        taken = {}
-        for i, block in enumerate(self.blocks[: wanted[-1] + 1]):
-            tokens = block(tokens)
-            if i in wanted:
-                taken[i] = self.norm(tokens)
+        with precision_region(x.device, self.compute_dtype):  # the mixed region of the precision policy
+            tokens = self.prepare_tokens(x)
+            taken = {}
+            for i, block in enumerate(self.blocks[: wanted[-1] + 1]):
+                tokens = block(tokens)
+                if i in wanted:
+                    taken[i] = self.norm(tokens)
         return [(taken[i][:, 1:], taken[i][:, 0]) for i in layers]

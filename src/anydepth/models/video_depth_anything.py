@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from anydepth.layers.attention import HAS_SDPA, attention
 from anydepth.layers.dpt_blocks import token_map
-from anydepth.layers.precision import float32_region
+from anydepth.layers.precision import PrecisionPolicy, float32_region
 from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
 from anydepth.models.dinov2 import DinoV2Config, DinoVisionTransformer
 from anydepth.models.dpt import DPTHead, DPTHeadConfig
@@ -111,7 +111,11 @@ class TemporalAttention(nn.Module):
         self.to_v = nn.Linear(dim, dim, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.pos_encoder = SinusoidalPositions(dim, max_len)
-        self.fused = HAS_SDPA
+        self.fused = HAS_SDPA  # the per-layer switch (set_fused_attention)
+        self.fast_paths = True  # the precision policy's (set_precision)
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.fast_paths = policy.fast_paths
 
     def forward(self, x: Tensor, cached: Optional[Tensor] = None) -> Tensor:
         """x: (N, T, C) sequences over time; cached: (N, T_past, C) inputs of earlier frames. Returns (N, T, C)."""
@@ -125,7 +129,7 @@ class TemporalAttention(nn.Module):
 
         q = split(self.to_q(sequence[:, -T:]))
         k, v = split(self.to_k(sequence)), split(self.to_v(sequence))
-        out = attention(q, k, v, fused=self.fused)
+        out = attention(q, k, v, fused=self.fused and self.fast_paths)
         return self.to_out[0](out.transpose(1, 2).reshape(N, T, C))
 
 
@@ -357,6 +361,8 @@ class VideoDepthAnythingNet(nn.Module):
             faster than one by one).
     """
 
+    float32_submodules = ("head",)  # as upstream, the head runs in float32 whatever the precision policy
+
     def __init__(
         self, cfg: VideoDepthAnythingConfig, frame_chunk: Optional[int] = None, decode_chunk: Optional[int] = None
     ) -> None:
@@ -370,6 +376,16 @@ class VideoDepthAnythingNet(nn.Module):
     @property
     def patch_size(self) -> int:
         return self.cfg.encoder.patch_size
+
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the frame size for static-shape exports (the temporal positions are buffers already): the
+        backbone's resized position embedding becomes a buffer; other sizes raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size`. Call it after loading weights."""
+        self.pretrained.freeze_input_size(height, width)
+
+    def unfreeze_input_size(self) -> None:
+        """Take any frame size again."""
+        self.pretrained.unfreeze_input_size()
 
     def _grid(self, H: int, W: int) -> Tuple[int, int]:
         p = self.patch_size

@@ -12,7 +12,7 @@ from torch import nn
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.pipelines.preprocess import lower_bound_size, normalize_resize
-from anydepth.pipelines.runtime import autocast, keep_freed_memory
+from anydepth.pipelines.runtime import precision_policy
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -43,7 +43,8 @@ class MonoDepthModel:
         self.preset = preset
         self.device = device
         self.precision = precision
-        keep_freed_memory(device)
+        self.precision_policy = precision_policy(precision)
+        self.precision_policy.apply(self.net)
 
     @property
     def depth_kind(self) -> str:
@@ -54,7 +55,9 @@ class MonoDepthModel:
 
     def forward_normalized(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) normalised images, h and w multiples of 14 -> (B, h, w) float32 network output."""
-        with torch.inference_mode(), autocast(self.precision, self.device):
+        policy = self.precision_policy
+        policy.apply(self.net)  # a no-op unless another pipeline sharing the network applied its own since
+        with torch.inference_mode(), policy.autocast(self.device):
             out = self.net(batch.to(self.device))
         return out.float()
 

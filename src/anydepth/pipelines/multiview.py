@@ -15,7 +15,7 @@ from anydepth.errors import InputError, ShapeError
 from anydepth.geometry.depth_alignment import apply_metric_scaling
 from anydepth.geometry.sim3 import align_to_input_extrinsics, normalize_extrinsics
 from anydepth.pipelines.da3_preprocess import DA3Inputs, preprocess_da3
-from anydepth.pipelines.runtime import autocast, keep_freed_memory
+from anydepth.pipelines.runtime import precision_policy
 from anydepth.prediction import Prediction
 from anydepth.presets import Preset
 
@@ -38,7 +38,8 @@ class MultiViewModel:
         self.preset = preset
         self.device = device
         self.precision = precision
-        keep_freed_memory(device)
+        self.precision_policy = precision_policy(precision)
+        self.precision_policy.apply(self.net)
 
     @property
     def predicts_cameras(self) -> bool:
@@ -106,7 +107,9 @@ class MultiViewModel:
                 raise ShapeError(f"extrinsics has {input_ext.shape[0]} views, the images {S}")
             cond_ext = normalize_extrinsics(input_ext)[0][None].to(self.device)
             cond_ixt = torch.as_tensor(inputs.intrinsics)[None].to(self.device)
-        with torch.inference_mode(), autocast(self.precision, self.device):
+        policy = self.precision_policy
+        policy.apply(self.net)  # a no-op unless another pipeline sharing the network applied its own since
+        with torch.inference_mode(), policy.autocast(self.device):
             out = self.net(
                 x,
                 cond_ext,

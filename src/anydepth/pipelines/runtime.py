@@ -1,19 +1,19 @@
-"""Device and precision policy: which device to run on and which dtype the matmuls use."""
+"""Runtime settings of the pipelines: device, precision policy, CPU threads, allocator profile, compilation."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import logging
 import os
 import shutil
 import sys
-from typing import ContextManager, Optional, Union
+from typing import Callable, ContextManager, Optional, Union
 
 import torch
 
 from anydepth.errors import InputError
+from anydepth.layers.precision import PrecisionPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -84,50 +84,76 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def precision_policy(precision: str) -> PrecisionPolicy:
+    """The :class:`~anydepth.layers.precision.PrecisionPolicy` of a concrete precision ("fp32", "bf16", "fp16";
+    see :func:`resolve_precision` for "auto"): what the pipelines apply to their networks."""
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise InputError(f"precision {precision!r} is not a concrete one; resolve_precision() turns it into one")
+    return PrecisionPolicy.for_precision(precision)
+
+
 def autocast(precision: str, device: torch.device) -> ContextManager:
-    """Mixed-precision context for a concrete precision; a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    """Mixed-precision context for a concrete precision; a no-op for fp32 (the policy's :meth:`autocast`)."""
+    return precision_policy(precision).autocast(device)
 
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_KEEP_BYTES = 1 << 30
+# profile -> the mmap and trim thresholds it sets (bytes); a fixed value also turns glibc's adaptation off
+ALLOCATOR_PROFILES = {"keep": 1 << 30, "release": 128 << 10}
+_allocator_profile: Optional[str] = None  # the profile in force, once set
 
 
 @functools.cache
-def _keep_freed_memory() -> bool:
-    if sys.platform != "linux" or os.environ.get("ANYDEPTH_MALLOC_TUNING", "1") == "0":
-        return False
+def _glibc_mallopt() -> Optional[Callable[[int, int], int]]:
+    if sys.platform != "linux":
+        return None
     try:
         mallopt = ctypes.CDLL(None).mallopt  # glibc; absent on musl
     except (AttributeError, OSError):
-        return False
+        return None
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
-    if ok:
-        logger.debug("malloc keeps freed blocks below %d bytes for reuse", _KEEP_BYTES)
-    return ok
+    return mallopt  # type: ignore[no-any-return]
 
 
-def keep_freed_memory(device: torch.device) -> bool:
-    """On a CPU device under glibc, keep freed large blocks (up to 1 GiB) in the process for reuse.
+def tune_allocator(profile: str) -> bool:
+    """Set how glibc's allocator treats large freed blocks, for the whole process. Entry points call it once
+    (``anydepth.load_model``, the compat facades' constructors, the command line's jobs); models never do.
 
-    glibc serves every block over 32 MiB with a fresh ``mmap`` and unmaps it on free, so each large activation of
-    a depth head (45 MiB for one 518x686 map of 32 channels) is page-faulted in anew on every call: filling such a
-    tensor took 22 ms instead of 4.5 ms, and the Depth Anything V2 head about a tenth of its time. Raising the
-    mmap and trim thresholds (what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do) keeps the pages.
-    The cost: up to 1 GiB of freed memory stays with the process until it exits, as with PyTorch's CUDA caching
-    allocator. Process-wide and once; ``ANYDEPTH_MALLOC_TUNING=0`` turns it off. Returns whether it applies.
+    Profiles:
 
-    The image and multi-view pipelines apply it (DA3-small on 4 views: 12% less CPU time, about 20 MiB more peak
-    RSS). The video pipelines do not: the video command sets the opposite (a 128 KiB mmap threshold, see
-    ``cli.video_depth_job.return_freed_memory_early``) so that memory stays flat over long videos.
+    - ``"keep"``: freed blocks up to 1 GiB stay in the process for reuse (mmap and trim thresholds of 1 GiB,
+      what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do). glibc otherwise serves every block
+      over its (adaptive) mmap threshold with a fresh ``mmap`` and unmaps it on free, so each large activation
+      of a depth head is page-faulted in anew on every call. For repeated inference at one size (images,
+      multi-view scenes); the cost is up to 1 GiB of freed memory held until the process exits, as with
+      PyTorch's CUDA caching allocator.
+    - ``"release"``: freed blocks over 128 KiB go back to the system at once (both thresholds 128 KiB, fixed).
+      For long videos: each window allocates and frees the same few hundred MB, which with glibc's adaptive
+      threshold end up on the heap, whose fragments keep the peak growing over the first windows.
+
+    The measurements behind both are in benchmarks/RESULTS.md ("Allocator profiles"). Idempotent (a profile
+    already in force is not set again; a different one replaces it); a no-op returning False off glibc and where
+    ``ANYDEPTH_MALLOC_TUNING=0``.
+
+    Returns:
+        whether the profile is in force.
     """
-    return device.type == "cpu" and _keep_freed_memory()
+    global _allocator_profile
+    if profile not in ALLOCATOR_PROFILES:
+        raise InputError(f"unknown allocator profile {profile!r}; use one of {', '.join(ALLOCATOR_PROFILES)}")
+    if profile == _allocator_profile:
+        return True
+    mallopt = _glibc_mallopt()
+    if mallopt is None or os.environ.get("ANYDEPTH_MALLOC_TUNING", "1") == "0":
+        return False
+    threshold = ALLOCATOR_PROFILES[profile]
+    if not (mallopt(_M_MMAP_THRESHOLD, threshold) and mallopt(_M_TRIM_THRESHOLD, threshold)):
+        return False
+    logger.debug("allocator profile %r: mmap and trim thresholds %d bytes", profile, threshold)
+    _allocator_profile = profile
+    return True
 
 
 def set_cpu_threads(num_threads: Optional[int]) -> None:

@@ -17,18 +17,18 @@ Either way at most one window of frames (and its depth) is held, so memory does 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any, ContextManager, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from anydepth.errors import InputError, ShapeError
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.models.video_depth_anything import StreamingCache, VideoDepthAnythingNet
 from anydepth.pipelines.preprocess import lower_bound_size, normalize_resize
-from anydepth.pipelines.runtime import autocast
+from anydepth.pipelines.runtime import precision_policy
 from anydepth.prediction import Prediction
 from anydepth.presets import IMAGENET_MEAN, IMAGENET_STD, Preset
 
@@ -196,7 +196,8 @@ class VideoDepthRunner:
     Args:
         net: the network, on ``device``, in eval mode.
         device: where the network runs.
-        amp: mixed-precision context factory (a no-op context for float32).
+        policy: its precision policy, applied to it before each video and whose autocast wraps each call
+            (default: float32).
         mean, std: input normalisation.
     """
 
@@ -204,13 +205,13 @@ class VideoDepthRunner:
         self,
         net: VideoDepthAnythingNet,
         device: torch.device,
-        amp: Any = contextlib.nullcontext,
+        policy: Optional[PrecisionPolicy] = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.net = net
         self.device = device
-        self.amp = amp
+        self.policy = policy if policy is not None else PrecisionPolicy()
         self.mean, self.std = mean, std
         self.fixed_size: Optional[Tuple[int, int]] = None  # an exported network takes one frame size only
 
@@ -237,12 +238,13 @@ class VideoDepthRunner:
         first_hw: List[Tuple[int, int]] = []
         carried: Optional[torch.Tensor] = None
         emitted = read = 0
+        self.policy.apply(self.net)
         for window, read in _windows(self._prepared(frames, input_size, first_hw)):
             window = window.to(self.device)
             if carried is not None:
                 window[:OVERLAP] = carried
             carried = window[list(CARRIED_SLOTS)].clone()
-            with self.amp():
+            with self.policy.autocast(self.device):
                 depth = self.net(window[None])[0]
             for d in stitcher.add(self._to_frames(depth, first_hw[0])):
                 if emitted < read:  # frames past the end are padding
@@ -262,8 +264,9 @@ class VideoDepthRunner:
         ``cache`` continues an earlier stream (a new one starts otherwise)."""
         cache = cache if cache is not None else StreamingCache(WINDOW, OVERLAP, CROSSFADE)
         first_hw: List[Tuple[int, int]] = []
+        self.policy.apply(self.net)
         for frame in self._prepared(frames, input_size, first_hw):
-            with self.amp():
+            with self.policy.autocast(self.device):
                 depth, states = self.net.forward_stream(frame[None].to(self.device), cache.context())
             cache.push(states)
             yield self._to_frames(depth, first_hw[0])[0]
@@ -281,12 +284,9 @@ class VideoDepthModel:
         self.preset = preset
         self.device = device
         self.precision = precision
-        self._runner = VideoDepthRunner(
-            self.net, device, amp=lambda: self._autocast(), mean=preset.mean, std=preset.std
-        )
-
-    def _autocast(self) -> ContextManager:
-        return autocast(self.precision, self.device)
+        self.precision_policy = precision_policy(precision)
+        self.precision_policy.apply(self.net)
+        self._runner = VideoDepthRunner(self.net, device, self.precision_policy, mean=preset.mean, std=preset.std)
 
     @property
     def depth_kind(self) -> str:

@@ -19,6 +19,7 @@ from torch import Tensor
 from anydepth.errors import InputError, ShapeError
 from anydepth.layers import HAS_SDPA, set_fused_attention
 from anydepth.layers.attention import Attention
+from anydepth.layers.precision import PrecisionPolicy
 from anydepth.layers.rope import PartialRope, apply_rope, grid_positions, partial_rope, rope_tables, rotate_tokens_
 from anydepth.models.da3.backbone import PRESETS, DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.reference_view import (
@@ -290,19 +291,24 @@ def test_partial_rope_gives_the_attention_of_the_full_tables():
 
 @pytest.mark.precision
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
-def test_cross_view_blocks_take_partial_rope_only_under_mixed_precision():
+def test_cross_view_blocks_take_partial_rope_only_under_mixed_precision(fast_paths_on):
     model = _tiny_model()
     x = torch.zeros(1, 2, 3, 28, 42)
     local, global_ = model._rope_tables(2, 3, 2, x)
     assert not isinstance(global_, PartialRope) and global_[0].shape == (2 * 7, 16)  # float32: full tables
+    with torch.no_grad():
+        reference = model(_images(1, 3))
+    PrecisionPolicy.for_precision("bf16").apply(model)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         local_mixed, global_mixed = model._rope_tables(2, 3, 2, x.bfloat16())
         mixed = model(_images(1, 3).bfloat16())
     assert isinstance(global_mixed, PartialRope) and global_mixed.index.tolist() == [0, 7]
     assert torch.equal(local_mixed[0], local[0].bfloat16())
+    # the plain twin: the full tables, where the policy turns the fast paths off
+    PrecisionPolicy.for_precision("bf16", fast_paths=False).apply(model)
+    with torch.inference_mode():
+        assert not isinstance(model._rope_tables(2, 3, 2, x.bfloat16())[1], PartialRope)
     # and the backbone's outputs under bf16 stay close to float32 (the rotation moved, not the result)
-    with torch.no_grad():
-        reference = model(_images(1, 3))
     for (t_mixed, _), (t_ref, _) in zip(mixed[0], reference[0]):
         assert (t_mixed.float() - t_ref).abs().mean() / t_ref.abs().mean() < 0.02
 

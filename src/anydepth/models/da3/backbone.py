@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from anydepth.errors import InputError, ShapeError
-from anydepth.layers.precision import active_autocast_dtype
+from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, precision_region
 from anydepth.layers.rope import Rope, RopeTables, grid_positions, partial_rope, rope_tables
 from anydepth.models.da3.reference_view import (
     MIN_VIEWS_FOR_REF_SELECTION,
@@ -18,7 +18,7 @@ from anydepth.models.da3.reference_view import (
     restore_input_order,
     select_reference_view,
 )
-from anydepth.models.dinov2 import ENCODERS, Block, DinoV2Config, PatchEmbed, PosEmbedCache
+from anydepth.models.dinov2 import ENCODERS, Block, DinoV2Config, FreezablePositionGrid, PatchEmbed, PosEmbedCache
 
 # (first alternating / q-k-norm / RoPE block, output blocks) of the any-view models, per encoder
 _ANYVIEW_LAYOUT = {
@@ -163,10 +163,11 @@ PRESETS = {
 }
 
 
-class DA3Encoder(nn.Module):
+class DA3Encoder(FreezablePositionGrid, nn.Module):
     """The DINOv2 parameters of DA3, keys ``cls_token``, ``camera_token`` (alternating models only),
     ``pos_embed``, ``patch_embed.proj``, ``blocks.{i}`` (``attn.q_norm`` / ``attn.k_norm`` from
-    ``qknorm_start``) and ``norm``; unlike DINOv2 there is no ``mask_token``."""
+    ``qknorm_start``) and ``norm``; unlike DINOv2 there is no ``mask_token``. Its position grid can be frozen for
+    one input size (:class:`~anydepth.models.dinov2.FreezablePositionGrid`)."""
 
     def __init__(self, cfg: DA3BackboneConfig) -> None:
         super().__init__()
@@ -180,6 +181,7 @@ class DA3Encoder(nn.Module):
         else:
             self.register_parameter("camera_token", None)
         self.pos_embed = nn.Parameter(torch.zeros(1, enc.pos_grid**2 + 1, D))
+        self.patch_size = enc.patch_size
         self.patch_embed = PatchEmbed(enc.patch_size, D)
         self.blocks = nn.ModuleList(Block(enc, qk_norm=cfg.has_qk_norm(i)) for i in range(enc.depth))
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
@@ -191,11 +193,10 @@ class DA3Encoder(nn.Module):
     def prepare_tokens(self, x: Tensor) -> Tensor:
         """(V, 3, H, W) images -> (V, 1 + N, D): class token first, position embeddings added."""
         V, _, H, W = x.shape
-        p = self.patch_embed.proj.kernel_size[0]
+        p = self.patch_size
         tokens = self.patch_embed(x)
         tokens = torch.cat((self.cls_token.expand(V, -1, -1).to(tokens.dtype), tokens), dim=1)
-        pos = self._pos_cache(self.pos_embed, H // p, W // p, self.interpolate_offset)
-        return tokens + pos.to(tokens.dtype)
+        return tokens + self.interpolate_pos_encoding(H // p, W // p).to(tokens.dtype)
 
 
 class DA3Backbone(nn.Module):
@@ -212,14 +213,51 @@ class DA3Backbone(nn.Module):
     by 0; cross-view blocks put every patch at ``(1, 1)``, so attention across views sees no patch offsets.
     """
 
+    frozen_input: Optional[Tuple[int, int, int]] = None  # (height, width, views) while frozen
+    # set by PrecisionPolicy.apply (set_precision): the dtype of this mixed region, and the RoPE fast path
+    compute_dtype: Optional[torch.dtype] = None
+    partial_global_rope = False
+
     def __init__(self, cfg: DA3BackboneConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.pretrained = DA3Encoder(cfg)
 
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        self.compute_dtype = policy.compute_dtype
+        # mixed precision: the cross-view blocks rotate the camera tokens only (see _build_rope_tables)
+        self.partial_global_rope = policy.mixed and policy.fast_paths
+
     @property
     def patch_size(self) -> int:
         return self.cfg.encoder.patch_size
+
+    def freeze_input_size(self, height: int, width: int, num_views: int = 1) -> None:
+        """Fix the input to ``num_views`` views of ``height`` x ``width`` pixels, for static-shape exports.
+
+        The resized position embedding (:meth:`DA3Encoder.freeze_input_size`) and the RoPE tables of the
+        per-view and the cross-view sequences (full float32 tables, as the reference path computes them) become
+        non-persistent buffers, so a traced graph holds neither the bicubic resize nor the position-grid
+        construction. Other sizes or view counts then raise :class:`~anydepth.errors.ShapeError` until
+        :meth:`unfreeze_input_size`. Call it after loading weights.
+        """
+        if num_views < 1:
+            raise ShapeError(f"freeze_input_size: num_views must be at least 1, not {num_views}")
+        self.pretrained.freeze_input_size(height, width)
+        p = self.patch_size
+        if self.cfg.rope_start is not None:
+            like = self.pretrained.pos_embed.detach()
+            local, global_ = self._build_rope_tables(height // p, width // p, num_views, like, partial=False)
+            for name, table in zip(("local_cos", "local_sin", "global_cos", "global_sin"), (*local, *global_)):
+                self.register_buffer(f"rope_{name}", table.clone(), persistent=False)
+        self.frozen_input = (int(height), int(width), int(num_views))
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size and number of views again."""
+        self.pretrained.unfreeze_input_size()
+        for name in ("local_cos", "local_sin", "global_cos", "global_sin"):
+            self._buffers.pop(f"rope_{name}", None)
+        self.frozen_input = None
 
     def forward(
         self,
@@ -247,7 +285,6 @@ class DA3Backbone(nn.Module):
             view order (upstream leaves the exported features in reference-first order).
         """
         cfg = self.cfg
-        enc = self.pretrained
         check_strategy(ref_view_strategy)
         if images.dim() != 5 or images.shape[2] != 3:
             raise ShapeError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
@@ -255,6 +292,12 @@ class DA3Backbone(nn.Module):
         p = self.patch_size
         if H % p or W % p:
             raise ShapeError(f"image size {H}x{W} is not a multiple of the patch size {p}")
+        if self.frozen_input is not None and (int(H), int(W), int(S)) != self.frozen_input:
+            frozen_h, frozen_w, frozen_s = self.frozen_input
+            raise ShapeError(
+                f"this backbone is frozen to {frozen_s} view(s) of {frozen_h}x{frozen_w} (freeze_input_size), not "
+                f"{S} of {H}x{W}; call unfreeze_input_size() to run other sizes"
+            )
         D = cfg.encoder.embed_dim
         if cam_token is not None:
             if not cfg.alternating:
@@ -265,6 +308,18 @@ class DA3Backbone(nn.Module):
         if any(not 0 <= i < cfg.encoder.depth for i in feat_layers):
             raise InputError(f"export_feat_layers {feat_layers} must be block indices below {cfg.encoder.depth}")
 
+        with precision_region(images.device, self.compute_dtype):  # the mixed region of the precision policy
+            return self._blocks(images, cam_token, ref_view_strategy, feat_layers)
+
+    def _blocks(
+        self, images: Tensor, cam_token: Optional[Tensor], ref_view_strategy: str, feat_layers: Sequence[int]
+    ) -> Tuple[Tuple[LayerOutput, ...], Tuple[Tensor, ...]]:
+        """The forward after its checks: tokens through the blocks (see :meth:`forward`)."""
+        cfg = self.cfg
+        enc = self.pretrained
+        B, S, _, H, W = images.shape
+        p = self.patch_size
+        D = cfg.encoder.embed_dim
         grid_h, grid_w = H // p, W // p
         x = enc.prepare_tokens(images.reshape(B * S, 3, H, W))
         T = x.shape[1]  # 1 + N: class (later camera) token, then patches
@@ -321,14 +376,32 @@ class DA3Backbone(nn.Module):
         return tokens, camera
 
     def _rope_tables(self, grid_h: int, grid_w: int, num_views: int, like: Tensor) -> Tuple[RopeTables, Rope]:
+        """The RoPE of this forward: the frozen tables (:meth:`freeze_input_size`) or new ones."""
+        if self.frozen_input is not None:
+            local = (self.rope_local_cos, self.rope_local_sin)
+            global_ = (self.rope_global_cos, self.rope_global_sin)
+            if like.dtype != local[0].dtype:
+                local = (local[0].to(like.dtype), local[1].to(like.dtype))
+                global_ = (global_[0].to(like.dtype), global_[1].to(like.dtype))
+            return local, global_
+        partial = (  # inference only: PartialRope rotates queries and keys in place
+            self.partial_global_rope
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and fast_paths_enabled(compilable=True)
+        )
+        return self._build_rope_tables(grid_h, grid_w, num_views, like, partial)
+
+    def _build_rope_tables(
+        self, grid_h: int, grid_w: int, num_views: int, like: Tensor, partial: bool
+    ) -> Tuple[RopeTables, Rope]:
         """RoPE of the per-view sequence (T, head_dim) and of a scene's sequence (S * T tokens).
 
-        Computed once per forward from the static grid (constants under tracing) and shared by all blocks. In a
-        scene's sequence every patch sits at (1, 1) and only the S camera tokens at (0, 0). Under mixed
-        precision (inference, not tracing) that sequence gets a :class:`PartialRope`: the camera tokens rotate
-        by (-1, -1) and the patches not at all, the same attention logits for 4 instead of 4 x 973 rotated
-        tokens per query and key (4 views). Float32 keeps the full tables: the reference's arithmetic, bit for
-        bit.
+        Computed from the static grid (constants under tracing) and shared by all blocks. In a scene's sequence
+        every patch sits at (1, 1) and only the S camera tokens at (0, 0). With ``partial`` (a mixed-precision
+        policy's fast path) that sequence gets a :class:`PartialRope`: the camera tokens rotate by (-1, -1) and the
+        patches not at all, the same attention logits (in exact arithmetic) for S instead of S x T rotated tokens
+        per query and key. Otherwise the full tables: the reference's arithmetic, bit for bit.
         """
         enc = self.cfg.encoder
         head_dim = enc.embed_dim // enc.num_heads
@@ -337,7 +410,7 @@ class DA3Backbone(nn.Module):
         local_pos = torch.cat((special, patches), dim=0)  # (T, 2)
         local = rope_tables(local_pos, head_dim, self.cfg.rope_freq, like.dtype)
         tokens = local_pos.shape[0]
-        if active_autocast_dtype(like.device) is not None and not torch.is_grad_enabled():  # None when tracing
+        if partial:
             cameras = torch.arange(num_views, device=like.device) * tokens
             return local, partial_rope(
                 special.expand(num_views, 2), cameras, (1, 1), head_dim, self.cfg.rope_freq, like.dtype

@@ -20,7 +20,13 @@ from anydepth.layers.dpt_blocks import (
     make_resize_layers,
     token_map,
 )
-from anydepth.layers.precision import active_autocast_dtype, compiling, float32_region, reassembly_precision
+from anydepth.layers.precision import (
+    PrecisionPolicy,
+    compiling,
+    fast_paths_enabled,
+    float32_region,
+    reassembly_precision,
+)
 
 # Tied weights in the official checkpoints
 # ----------------------------------------
@@ -309,27 +315,83 @@ class DPTTrunk(nn.Module):
         self.projects = make_projections(dim_in, out_channels)
         self.resize_layers = make_resize_layers(out_channels)
         self.scratch = _Scratch(out_channels, features)
+        self.frozen_size: Optional[Tuple[int, int]] = None  # (height, width) while frozen
+        self._frozen_uv: Dict[Tuple[int, int, int], str] = {}  # (channels, h, w) -> buffer name
+        # set by PrecisionPolicy.apply (set_precision)
+        self.reassembly_dtype: Optional[torch.dtype] = None
+        self.fast_paths = True
+
+    def set_precision(self, policy: PrecisionPolicy) -> None:
+        """The precision of the reassembly and the main map (:attr:`PrecisionPolicy.head_dtype`: bf16 under the
+        bf16 policy, float32 otherwise), and whether the UV-embedding cache may serve."""
+        self.reassembly_dtype = policy.head_dtype
+        self.fast_paths = policy.fast_paths
+
+    def freeze_input_size(self, height: int, width: int) -> None:
+        """Fix the image size to ``height`` x ``width`` for static-shape exports.
+
+        The UV embeddings of every map the head adds one to (built from ``linspace``, ``sin`` and ``cos`` of the
+        map size) become non-persistent buffers, so a traced graph holds them as constants. Other sizes then raise
+        :class:`~anydepth.errors.ShapeError` until :meth:`unfreeze_input_size`.
+        """
+        p = self.patch_size
+        if height <= 0 or width <= 0 or height % p or width % p:
+            raise ShapeError(f"freeze_input_size({height}, {width}): both sides must be positive multiples of {p}")
+        self.unfreeze_input_size()
+        if self.pos_embed:
+            device = self.projects[0].weight.device
+            for channels, h, w in self._uv_map_shapes(height // p, width // p):
+                if (channels, h, w) not in self._frozen_uv:
+                    name = f"uv_embed_{len(self._frozen_uv)}"
+                    self.register_buffer(name, uv_position_embedding(h, w, channels, width / height, device), False)
+                    self._frozen_uv[(channels, h, w)] = name
+        self.frozen_size = (int(height), int(width))
+
+    def unfreeze_input_size(self) -> None:
+        """Take any image size again."""
+        for name in self._frozen_uv.values():
+            self._buffers.pop(name, None)
+        self._frozen_uv = {}
+        self.frozen_size = None
+
+    def _uv_map_shapes(self, grid_h: int, grid_w: int) -> List[Tuple[int, int, int]]:
+        """(channels, height, width) of every map that gets a UV embedding, for a patch grid: the four projected
+        token maps and the main map at the image size (heads with more such maps add theirs)."""
+        p = self.patch_size
+        shapes = [(int(conv.out_channels), grid_h, grid_w) for conv in self.projects]
+        return [*shapes, (int(self.scratch.output_conv1.out_channels), grid_h * p, grid_w * p)]
 
     def _add_pos_embed(self, x: Tensor, aspect_ratio: float) -> Tensor:
-        """``x`` (a temporary of the caller, so it is updated in place) plus the cached UV embedding, in the
-        precision of ``x`` (float32, or bf16 for the mixed-precision main map)."""
+        """``x`` (a temporary of the caller, so it is updated in place) plus the UV embedding (cached, or frozen
+        by :meth:`freeze_input_size`), in the precision of ``x`` (float32, or bf16 for the mixed-precision main
+        map)."""
         if not self.pos_embed:
             return x
-        args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
-        # torch.compile traces the function itself (and warns about the cache)
-        table = uv_position_embedding(*args).to(x.dtype) if compiling() else _cached_uv_embedding(*args, x.dtype)
+        if self.frozen_size is not None:
+            name = self._frozen_uv.get((int(x.shape[1]), int(x.shape[2]), int(x.shape[3])))
+            if name is None:
+                raise ShapeError(f"no UV embedding was frozen for a {tuple(x.shape[1:])} map; freeze_input_size again")
+            table = getattr(self, name)
+            table = table if table.dtype == x.dtype else table.to(x.dtype)
+        else:
+            args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
+            # torch.compile traces the function itself (and warns about the cache)
+            cached = self.fast_paths and fast_paths_enabled() and not compiling()
+            table = _cached_uv_embedding(*args, x.dtype) if cached else uv_position_embedding(*args).to(x.dtype)
         if x.requires_grad:
             return x + table
         return x.add_(table)
 
-    def _reassemble(self, tokens: Sequence[Tensor], grid_h: int, grid_w: int, aspect_ratio: float) -> List[Tensor]:
+    def _reassemble(
+        self, tokens: Sequence[Tensor], grid_h: int, grid_w: int, aspect_ratio: float, low: Optional[torch.dtype]
+    ) -> List[Tensor]:
         """Four (n, N, C) patch-token tensors -> level maps at 4x, 2x, 1x and 1/2x the patch grid.
 
-        Under a mixed-precision reassembly the normed tokens are cast before the layout copy of
-        :func:`token_map` rather than by the projections' autocast after it: the same values, half the bytes moved.
+        Under a mixed-precision reassembly (``low``, inside :func:`reassembly_precision`) the normed tokens are
+        cast before the layout copy of :func:`token_map` rather than by the projections' autocast after it: the
+        same values, half the bytes moved.
         """
         levels = []
-        low = active_autocast_dtype(tokens[0].device)
         for i, x in enumerate(tokens):
             x = self.norm(x)
             if low is not None:
@@ -339,15 +401,19 @@ class DPTTrunk(nn.Module):
             levels.append(self.resize_layers[i](x))
         return levels
 
-    def _level_maps(self, tokens: Sequence[Tensor], height: int, width: int) -> List[Tensor]:
+    def _level_maps(
+        self, tokens: Sequence[Tensor], height: int, width: int, low: Optional[torch.dtype] = None
+    ) -> List[Tensor]:
         """Reassembled levels through ``scratch.layer{1-4}_rn``: all ``features`` wide, at 4x .. 1/2x the grid.
 
-        Returned in the head's weight dtype, which the fusion runs in, whatever precision the reassembly ran in.
+        The reassembly runs in ``low`` where given (None: float32). Returned in the head's weight dtype, which the
+        fusion runs in, whatever precision the reassembly ran in.
         """
         p = self.patch_size
-        levels = self._reassemble(tokens, height // p, width // p, width / height)
-        dtype = self.scratch.output_conv1.weight.dtype
-        return [getattr(self.scratch, f"layer{i}_rn")(x).to(dtype) for i, x in enumerate(levels, start=1)]
+        with reassembly_precision(tokens[0].device, low):
+            levels = self._reassemble(tokens, height // p, width // p, width / height, low)
+            dtype = self.scratch.output_conv1.weight.dtype
+            return [getattr(self.scratch, f"layer{i}_rn")(x).to(dtype) for i, x in enumerate(levels, start=1)]
 
     def _fuse(self, maps: Sequence[Tensor], suffix: str = "", out_dtype: Optional[torch.dtype] = None) -> Tensor:
         """Top-down fusion through ``scratch.refinenet{4..1}{suffix}``; output at 8x the patch grid (in
@@ -362,18 +428,16 @@ class DPTTrunk(nn.Module):
         path = block(2)(path, l2, size=l1.shape[2:])
         return block(1)(path, l1, out_dtype=out_dtype)
 
-    def _main_map(
-        self, maps: Sequence[Tensor], height: int, width: int, mixed_dtype: Optional[torch.dtype] = None
-    ) -> Tensor:
-        """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype or ``mixed_dtype``.
+    def _main_map(self, maps: Sequence[Tensor], height: int, width: int, low: Optional[torch.dtype] = None) -> Tensor:
+        """Main fusion -> ``output_conv1`` -> bilinear to the image size, in the head's weight dtype or ``low``.
 
         Upstream applies ``output_conv1`` before this upsampling (at 8x the grid), not after as V2 does. With
-        ``mixed_dtype``, everything after the projection of the last fusion block runs in that precision: its
+        ``low``, everything after the projection of the last fusion block runs in that precision: its
         upsampling, ``output_conv1`` and the resize to the image size (see :func:`reassembly_precision`).
         """
         p = self.patch_size
-        fused = self._fuse(maps, out_dtype=mixed_dtype)
-        with reassembly_precision(fused.device, mixed_dtype):
+        fused = self._fuse(maps, out_dtype=low)
+        with reassembly_precision(fused.device, low):
             fused = self.scratch.output_conv1(fused)
         return resize_bilinear(fused, ((height // p) * p, (width // p) * p))
 
@@ -394,11 +458,16 @@ class DPTTrunk(nn.Module):
     ) -> Tuple[Tuple[int, int], Tuple[Tensor, ...]]:
         """Checks the inputs, flattens views, runs ``_forward_views`` in float32 on chunks of views.
 
-        ``options`` go to ``_forward_views`` as keywords (``mixed_dtype`` among them, where a head takes it).
+        ``options`` go to ``_forward_views`` as keywords.
 
         Returns:
             ((B, S), outputs with a leading B * S dimension).
         """
+        if self.frozen_size is not None and (int(height), int(width)) != self.frozen_size:
+            raise ShapeError(
+                f"this head is frozen to {self.frozen_size[0]}x{self.frozen_size[1]} images (freeze_input_size), "
+                f"not {height}x{width}; call unfreeze_input_size() to run other sizes"
+            )
         tokens = _check_features(features, self.dim_in, height, width, self.patch_size, patch_start_idx)
         B, S = tokens[0].shape[:2]
         # the head's weights say its precision (float32 in every official setup); inputs may come from autocast
@@ -450,6 +519,11 @@ class DualDPTHead(DPTTrunk):
             for _ in range(_AUX_LEVELS)
         )
 
+    def _uv_map_shapes(self, grid_h: int, grid_w: int) -> List[Tuple[int, int, int]]:
+        # and the ray branch's map at the fusion resolution, 8x the patch grid
+        aux = (int(self.scratch.output_conv1_aux[-1][-1].out_channels), 8 * grid_h, 8 * grid_w)
+        return [*super()._uv_map_shapes(grid_h, grid_w), aux]
+
     def forward(
         self,
         features: Sequence[Tuple[Tensor, Tensor]],
@@ -458,9 +532,12 @@ class DualDPTHead(DPTTrunk):
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
         rays: bool = True,
-        mixed_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and rays from the backbone's four output levels, in float32 even under autocast.
+
+        Under the bf16 precision policy (:meth:`set_precision`) the reassembly, and the depth branch from the last
+        fusion block's projection up to its last convolution, run in bf16 (see :func:`reassembly_precision`);
+        the fusion, the convolution that gives the logits and the ray branch stay float32.
 
         Args:
             features: four ``(tokens (B, S, N, C), camera_token (B, S, C))`` pairs; the camera tokens are unused.
@@ -468,17 +545,12 @@ class DualDPTHead(DPTTrunk):
             patch_start_idx: tokens before this index are not patches (0 for the DA3 backbone's outputs).
             chunk_size: views per pass through the head (memory bound); None runs all B * S views at once.
             rays: also run the ray branch (about half the head's work); only the ray-pose solve reads it.
-            mixed_dtype: run the reassembly, and the depth branch from the last fusion block's projection up to
-                its last convolution, in this precision (see :func:`reassembly_precision`); the fusion, the
-                convolution that gives the logits and the ray branch stay float32.
 
         Returns:
             HeadOutput with depth, depth_conf (B, S, 14*gh, 14*gw) and, with ``rays``, ray (B, S, 8*gh, 8*gw, 6)
             and ray_conf.
         """
-        batch_views, outputs = self._run(
-            features, height, width, patch_start_idx, chunk_size, rays=rays, mixed_dtype=mixed_dtype
-        )
+        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, rays=rays)
         if not rays:
             depth, depth_conf = _reshape_views(outputs, batch_views)
             return HeadOutput(depth=depth, depth_conf=depth_conf)
@@ -492,13 +564,10 @@ class DualDPTHead(DPTTrunk):
         width: int,
         *per_view: Tensor,
         rays: bool = True,
-        mixed_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
-        s, aspect = self.scratch, width / height
-        with reassembly_precision(tokens[0].device, mixed_dtype):
-            maps = self._level_maps(tokens, height, width)
-
-        main = self._add_pos_embed(self._main_map(maps, height, width, mixed_dtype), aspect)
+        s, aspect, low = self.scratch, width / height, self.reassembly_dtype
+        maps = self._level_maps(tokens, height, width, low)
+        main = self._add_pos_embed(self._main_map(maps, height, width, low), aspect)
         logits = s.output_conv2(main)  # a float32 output either way (OutputBranch)
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
         if not rays:
@@ -531,22 +600,22 @@ class DPTSkyHead(DPTTrunk):
         width: int,
         patch_start_idx: int = 0,
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
-        mixed_dtype: Optional[torch.dtype] = None,
     ) -> HeadOutput:
         """Depth and sky score, in float32 even under autocast.
+
+        Under the bf16 precision policy (:meth:`set_precision`) the reassembly, and the output branches up to
+        their last convolutions, run in bf16; the fusion and the convolutions that give the logits stay float32.
 
         Args:
             features: four ``(tokens (B, S, N, C), class_token)`` pairs; the second element is unused.
             height, width: image size; the patch grid is ``(height // 14, width // 14)``.
             patch_start_idx: tokens before this index are not patches.
             chunk_size: views per pass through the head; None runs all B * S views at once.
-            mixed_dtype: run the reassembly, and the output branches up to their last convolutions, in this
-                precision; the fusion and the convolutions that give the logits stay float32.
 
         Returns:
             HeadOutput with depth = exp(logit) and sky = relu(logit), both (B, S, 14*gh, 14*gw).
         """
-        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size, mixed_dtype=mixed_dtype)
+        batch_views, outputs = self._run(features, height, width, patch_start_idx, chunk_size)
         depth, sky = _reshape_views(outputs, batch_views)
         return HeadOutput(depth=depth, sky=sky)
 
@@ -556,10 +625,9 @@ class DPTSkyHead(DPTTrunk):
         height: int,
         width: int,
         *per_view: Tensor,
-        mixed_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[Tensor, ...]:
-        with reassembly_precision(tokens[0].device, mixed_dtype):
-            maps = self._level_maps(tokens, height, width)
-        fused = self._add_pos_embed(self._main_map(maps, height, width, mixed_dtype), width / height)
+        low = self.reassembly_dtype
+        maps = self._level_maps(tokens, height, width, low)
+        fused = self._add_pos_embed(self._main_map(maps, height, width, low), width / height)
         s = self.scratch
         return s.output_conv2(fused)[:, 0].exp(), F.relu(s.sky_output_conv2(fused)[:, 0])

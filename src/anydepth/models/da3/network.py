@@ -13,7 +13,7 @@ from anydepth.geometry.depth_alignment import align_to_metric, fill_sky_with_far
 from anydepth.geometry.pose_encoding import pose_encoding_to_extrinsics
 from anydepth.geometry.ray_pose import camera_from_rays
 from anydepth.geometry.sim3 import umeyama
-from anydepth.layers.precision import active_autocast_dtype, float32_region
+from anydepth.layers.precision import float32_region
 from anydepth.models.da3.backbone import DA3Backbone, DA3BackboneConfig
 from anydepth.models.da3.camera import (
     CAMERA_DECODERS,
@@ -113,7 +113,14 @@ class DA3Output:
 
 
 class DepthAnything3Net(nn.Module):
-    """One DA3 network; keys ``backbone.*``, ``head.*``, ``cam_dec.*``, ``cam_enc.*``, ``gs_head.*`` as upstream."""
+    """One DA3 network; keys ``backbone.*``, ``head.*``, ``cam_dec.*``, ``cam_enc.*``, ``gs_head.*`` as upstream.
+
+    Precision: :meth:`~anydepth.layers.precision.PrecisionPolicy.apply` configures the backbone (mixed regions)
+    and the head (its bf16 reassembly); the camera and Gaussian modules run in float32 whatever the policy.
+    """
+
+    # run in float32 regions: PrecisionPolicy.apply gives them the policy's float32 form
+    float32_submodules = ("cam_dec", "cam_enc", "gs_head", "gs_adapter")
 
     def __init__(self, cfg: DA3NetConfig) -> None:
         super().__init__()
@@ -141,6 +148,27 @@ class DepthAnything3Net(nn.Module):
     def predicts_gaussians(self) -> bool:
         return self.gs_head is not None
 
+    def freeze_input_size(self, height: int, width: int, num_views: int = 1) -> None:
+        """Fix the input to ``num_views`` views of ``height`` x ``width`` pixels, for static-shape exports.
+
+        What depends only on the size becomes buffers (not in checkpoints): the backbone's resized position
+        embedding and RoPE tables (:meth:`DA3Backbone.freeze_input_size`) and the heads' UV embeddings
+        (:meth:`DPTTrunk.freeze_input_size`). A traced :meth:`predict` then holds no bicubic resize and no
+        position-grid construction. Other sizes raise :class:`~anydepth.errors.ShapeError` until
+        :meth:`unfreeze_input_size`. Call it after loading weights.
+        """
+        self.backbone.freeze_input_size(height, width, num_views)
+        self.head.freeze_input_size(height, width)
+        if self.gs_head is not None:
+            self.gs_head.freeze_input_size(height, width)
+
+    def unfreeze_input_size(self) -> None:
+        """Take any input size and number of views again."""
+        self.backbone.unfreeze_input_size()
+        self.head.unfreeze_input_size()
+        if self.gs_head is not None:
+            self.gs_head.unfreeze_input_size()
+
     def forward(
         self,
         images: Tensor,
@@ -153,7 +181,8 @@ class DepthAnything3Net(nn.Module):
         ray_decomposition: str = "qr",
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
     ) -> DA3Output:
-        """Depth, confidence and cameras of S views of each of B scenes.
+        """Depth, confidence and cameras of S views of each of B scenes: :meth:`predict`, then the sky filled
+        with far depth where the model has a sky head (:func:`fill_sky`).
 
         Args:
             images: (B, S, 3, H, W) ImageNet-normalised images, H and W multiples of 14.
@@ -167,6 +196,28 @@ class DepthAnything3Net(nn.Module):
                 "ql" reproduces upstream, which is off where the principal point is not centred.
             chunk_size: views per pass through the heads (bounds memory); None for all at once.
         """
+        out = self.predict(
+            images, extrinsics, intrinsics, export_feat_layers=export_feat_layers, infer_gs=infer_gs,
+            use_ray_pose=use_ray_pose, ref_view_strategy=ref_view_strategy, ray_decomposition=ray_decomposition,
+            chunk_size=chunk_size,
+        )  # fmt: skip
+        return fill_sky(out)
+
+    def predict(
+        self,
+        images: Tensor,
+        extrinsics: Optional[Tensor] = None,
+        intrinsics: Optional[Tensor] = None,
+        export_feat_layers: Sequence[int] = (),
+        infer_gs: bool = False,
+        use_ray_pose: bool = False,
+        ref_view_strategy: str = "saddle_balanced",
+        ray_decomposition: str = "qr",
+        chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+    ) -> DA3Output:
+        """What :meth:`forward` returns before its data-dependent post-processing: ``depth`` is not yet
+        sky-filled (:func:`fill_sky` does that). The static-shape exports trace this method (with the defaults
+        for everything but ``ref_view_strategy``); arguments as for :meth:`forward`."""
         if images.dim() != 5 or images.shape[2] != 3:
             raise ShapeError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
         if (extrinsics is None) != (intrinsics is None):
@@ -186,20 +237,10 @@ class DepthAnything3Net(nn.Module):
         features, aux_features = self.backbone(
             images, cam_token=cam_token, ref_view_strategy=ref_view_strategy, export_feat_layers=export_feat_layers
         )
-        # under bf16 autocast the head's reassembly and its depth branch up to the logits run in bf16 (fusion,
-        # logits and rays in float32; layers.precision.reassembly_precision); fp16 keeps the whole head in float32
-        mixed_dtype = torch.bfloat16 if active_autocast_dtype(images.device) == torch.bfloat16 else None
+        # the head's weights run float32, except the parts the precision policy puts in bf16 (its set_precision)
         with float32_region(images.device):
             head_options: Dict[str, Any] = {"rays": use_ray_pose} if self.predicts_cameras else {}
-            head = self.head(
-                features,
-                H,
-                W,
-                patch_start_idx=0,
-                chunk_size=chunk_size,
-                mixed_dtype=mixed_dtype,
-                **head_options,
-            )
+            head = self.head(features, H, W, patch_start_idx=0, chunk_size=chunk_size, **head_options)
             out = DA3Output(depth=head.depth, depth_conf=head.depth_conf, sky=head.sky)
             if self.predicts_cameras:
                 if use_ray_pose:
@@ -215,12 +256,22 @@ class DepthAnything3Net(nn.Module):
                 out.gaussians = self.gs_adapter(
                     out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians, pose_scales
                 )
-        if out.sky is not None:
-            out.depth = fill_sky_with_far_depth(out.depth, out.sky)
         p = self.patch_size
         for layer, feature in zip(export_feat_layers, aux_features):
             out.aux[f"feat_layer_{int(layer)}"] = feature.reshape(*feature.shape[:2], H // p, W // p, -1)
         return out
+
+
+def fill_sky(out: DA3Output) -> DA3Output:
+    """``out`` with its depth set to a far value where the sky head sees sky (a no-op without a sky map).
+
+    The data-dependent post-processing of :meth:`DepthAnything3Net.forward` (see
+    :func:`~anydepth.geometry.depth_alignment.fill_sky_with_far_depth`), shared with the runtimes of exported
+    graphs, which leave it out. Updates ``out`` and returns it.
+    """
+    if out.sky is not None:
+        out.depth = fill_sky_with_far_depth(out.depth, out.sky)
+    return out
 
 
 def gaussian_pose_scales(predicted: Tensor, given: Tensor) -> Optional[Tensor]:
@@ -257,6 +308,15 @@ class NestedDepthAnything3Net(nn.Module):
         return self.da3.patch_size
 
     predicts_cameras = True
+
+    def freeze_input_size(self, height: int, width: int, num_views: int = 1) -> None:
+        """Fix the input size of both networks (see :meth:`DepthAnything3Net.freeze_input_size`)."""
+        self.da3.freeze_input_size(height, width, num_views)
+        self.da3_metric.freeze_input_size(height, width, num_views)
+
+    def unfreeze_input_size(self) -> None:
+        self.da3.unfreeze_input_size()
+        self.da3_metric.unfreeze_input_size()
 
     @property
     def predicts_gaussians(self) -> bool:
@@ -307,4 +367,5 @@ __all__ = [
     "DepthAnything3Net",
     "NestedDepthAnything3Net",
     "build_da3_network",
+    "fill_sky",
 ]
