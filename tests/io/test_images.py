@@ -13,7 +13,14 @@ import torch
 from PIL import Image, ImageOps
 
 from anydepth.errors import InputError, ShapeError
-from anydepth.io.images import IMAGE_SUFFIXES, MAX_PIXELS, _apply_orientation, read_image
+from anydepth.io.images import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    _apply_orientation,
+    image_size,
+    read_image,
+    reduced_decode_scale,
+)
 
 pytestmark = pytest.mark.torch113
 
@@ -299,3 +306,64 @@ def test_torch_wrong_shape():
 def test_unsupported_type():
     with pytest.raises(InputError, match="list"):
         read_image([[1, 2], [3, 4]])
+
+
+# --- reduced decoding (min_size) -------------------------------------------------------------------------------
+
+
+def _photo(height: int, width: int) -> np.ndarray:
+    """Smooth colour waves with a little noise: what a photo looks like to a resize."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    waves = np.stack([np.sin(xx / 37.0), np.cos(yy / 23.0), np.sin((xx + yy) / 50.0)], -1)
+    noise = np.random.RandomState(0).normal(0, 6, (height, width, 3))
+    return np.clip(128 + 100 * waves + noise, 0, 255).astype(np.uint8)
+
+
+def test_an_8000_pixel_jpeg_is_decoded_at_an_eighth(tmp_path):
+    # an 8000x8000 JPEG (grey, made by PIL so that the test never holds 64 MP of numpy itself)
+    Image.linear_gradient("L").resize((8000, 8000)).save(tmp_path / "big.jpg", quality=90)
+    out = read_image(tmp_path / "big.jpg", min_size=(504, 504))
+    assert out.shape == (1000, 1000, 3) and out.dtype == np.uint8  # 3 MB instead of 192 MB
+    assert out.nbytes * 64 == 8000 * 8000 * 3
+    assert read_image(tmp_path / "big.jpg", min_size=(1001, 504)).shape == (2000, 2000, 3)  # 1/8 leaves too little
+    assert image_size(tmp_path / "big.jpg") == (8000, 8000)
+
+
+def test_reduced_decode_is_close_to_a_full_decode_and_area_resize(tmp_path):
+    image = _photo(1600, 2400)
+    Image.fromarray(image).save(tmp_path / "photo.jpg", quality=90)
+    reduced = read_image(tmp_path / "photo.jpg", min_size=(336, 504))
+    assert reduced.shape == (400, 600, 3)
+    full = read_image(tmp_path / "photo.jpg")
+    expected = cv2.resize(full, (600, 400), interpolation=cv2.INTER_AREA)
+    difference = np.abs(reduced.astype(int) - expected.astype(int))
+    assert difference.mean() < 1.5 and difference.max() <= 10
+
+
+def test_reduced_decode_keeps_exif_orientation_and_skips_other_files(tmp_path):
+    image = _photo(160, 320)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 320 wide, shown 320 high
+    Image.fromarray(image).save(tmp_path / "o6.jpg", exif=exif.tobytes(), quality=95)
+    assert image_size(tmp_path / "o6.jpg") == (320, 160)
+    upright = read_image(tmp_path / "o6.jpg")
+    reduced = read_image(tmp_path / "o6.jpg", min_size=(80, 40))
+    assert reduced.shape == (80, 40, 3)  # a quarter of the upright size, on the sides asked
+    expected = cv2.resize(upright, (40, 80), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.astype(int) - expected.astype(int)).mean() < 3
+    Image.fromarray(image).save(tmp_path / "photo.png")  # PNG has no reduced decoding: the full image
+    np.testing.assert_array_equal(read_image(tmp_path / "photo.png", min_size=(20, 40)), image)
+    Image.fromarray(image[:, :318]).save(tmp_path / "odd.jpg")  # no scale divides 318 by 4 or 8 ...
+    assert read_image(tmp_path / "odd.jpg", min_size=(20, 40)).shape == (80, 159, 3)  # ... but 2 does
+    np.testing.assert_array_equal(read_image(image, min_size=(20, 40)), image)  # arrays are what they are
+
+
+def test_reduced_decode_scale_and_image_size_of_every_source():
+    assert reduced_decode_scale((4000, 3000), (378, 504)) == 4  # an eighth leaves 3000 / 8 = 375 < 504
+    assert reduced_decode_scale((100, 100), (100, 100)) == 1
+    assert reduced_decode_scale((6, 6), (1, 1)) == 2
+    image = _pattern(6, 10)
+    assert image_size(image) == (6, 10) and image_size(Image.fromarray(image)) == (6, 10)
+    assert image_size(torch.from_numpy(image).permute(2, 0, 1)) == (6, 10)
+    assert image_size(torch.from_numpy(image)) == (6, 10)
+    assert image_size("no/such/file.png") is None

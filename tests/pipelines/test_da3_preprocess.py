@@ -169,3 +169,51 @@ def test_bad_inputs():
 
 def test_fixture_is_small():
     assert FIXTURE.stat().st_size < 250_000
+
+
+def _gradient(height: int, width: int, seed: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 40 * seed % 256)], -1).astype(np.uint8)
+
+
+def test_views_reach_the_processing_size_one_at_a_time(tmp_path):
+    """Peak memory is one decoded view at full size plus the processed stack, not every view at full size."""
+    import tracemalloc
+
+    height, width, count = 600, 800, 8
+    paths = []
+    for i in range(count):
+        paths.append(tmp_path / f"view{i}.png")
+        Image.fromarray(_gradient(height, width, i)).save(paths[-1])
+    one_view = height * width * 3
+    tracemalloc.start()  # numpy (and OpenCV's numpy outputs) report their buffers to tracemalloc
+    try:
+        out = preprocess_da3(paths, process_res=56)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.images.shape == (count, 3, 42, 56)
+    np.testing.assert_array_equal(out.original_sizes, [[height, width]] * count)
+    assert peak < 2.5 * one_view, f"peak {peak / one_view:.1f} decoded views at once"
+
+
+def test_reduce_on_decode_keeps_sizes_and_intrinsics_and_is_close(tmp_path):
+    yy, xx = np.mgrid[0:960, 0:1280]
+    photo = np.stack([np.sin(xx / 37.0), np.cos(yy / 23.0), np.sin((xx + yy) / 50.0)], -1) * 100 + 128
+    Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "photo.jpg", quality=92)
+    Image.fromarray(photo[:, :1000].astype(np.uint8)).save(tmp_path / "narrow.jpg", quality=92)
+    paths = [tmp_path / "photo.jpg", tmp_path / "narrow.jpg"]
+    K = np.array([[[900.0, 0, 640], [0, 900, 480], [0, 0, 1]], [[800.0, 0, 500], [0, 800, 480], [0, 0, 1]]])
+    for method in PROCESS_RES_METHODS:
+        full = preprocess_da3(paths, K, process_res=140, process_res_method=method)
+        reduced = preprocess_da3(paths, K, process_res=140, process_res_method=method, reduce_on_decode=True)
+        for name in ("original_sizes", "resized_sizes", "scales", "crop_offsets"):
+            np.testing.assert_array_equal(getattr(reduced, name), getattr(full, name), err_msg=name)
+        assert torch.equal(reduced.intrinsics, full.intrinsics)
+        difference = np.abs(reduced.processed_images.astype(int) - full.processed_images.astype(int))
+        assert 0 < difference.mean() < 1.5, method  # decoded reduced: close, not equal
+    arrays = [np.asarray(Image.open(p)) for p in paths]  # arrays are never reduced: bit-identical
+    assert torch.equal(
+        preprocess_da3(arrays, process_res=140, reduce_on_decode=True).images,
+        preprocess_da3(paths, process_res=140).images,
+    )

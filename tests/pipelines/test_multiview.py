@@ -85,3 +85,28 @@ def test_prediction_exports_read_back(model, tmp_path):
     scene = trimesh.load(tmp_path / "scene.glb")
     clouds = [g for g in scene.geometry.values() if isinstance(g, trimesh.PointCloud)]
     assert clouds and 0 < len(clouds[0].vertices) <= 500
+
+
+def test_infer_holds_one_full_size_view_at_a_time(model, tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
+    height, width = 480, 640
+    yy, xx = np.mgrid[0:height, 0:width]
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"v{i}.jpg")
+        view = np.stack([xx * 255 // width, yy * 255 // height, (xx + 20 * i) % 256], -1).astype(np.uint8)
+        Image.fromarray(view).save(paths[-1], quality=95)
+    tracemalloc.start()
+    try:
+        pred = model.infer(paths, process_res=56)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pred.depth.shape == (6, 42, 56)
+    assert peak < 2.5 * height * width * 3  # not 6 views at full size
+    reduced = model.infer(paths, process_res=56, reduce_on_decode=True)  # decoded at an eighth: 60x80
+    assert reduced.depth.shape == pred.depth.shape and reduced.intrinsics.shape == pred.intrinsics.shape
+    assert np.abs(reduced.processed_images.astype(int) - pred.processed_images.astype(int)).mean() < 2

@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,7 +34,7 @@ _FLOAT_TOLERANCE = 1e-3  # float inputs may overshoot [0, 1] by rounding; beyond
 _heif_registered = False
 
 
-def read_image(source: ImageSource) -> np.ndarray:
+def read_image(source: ImageSource, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Read an image into an RGB array, keeping more than 8 bits where the source has them.
 
     Files and PIL images are turned upright with their EXIF orientation. Grayscale becomes 3 equal channels.
@@ -52,10 +52,17 @@ def read_image(source: ImageSource) -> np.ndarray:
             - a numpy array ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` of uint8, uint16 or
               float in [0, 1];
             - a torch tensor ``(3, H, W)``, ``(1, H, W)``, ``(H, W, 3)`` or ``(H, W)``, uint8 or float in [0, 1].
+        min_size: ``(height, width)`` (upright) that the caller will shrink the image to. A JPEG file is then
+            decoded at a reduced scale (libjpeg's DCT scaling, PIL's ``draft``: 1/2, 1/4 or 1/8) when that scale
+            divides both of its sides and leaves at least ``min_size``; it never allocates the full-size pixels.
+            Each reduced pixel is the mean of its block as the scaled inverse DCT gives it, so the pixels differ
+            slightly (a few grey levels) from a full decode followed by an area resize. Other sources, and JPEGs
+            that no scale fits, are decoded in full. None (the default): always the full image.
 
     Returns:
         image: ``(H, W, 3)`` C-contiguous RGB; ``uint8`` for 8-bit sources, ``float32`` in [0, 1] for sources
-        with more bits (16-bit PNG/TIFF, uint16 or float arrays) so that precision is kept.
+        with more bits (16-bit PNG/TIFF, uint16 or float arrays) so that precision is kept. With ``min_size``, a
+        JPEG may come back ``(H / s, W / s, 3)`` for ``s`` in 2, 4, 8 (see :func:`reduced_decode_scale`).
 
     Raises:
         InputError: missing, unreadable or undecodable file; empty or too large image.
@@ -63,7 +70,7 @@ def read_image(source: ImageSource) -> np.ndarray:
         MissingDependencyError: a HEIC/HEIF file without ``pillow-heif`` installed.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source))
+        return _read_file(Path(source), min_size)
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image")
     if isinstance(source, np.ndarray):
@@ -77,10 +84,63 @@ def read_image(source: ImageSource) -> np.ndarray:
     )
 
 
+def image_size(source: ImageSource) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` of an image as :func:`read_image` returns it (upright), without decoding its pixels.
+
+    Files are measured from their header (with the EXIF orientation); None for a file that PIL cannot open (a
+    float TIFF, a HEIC file without ``pillow-heif``): only decoding it tells. Arrays, tensors and PIL images give
+    their own size (arrays ``(H, W, ...)``, tensors ``(3, H, W)`` or ``(H, W, ...)`` as :func:`read_image` reads
+    them).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with Image.open(source) as img:
+                width, height = img.size
+                swapped = _exif_orientation(img) in _TRANSPOSING_ORIENTATIONS
+        except Exception:  # unreadable here; read_image says why, or decodes it another way
+            return None
+        return (width, height) if swapped else (height, width)
+    if isinstance(source, Image.Image):
+        width, height = source.size
+        return (width, height) if _exif_orientation(source) in _TRANSPOSING_ORIENTATIONS else (height, width)
+    shape = getattr(source, "shape", None)
+    if shape is None or len(shape) < 2:
+        return None
+    if not isinstance(source, np.ndarray) and len(shape) == 3 and shape[0] in (1, 3):
+        return int(shape[1]), int(shape[2])  # a (C, H, W) tensor
+    return int(shape[0]), int(shape[1])
+
+
+def reduced_decode_scale(size: Tuple[int, int], min_size: Tuple[int, int]) -> int:
+    """The JPEG DCT scale (1, 2, 4 or 8) that :func:`read_image` decodes a ``size`` image at for ``min_size``.
+
+    The largest ``s`` that divides both sides (so that the reduced pixels tile the image exactly and a resize of
+    the reduced image lands on the same grid as one of the full image) and leaves both sides at least
+    ``min_size``; 1 when none does.
+
+    >>> reduced_decode_scale((8000, 6000), (504, 378)), reduced_decode_scale((8000, 6000), (2000, 1500))
+    (8, 4)
+    >>> reduced_decode_scale((8001, 6000), (504, 378))  # no scale divides 8001
+    1
+    """
+    height, width = size
+    for scale in (8, 4, 2):
+        if (
+            height % scale == 0
+            and width % scale == 0
+            and height // scale >= min_size[0]
+            and width // scale >= min_size[1]
+        ):
+            return scale
+    return 1
+
+
 # --- files -----------------------------------------------------------------------------------------------------
 
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
-def _read_file(path: Path) -> np.ndarray:
+
+def _read_file(path: Path, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -95,6 +155,8 @@ def _read_file(path: Path) -> np.ndarray:
                 # PIL decodes 16-bit colour PNG/TIFF to 8 bits: decode with OpenCV, orient with PIL's EXIF
                 orientation = _exif_orientation(img)
                 return _apply_orientation(_from_array(_decode_cv2(path), str(path)), orientation)
+            if min_size is not None and img.format == "JPEG":
+                _draft(img, min_size)
             return _from_pil(img, str(path))
     except _NotPilDecodable as exc:
         # e.g. float TIFF, which Pillow does not read but OpenCV does
@@ -103,6 +165,17 @@ def _read_file(path: Path) -> np.ndarray:
         except InputError:
             raise InputError(f"{path}: cannot decode image ({exc}); is it an image file and complete?") from None
         return _from_array(array, str(path))
+
+
+def _draft(img: Image.Image, min_size: Tuple[int, int]) -> None:
+    """Sets up a JPEG's decoder to return it reduced by :func:`reduced_decode_scale` (before any pixel is read)."""
+    if _exif_orientation(img) in _TRANSPOSING_ORIENTATIONS:
+        min_size = (min_size[1], min_size[0])  # the file stores the image on its side
+    width, height = img.size
+    scale = reduced_decode_scale((height, width), min_size)
+    if scale > 1:
+        # PIL picks the largest scale whose result is at least the size asked; asking the exact quotient gives s
+        img.draft(img.mode, (width // scale, height // scale))
 
 
 class _NotPilDecodable(Exception):

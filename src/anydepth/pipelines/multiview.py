@@ -67,8 +67,12 @@ class MultiViewModel:
         export_feat_layers: Optional[Sequence[int]] = None,
         output: str = "processed",
         ray_decomposition: str = "qr",
+        reduce_on_decode: bool = False,
     ) -> Prediction:
         """Depth, confidence and cameras of the views of one scene.
+
+        Views are read and brought to the processing size one at a time, so a scene of large files holds one of
+        them at full size at once, never all (arrays the caller passes are the caller's).
 
         Args:
             images: paths, PIL images or RGB arrays; mixed sizes are centre-cropped to a common size.
@@ -85,6 +89,9 @@ class MultiViewModel:
             output: "processed" (the network's resolution, as upstream) or "input" (each view's own size; only
                 where no crop was needed).
             ray_decomposition: "qr" (exact) or "ql" (upstream's) for ``use_ray_pose``.
+            reduce_on_decode: decode JPEG files at a reduced scale, just above the processing size (less memory
+                and time on large photos; pixels differ slightly from upstream's full decode, see
+                :func:`~anydepth.pipelines.da3_preprocess.preprocess_da3`). Off by default; the servers turn it on.
 
         Returns:
             Prediction with depth (S, h, w), conf, extrinsics (S, 3, 4), intrinsics (S, 3, 3), sky, the
@@ -97,7 +104,7 @@ class MultiViewModel:
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         if not images:
             raise InputError("no images to process")
-        inputs = preprocess_da3(images, intrinsics, process_res, process_res_method)
+        inputs = preprocess_da3(images, intrinsics, process_res, process_res_method, reduce_on_decode)
         S = inputs.images.shape[0]
         x = inputs.images[None].to(self.device)
         input_ext = cond_ext = cond_ixt = None
