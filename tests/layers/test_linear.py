@@ -115,3 +115,15 @@ def test_the_plain_twin_runs_where_the_policy_or_the_process_turns_fast_paths_of
                 got = layer(x, activation="gelu")
             assert layer._bf16 is None
             torch.testing.assert_close(got, plain, rtol=0, atol=0)
+
+
+@needs_cpu_bf16
+def test_bf16_copy_bytes_counts_the_copy_before_and_after_it_is_made():
+    layer, x = _layer()
+    expected = 2 * (64 * 96 + 96)
+    assert layer.bf16_copy_bytes() == expected  # announced from the policy, before any call
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    assert layer._bf16 is not None and layer.bf16_copy_bytes() == expected  # held
+    assert _layer(PrecisionPolicy())[0].bf16_copy_bytes() == 0
+    assert _layer(PrecisionPolicy.for_precision("bf16", fast_paths=False))[0].bf16_copy_bytes() == 0

@@ -66,3 +66,19 @@ def test_model_cache_loads_once_for_concurrent_callers():
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(got) == 8 and all(m is got[0] for m in got)
+
+
+def test_model_bytes_count_the_bf16_weight_copies():
+    from anydepth.layers.linear import Linear
+    from anydepth.layers.precision import PrecisionPolicy
+
+    class _Model:
+        def __init__(self, policy: PrecisionPolicy) -> None:
+            self.net = policy.apply(torch.nn.Sequential(Linear(8, 4), torch.nn.LayerNorm(4)))
+
+    float32 = (8 * 4 + 4 + 2 * 4) * 4  # the linear weight and bias, the norm's weight and bias
+    assert model_bytes(_Model(PrecisionPolicy())) == float32
+    bf16 = PrecisionPolicy.for_precision("bf16")
+    if _Model(bf16).net[0].bf16_copy_bytes():  # the CPU bf16 fast path exists here (torch >= 2.0, fast paths on)
+        assert model_bytes(_Model(bf16)) == float32 + (8 * 4 + 4) * 2
+    assert model_bytes(object()) == 0

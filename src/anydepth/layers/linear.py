@@ -60,6 +60,26 @@ class Linear(nn.Linear):
         self.compute_dtype = policy.compute_dtype
         self.fast_paths = policy.fast_paths
 
+    def bf16_copy_bytes(self) -> int:
+        """Bytes of the bf16 copy of the weight and bias that this layer holds, or will hold from its first call
+        under its present policy (a float32 CPU weight, a bf16 policy, the fast paths on); 0 otherwise.
+
+        Memory budgets count it with the parameters (:func:`anydepth.web.models.model_bytes`): it is half the
+        float32 weights again, for as long as the model stays loaded.
+        """
+        if self._bf16 is not None:
+            return sum(t.numel() * t.element_size() for t in self._bf16[1:] if t is not None)
+        will_cache = (
+            self.compute_dtype == torch.bfloat16
+            and self.fast_paths
+            and self.weight.device.type == "cpu"
+            and self.weight.dtype == torch.float32
+            and fast_paths_enabled()
+        )
+        if not will_cache:
+            return 0
+        return 2 * (self.weight.numel() + (0 if self.bias is None else self.bias.numel()))
+
     def forward(self, x: Tensor, activation: str = "none") -> Tensor:  # type: ignore[override]
         operands = self._bf16_operands(x)
         if operands is None:

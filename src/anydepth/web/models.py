@@ -28,12 +28,17 @@ class ModelKey:
 
 
 def model_bytes(model: Any) -> int:
-    """Bytes held by a loaded model's parameters and buffers (0 when it has no ``net``)."""
+    """Bytes held by a loaded model: its parameters and buffers, and the bf16 weight copies that its linear layers
+    keep under a CPU bf16 policy (counted from loading on, before the first call makes them; see
+    :meth:`anydepth.layers.linear.Linear.bf16_copy_bytes`). 0 when it has no ``net``."""
+    from anydepth.layers.linear import Linear
+
     net = getattr(model, "net", None)
-    if net is None:
+    if net is None or not hasattr(net, "parameters"):
         return 0
     tensors = list(net.parameters()) + list(net.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    copies = sum(m.bf16_copy_bytes() for m in net.modules() if isinstance(m, Linear))
+    return sum(t.numel() * t.element_size() for t in tensors) + copies
 
 
 def default_loader(key: ModelKey) -> Any:
