@@ -367,3 +367,14 @@ def test_reduced_decode_scale_and_image_size_of_every_source():
     assert image_size(torch.from_numpy(image).permute(2, 0, 1)) == (6, 10)
     assert image_size(torch.from_numpy(image)) == (6, 10)
     assert image_size("no/such/file.png") is None
+
+
+def test_large_rgb_images_are_copied_out_of_pil_in_bands(tmp_path, monkeypatch):
+    import anydepth.io.images as images
+
+    monkeypatch.setattr(images, "_BAND_PIXELS", 70)  # 2 rows of 32 per band, the last band one row
+    image = _pattern(25, 32)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.flags["C_CONTIGUOUS"] and out.flags["WRITEABLE"]
+    np.testing.assert_array_equal(out, image)
