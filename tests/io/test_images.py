@@ -16,8 +16,9 @@ from anydepth.errors import InputError, ShapeError
 from anydepth.io.images import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
+    ImageHeader,
     _apply_orientation,
-    image_size,
+    read_header,
     read_image,
     reduced_decode_scale,
 )
@@ -326,7 +327,7 @@ def test_an_8000_pixel_jpeg_is_decoded_at_an_eighth(tmp_path):
     assert out.shape == (1000, 1000, 3) and out.dtype == np.uint8  # 3 MB instead of 192 MB
     assert out.nbytes * 64 == 8000 * 8000 * 3
     assert read_image(tmp_path / "big.jpg", min_size=(1001, 504)).shape == (2000, 2000, 3)  # 1/8 leaves too little
-    assert image_size(tmp_path / "big.jpg") == (8000, 8000)
+    assert read_header(tmp_path / "big.jpg") == ImageHeader(8000, 8000, "JPEG", False)
 
 
 def test_reduced_decode_is_close_to_a_full_decode_and_area_resize(tmp_path):
@@ -345,7 +346,7 @@ def test_reduced_decode_keeps_exif_orientation_and_skips_other_files(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored 320 wide, shown 320 high
     Image.fromarray(image).save(tmp_path / "o6.jpg", exif=exif.tobytes(), quality=95)
-    assert image_size(tmp_path / "o6.jpg") == (320, 160)
+    assert read_header(tmp_path / "o6.jpg") == ImageHeader(320, 160, "JPEG", False)
     upright = read_image(tmp_path / "o6.jpg")
     reduced = read_image(tmp_path / "o6.jpg", min_size=(80, 40))
     assert reduced.shape == (80, 40, 3)  # a quarter of the upright size, on the sides asked
@@ -358,15 +359,20 @@ def test_reduced_decode_keeps_exif_orientation_and_skips_other_files(tmp_path):
     np.testing.assert_array_equal(read_image(image, min_size=(20, 40)), image)  # arrays are what they are
 
 
-def test_reduced_decode_scale_and_image_size_of_every_source():
+def test_reduced_decode_scale_and_the_header_of_every_source(tmp_path):
     assert reduced_decode_scale((4000, 3000), (378, 504)) == 4  # an eighth leaves 3000 / 8 = 375 < 504
     assert reduced_decode_scale((100, 100), (100, 100)) == 1
     assert reduced_decode_scale((6, 6), (1, 1)) == 2
     image = _pattern(6, 10)
-    assert image_size(image) == (6, 10) and image_size(Image.fromarray(image)) == (6, 10)
-    assert image_size(torch.from_numpy(image).permute(2, 0, 1)) == (6, 10)
-    assert image_size(torch.from_numpy(image)) == (6, 10)
-    assert image_size("no/such/file.png") is None
+    assert read_header(image) == read_header(Image.fromarray(image)) == ImageHeader(6, 10)
+    assert read_header(torch.from_numpy(image).permute(2, 0, 1)) == ImageHeader(6, 10)
+    assert read_header(torch.from_numpy(image).float() / 255) == ImageHeader(6, 10, None, True)
+    assert read_header(image.astype(np.uint16)).high_depth
+    assert read_header("no/such/file.png") is None
+    cv2.imwrite(str(tmp_path / "deep.png"), (image.astype(np.uint16) * 257)[..., ::-1])
+    assert read_header(tmp_path / "deep.png") == ImageHeader(6, 10, "PNG", True)  # read as float32
+    Image.fromarray(image[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    assert read_header(tmp_path / "gray16.png").high_depth
 
 
 def test_large_rgb_images_are_copied_out_of_pil_in_bands(tmp_path, monkeypatch):

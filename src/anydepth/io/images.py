@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple, Union
 
@@ -84,31 +85,53 @@ def read_image(source: ImageSource, min_size: Optional[Tuple[int, int]] = None) 
     )
 
 
-def image_size(source: ImageSource) -> Optional[Tuple[int, int]]:
-    """``(height, width)`` of an image as :func:`read_image` returns it (upright), without decoding its pixels.
+@dataclass(frozen=True)
+class ImageHeader:
+    """What :func:`read_image` will return for a source, known before any pixel is decoded.
 
-    Files are measured from their header (with the EXIF orientation); None for a file that PIL cannot open (a
-    float TIFF, a HEIC file without ``pillow-heif``): only decoding it tells. Arrays, tensors and PIL images give
-    their own size (arrays ``(H, W, ...)``, tensors ``(3, H, W)`` or ``(H, W, ...)`` as :func:`read_image` reads
-    them).
+    Attributes:
+        height, width: the upright size (after the EXIF orientation).
+        format: PIL's name of the file format ("JPEG", "PNG", ...); None for arrays, tensors and PIL images
+            that were not read from a file.
+        high_depth: more than 8 bits per sample: :func:`read_image` returns float32, not uint8.
+    """
+
+    height: int
+    width: int
+    format: Optional[str] = None
+    high_depth: bool = False
+
+
+def read_header(source: ImageSource) -> Optional[ImageHeader]:
+    """The size and kind of an image, from a file's header (nothing decoded) or an in-memory image itself.
+
+    None for a file that PIL cannot open (a float TIFF, a HEIC file without ``pillow-heif``, no file at all):
+    only :func:`read_image` tells then. Tensors are read as :func:`read_image` reads them: ``(C, H, W)`` when the
+    first of three dimensions is 1 or 3, else ``(H, W, ...)``.
     """
     if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
         try:
-            with Image.open(source) as img:
+            with Image.open(path) as img:
                 width, height = img.size
                 swapped = _exif_orientation(img) in _TRANSPOSING_ORIENTATIONS
+                high_depth = img.mode.startswith(("I", "F")) or _is_high_depth_colour(img, path)
+                kind = img.format
         except Exception:  # unreadable here; read_image says why, or decodes it another way
             return None
-        return (width, height) if swapped else (height, width)
+        return ImageHeader(width if swapped else height, height if swapped else width, kind, high_depth)
     if isinstance(source, Image.Image):
         width, height = source.size
-        return (width, height) if _exif_orientation(source) in _TRANSPOSING_ORIENTATIONS else (height, width)
+        swapped = _exif_orientation(source) in _TRANSPOSING_ORIENTATIONS
+        high_depth = source.mode.startswith(("I", "F"))
+        return ImageHeader(width if swapped else height, height if swapped else width, None, high_depth)
     shape = getattr(source, "shape", None)
     if shape is None or len(shape) < 2:
         return None
+    high_depth = str(getattr(source, "dtype", "uint8")).rsplit(".", 1)[-1] != "uint8"
     if not isinstance(source, np.ndarray) and len(shape) == 3 and shape[0] in (1, 3):
-        return int(shape[1]), int(shape[2])  # a (C, H, W) tensor
-    return int(shape[0]), int(shape[1])
+        return ImageHeader(int(shape[1]), int(shape[2]), None, high_depth)  # a (C, H, W) tensor
+    return ImageHeader(int(shape[0]), int(shape[1]), None, high_depth)
 
 
 def reduced_decode_scale(size: Tuple[int, int], min_size: Tuple[int, int]) -> int:

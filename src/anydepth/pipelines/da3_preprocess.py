@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from anydepth.errors import InputError, ShapeError
-from anydepth.io.images import ImageSource, image_size, read_image
+from anydepth.io.images import ImageSource, read_header, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -266,11 +266,10 @@ def _read_view(
     source: ImageSource, process_res: int, method: str, reduce_on_decode: bool
 ) -> Tuple[np.ndarray, Tuple[int, int]]:
     """One view's pixels, maybe decoded reduced (at least the size of the first resize), and its full size."""
-    if reduce_on_decode:
-        size = image_size(source)
-        if size is not None:
-            image = read_image(source, min_size=bound_resize_size(size[0], size[1], process_res, method))
-            return image, size
+    header = read_header(source) if reduce_on_decode else None
+    if header is not None:
+        size = (header.height, header.width)
+        return read_image(source, min_size=bound_resize_size(*size, process_res, method)), size
     image = read_image(source)
     return image, (int(image.shape[0]), int(image.shape[1]))
 
