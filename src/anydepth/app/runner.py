@@ -42,6 +42,8 @@ class AppSettings:
         max_pixels: largest image or video frame (width x height).
         max_frames: most frames sampled from a video (each is a view of the scene).
         keep_runs: finished runs kept on disk; older ones are deleted.
+        reduce_on_decode: decode JPEG views of DA3 models at a reduced scale just above the processing size
+            (less memory and time on large photos; pixels differ by about a grey level from a full decode).
     """
 
     model: str = "da3-small"
@@ -56,6 +58,7 @@ class AppSettings:
     max_pixels: int = 40 * 2**20
     max_frames: int = 64
     keep_runs: int = 20
+    reduce_on_decode: bool = True
 
     def __post_init__(self) -> None:
         from anydepth.presets import get_preset
@@ -233,7 +236,7 @@ def run_job(settings: AppSettings, cache: ModelCache, files: Sequence[Any], opti
     exports = run_dir / "exports"
     started = time.perf_counter()
     if family_of(options.model).task == "scene":
-        depth_images, glb = _run_da3(model, views, exports, options)
+        depth_images, glb = _run_da3(model, views, exports, options, settings.reduce_on_decode)
     else:
         depth_images, glb = _run_v2(model, views, exports, options)
     seconds = time.perf_counter() - started
@@ -246,7 +249,9 @@ def run_job(settings: AppSettings, cache: ModelCache, files: Sequence[Any], opti
     return RunResult(run_dir, depth_images, glb, archive, summary, files_written)
 
 
-def _run_da3(model: Any, views: List[Path], exports: Path, options: RunOptions) -> Tuple[List[Path], Optional[Path]]:
+def _run_da3(
+    model: Any, views: List[Path], exports: Path, options: RunOptions, reduce_on_decode: bool = True
+) -> Tuple[List[Path], Optional[Path]]:
     from anydepth.export.depth_vis import DEPTH_VIS_DIR
     from anydepth.export.glb import GLB_PATH
 
@@ -262,7 +267,7 @@ def _run_da3(model: Any, views: List[Path], exports: Path, options: RunOptions) 
         num_max_points=int(options.num_max_points),
         show_cameras=bool(options.show_cameras),
     )
-    run_scene(model, [str(v) for v in views], scene)
+    run_scene(model, [str(v) for v in views], scene, reduce_on_decode=reduce_on_decode)
     return sorted((exports / DEPTH_VIS_DIR).glob("*.jpg")), exports / GLB_PATH
 
 

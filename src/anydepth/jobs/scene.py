@@ -78,7 +78,11 @@ def collect_views(spec: str, fps: float = 1.0, max_frames: Optional[int] = None)
 
 
 def run_scene(
-    model: Any, views: List[Any], scene: SceneOptions, cameras: Optional[Dict[str, Any]] = None
+    model: Any,
+    views: List[Any],
+    scene: SceneOptions,
+    cameras: Optional[Dict[str, Any]] = None,
+    reduce_on_decode: bool = False,
 ) -> Prediction:
     """Check the export formats, run the model on the views of one scene, export; returns the prediction.
 
@@ -87,11 +91,13 @@ def run_scene(
         views: image paths or RGB arrays.
         scene: processing and export options.
         cameras: known cameras for pose conditioning: ``extrinsics``, ``intrinsics``, ``align_to_input_ext_scale``.
+        reduce_on_decode: decode JPEG views at a reduced scale just above the processing size (the servers do;
+            pixels differ slightly from upstream's, see :meth:`~anydepth.pipelines.multiview.MultiViewModel.infer`).
     """
     from anydepth.export.formats import export, parse_export_format
 
     cameras = cameras or {}
-    infer_options = {**cameras, **scene.infer_options()}
+    infer_options = {**cameras, **scene.infer_options(), "reduce_on_decode": reduce_on_decode}
     formats = parse_export_format(
         scene.export_format,
         depth_kind=model.preset.depth_kind,
