@@ -69,6 +69,7 @@ class ModelCache:
         self._models: OrderedDict[ModelKey, Tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: Dict[ModelKey, threading.Lock] = {}
+        self._sizes: Dict[ModelKey, int] = {}  # measured at load, kept after eviction
         self.loads = 0
 
     def get(self, key: ModelKey) -> Any:
@@ -87,6 +88,7 @@ class ModelCache:
             size = model_bytes(model)
             with self._lock:
                 self.loads += 1
+                self._sizes[key] = size
                 self._models[key] = (model, size)
                 self._evict()
                 self._loading.pop(key, None)
@@ -110,4 +112,25 @@ class ModelCache:
 
     def total_bytes(self) -> int:
         with self._lock:
+            return sum(s for _, s in self._models.values())
+
+    def is_warm(self, key: ModelKey) -> bool:
+        with self._lock:
+            return key in self._models
+
+    def measured_bytes(self, key: ModelKey) -> Optional[int]:
+        """:func:`model_bytes` of ``key``'s model when this cache has loaded it (warm or evicted since), else None."""
+        with self._lock:
+            return self._sizes.get(key)
+
+    def evict_until(self, budget_bytes: int, keep: Optional[ModelKey] = None) -> int:
+        """Drops least recently used models, never ``keep``, until the warm ones hold at most ``budget_bytes``
+        (or only ``keep`` is left); returns the bytes they hold then. A job still running on a dropped model keeps
+        it until it ends: callers make room this way when no job runs."""
+        with self._lock:
+            for other in [k for k in self._models if k != keep]:
+                if sum(s for _, s in self._models.values()) <= budget_bytes:
+                    break
+                del self._models[other]
+                logger.info("model %s evicted from the warm cache to make room for a job", other.model)
             return sum(s for _, s in self._models.values())
