@@ -59,6 +59,20 @@ def backend_cmd(
     max_queued: int = typer.Option(1000, "--max-queued", min=1, help="Most waiting jobs; more get HTTP 429."),
     max_views: int = typer.Option(512, "--max-views", min=1, help="Most views (images or video frames) per job."),
     max_megapixels: float = typer.Option(64.0, "--max-megapixels", min=0.001, help="Largest image or frame."),
+    max_job_megapixels: float = typer.Option(
+        256.0, "--max-job-megapixels", min=0.001, help="Most pixels of one job's views together (HTTP 413 over it)."
+    ),
+    memory_budget_gb: Optional[float] = typer.Option(
+        None,
+        "--memory-budget-gb",
+        min=0.001,
+        help="GiB that warm models and running jobs share; a job waits until it fits. Default: 75% of the memory.",
+    ),
+    reduce_on_decode: bool = typer.Option(
+        True,
+        "--reduce-on-decode/--full-decode",
+        help="Decode JPEGs reduced, just above the processing size (less memory; pixels differ slightly).",
+    ),
     model_memory_gb: Optional[float] = typer.Option(
         None, "--model-memory-gb", min=0.0, help="Weights kept warm, GiB (least recently used models go first)."
     ),
@@ -76,6 +90,7 @@ def backend_cmd(
         require("multipart", "service")
         from anydepth.service.app import create_app
         from anydepth.service.settings import ServiceSettings
+        from anydepth.web.budget import default_budget_bytes
         from anydepth.web.models import ModelCache
         from anydepth.web.security import is_loopback
 
@@ -96,6 +111,9 @@ def backend_cmd(
             max_queued=max_queued,
             max_views=max_views,
             max_pixels=int(max_megapixels * 2**20),
+            max_job_pixels=int(max_job_megapixels * 2**20),
+            memory_budget_bytes=default_budget_bytes() if memory_budget_gb is None else int(memory_budget_gb * 2**30),
+            reduce_on_decode=reduce_on_decode,
             model_budget_bytes=None if model_memory_gb is None else int(model_memory_gb * 2**30),
             max_models=max_models,
             preload=False,

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from anydepth.errors import AnyDepthError
 from anydepth.jobs.options import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES, SceneOptions
 from anydepth.service.settings import ServiceSettings
+from anydepth.service.sizing import check_job_pixels, job_views
 from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
 from anydepth.service.worker import WorkerPool
 from anydepth.web.models import ModelCache
@@ -312,6 +313,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             options["max_frames"] = min(options["max_frames"] or settings.max_views, settings.max_views)
         elif len(inputs) > settings.max_views:
             raise ServiceError(413, f"{len(inputs)} views; this server takes at most {settings.max_views} per job")
+        check_job_pixels(job_views(inputs, kind, options, settings.max_pixels)[0], settings.max_job_pixels)
         export_dir = str(settings.exports_dir / job_id)
         job = store().create(job_id, options.pop("model"), options, inputs, kind, export_dir)
         state["pool"].notify()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from anydepth.jobs.options import ModelSpec, RuntimeOptions
+from anydepth.web.budget import default_budget_bytes
 from anydepth.web.models import ModelKey
 
 
@@ -31,6 +32,13 @@ class ServiceSettings:
         max_queued: most jobs waiting at once; more are refused with 429 until the queue drains.
         max_pixels: largest uploaded image or video frame (width x height).
         max_views: most views of one job; a video job samples at most this many frames.
+        max_job_pixels: most pixels of one job's views together (a video's: the frames it samples), read from the
+            headers at submission; more is refused with 413.
+        memory_budget_bytes: memory that the warm models (bf16 weight copies included) and the running jobs'
+            working memory share (:mod:`anydepth.web.budget`). A job waits until it fits, and fails at once if it
+            never can. Default: 75% of the machine's memory (or of the container's limit); None: no budget.
+        reduce_on_decode: decode JPEG views at a reduced scale just above the processing size (much less memory
+            and time on large photos; pixels differ by about a grey level from upstream's full decode).
         model_budget_bytes: most bytes of weights kept warm (None: no limit).
         max_models: most models kept warm.
         preload: load the default model when the server starts, not on the first job.
@@ -51,6 +59,9 @@ class ServiceSettings:
     max_queued: int = 1000
     max_pixels: int = 64 * 2**20
     max_views: int = 512
+    max_job_pixels: Optional[int] = 256 * 2**20
+    memory_budget_bytes: Optional[int] = field(default_factory=default_budget_bytes)
+    reduce_on_decode: bool = True
     model_budget_bytes: Optional[int] = None
     max_models: int = 2
     preload: bool = False

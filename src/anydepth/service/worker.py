@@ -13,8 +13,10 @@ from anydepth.errors import AnyDepthError
 from anydepth.jobs.options import SceneOptions
 from anydepth.jobs.scene import collect_views, run_scene
 from anydepth.service.settings import ServiceSettings
+from anydepth.service.sizing import job_views, job_working_bytes
 from anydepth.service.store import CANCELLED, DONE, FAILED, Job, JobStore
-from anydepth.web.models import ModelCache
+from anydepth.web.budget import MemoryBudget, Reservation
+from anydepth.web.models import ModelCache, ModelKey
 from anydepth.web.security import ServiceError, check_confined_inputs
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 class _Cancelled(Exception):
     pass
+
+
+class _Stopped(Exception):
+    """The pool stopped while the job waited for memory: it stays running and is re-queued at restart."""
 
 
 def scene_option_names() -> List[str]:
@@ -32,15 +38,22 @@ def scene_option_names() -> List[str]:
 class WorkerPool:
     """``settings.workers`` threads that run queued jobs; a cancel takes effect between stages.
 
-    Stages and their progress: reading inputs (0.05), loading the model (0.25), inference and export (0.4),
-    done (1.0). Exports are written to ``<export_dir>.partial`` and renamed into place when complete, so a job's
-    folder is either whole or absent, also after a crash.
+    Stages and their progress: reading inputs (0.05; "waiting for memory" while the job does not fit in the
+    memory budget), loading the model (0.25), inference and export (0.4), done (1.0). Exports are written to
+    ``<export_dir>.partial`` and renamed into place when complete, so a job's folder is either whole or absent,
+    also after a crash.
+
+    Args:
+        budget: the memory budget the jobs and ``models`` share; default: ``settings.memory_budget_bytes``.
     """
 
-    def __init__(self, settings: ServiceSettings, store: JobStore, models: ModelCache) -> None:
+    def __init__(
+        self, settings: ServiceSettings, store: JobStore, models: ModelCache, budget: Optional[MemoryBudget] = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.models = models
+        self.budget = budget or MemoryBudget(settings.memory_budget_bytes, models)
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._threads: List[threading.Thread] = []
@@ -79,19 +92,25 @@ class WorkerPool:
         partial = final.with_name(final.name + ".partial")
         try:
             self._stage(job, 0.05, "reading inputs")
-            views = self._views(job)
-            self._stage(job, 0.25, "loading model")
+            self._check_inputs(job)
             if job.model not in self.settings.models:  # queued before a restart with other models
                 raise ServiceError(400, f"model {job.model!r} is not served by this server any more")
-            model = self.models.get(self.settings.model_key(job.model))
-            self._stage(job, 0.4, "inference and export")
-            _remove(partial)
-            self._run_scene(job, model, views, partial)
+            key = self.settings.model_key(job.model)
+            with self._reserve_memory(job, key):
+                views = self._views(job)
+                self._stage(job, 0.25, "loading model")
+                model = self.models.get(key)
+                self._stage(job, 0.4, "inference and export")
+                _remove(partial)
+                self._run_scene(job, model, views, partial)
+                del model, views
             self._check_cancel(job)
             _remove(final)
             os.replace(partial, final)
             self.store.finish(job.id, DONE)
             logger.info("job %s done", job.id)
+        except _Stopped:
+            logger.info("job %s left for the next start: the server stopped while it waited for memory", job.id)
         except _Cancelled:
             _remove(partial)
             self.store.finish(job.id, CANCELLED)
@@ -120,9 +139,27 @@ class WorkerPool:
         if self.store.cancel_requested(job.id):
             raise _Cancelled
 
-    def _views(self, job: Job) -> List[Any]:
+    def _check_inputs(self, job: Job) -> None:
         if not self._is_upload(job):  # server paths: check again, the files may have changed since submission
             check_confined_inputs(job.inputs, self.settings.allowed_roots)
+
+    def _reserve_memory(self, job: Job, key: ModelKey) -> Reservation:
+        """Waits until the job fits in the memory budget beside the warm models and the running jobs."""
+        from anydepth.presets import get_preset
+
+        views, in_memory = job_views(job.inputs, job.input_kind, job.options, self.settings.max_pixels)
+        needed = job_working_bytes(
+            views, in_memory, get_preset(job.model).encoder, job.options, self.settings.reduce_on_decode
+        )
+
+        def check() -> None:
+            if self._stop.is_set():
+                raise _Stopped
+            self._check_cancel(job)
+
+        return self.budget.reserve(needed, key, check, lambda why: self._stage(job, 0.05, why))
+
+    def _views(self, job: Job) -> List[Any]:
         if job.input_kind == "video":
             return collect_views(job.inputs[0], fps=job.options["fps"], max_frames=job.options.get("max_frames"))
         views = list(job.inputs)
@@ -135,7 +172,8 @@ class WorkerPool:
 
     def _run_scene(self, job: Job, model: Any, views: List[Any], export_dir: Path) -> None:
         chosen = {name: job.options[name] for name in scene_option_names() if name in job.options}
-        run_scene(model, views, SceneOptions.from_options(chosen, export_dir=export_dir))
+        scene = SceneOptions.from_options(chosen, export_dir=export_dir)
+        run_scene(model, views, scene, reduce_on_decode=self.settings.reduce_on_decode)
 
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""
