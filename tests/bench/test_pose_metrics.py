@@ -77,3 +77,24 @@ def test_translation_direction_error_is_sign_blind_and_bad_shapes_fail():
         relative_pose_errors(gt[:1], gt[:1])
     with pytest.raises(ShapeError):
         relative_pose_errors(gt, _cameras(n=3))
+
+
+def test_trajectory_scores_ignore_a_similarity_and_see_noise():
+    from anydepth.bench.pose_metrics import camera_centres, trajectory_scores
+
+    gt = _cameras(n=12, seed=4)
+    world = np.eye(4)
+    world[:3, :3] = _rotation([0.3, 1, -0.2], 50.0)
+    world[:3, 3] = [1.0, 2.0, -3.0]
+    moved = gt @ np.linalg.inv(world)
+    moved[:, :3, 3] *= 0.25
+    s = trajectory_scores(moved, gt)
+    assert s.ate_rmse < 1e-9 and s.rpe_translation_rmse < 1e-9 and s.rpe_rotation_deg < 1e-4
+    assert s.scale == pytest.approx(4.0)
+    noisy = gt.copy()
+    offsets = np.random.default_rng(0).normal(0.0, 0.05, (12, 3))
+    centres = camera_centres(gt) + offsets
+    noisy[:, :3, 3] = -np.einsum("nij,nj->ni", gt[:, :3, :3], centres)
+    s = trajectory_scores(noisy, gt)
+    rms = float(np.sqrt(np.mean(np.sum(offsets**2, axis=1))))
+    assert 0.5 * rms < s.ate_rmse <= rms + 1e-12  # the alignment can only take some of it away

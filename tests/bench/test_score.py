@@ -82,3 +82,14 @@ def test_bad_inputs_fail_with_one_line_naming_the_file(tmp_path, gt_folder):
     np.savez(cropped, depth=np.ones((4, 48, 48), np.float32))
     with pytest.raises(InputError, match="does not cover"):
         score(cropped, gt_folder, ["depth"])
+
+
+def test_video_and_trajectory_modes(tmp_path):
+    from anydepth.bench.synthetic import walk
+
+    scene = indoor_scene(7)
+    gt = write_ground_truth(tmp_path / "gt", render_views(scene, walk(scene, 6), 48, 36))
+    pred = _prediction(tmp_path / "p", gt, size=(27, 36))
+    result = score(pred, gt, ["video", "trajectory"])
+    assert result["video"]["abs_rel"] < 0.03 and result["video"]["delta1"] > 0.97 and result["video"]["tae"] < 5
+    assert result["trajectory"]["ate_rmse"] < 1e-5 and result["trajectory"]["frames"] == 6

@@ -118,3 +118,66 @@ def pose_scores(pred_w2c: np.ndarray, gt_w2c: np.ndarray, thresholds: Sequence[i
         mean_translation_deg=float(translation.mean()),
         pairs=len(rotation),
     )
+
+
+def camera_centres(w2c: np.ndarray) -> np.ndarray:
+    """(N, 3) camera centres ``-R^T t`` of world-to-camera poses."""
+    poses = as_4x4(w2c)
+    return -np.einsum("nji,nj->ni", poses[:, :3, :3], poses[:, :3, 3])
+
+
+@dataclass(frozen=True)
+class TrajectoryScores:
+    """ATE RMSE after a Sim(3) alignment of the camera centres (in the ground truth's units), and the relative
+    pose errors between consecutive frames: translation RMSE (same units, after the same scale) and mean
+    rotation (degrees)."""
+
+    ate_rmse: float
+    rpe_translation_rmse: float
+    rpe_rotation_deg: float
+    scale: float
+    frames: int
+
+    def as_dict(self) -> Dict[str, float]:
+        return dict(self.__dict__)
+
+
+def trajectory_scores(pred_w2c: np.ndarray, gt_w2c: np.ndarray) -> TrajectoryScores:
+    """ATE and RPE of a predicted trajectory (see :class:`TrajectoryScores`).
+
+    The predicted centres are brought onto the ground truth's by the least-squares similarity (Umeyama, with
+    scale; :func:`anydepth.geometry.sim3.umeyama`); ATE is the RMSE of the remaining centre offsets. RPE compares
+    each consecutive relative motion ``P_{k+1} @ inv(P_k)`` of the aligned prediction with the ground truth's.
+
+    Example:
+        >>> gt = np.tile(np.eye(4), (4, 1, 1)); gt[:, :3, 3] = np.arange(12.0).reshape(4, 3)
+        >>> pred = gt.copy(); pred[:, :3, 3] *= 3.0  # the same path in other units
+        >>> s = trajectory_scores(pred, gt)
+        >>> round(s.ate_rmse, 9), round(s.rpe_translation_rmse, 9), round(s.scale, 6)
+        (0.0, 0.0, 0.333333)
+    """
+    import torch
+
+    from anydepth.geometry.sim3 import umeyama
+
+    pred, gt = as_4x4(pred_w2c), as_4x4(gt_w2c)
+    if pred.shape != gt.shape or len(gt) < 2:
+        raise ShapeError(f"trajectories of {len(pred)} and {len(gt)} poses; both need the same length, at least 2")
+    source, target = camera_centres(pred), camera_centres(gt)
+    fit = umeyama(torch.from_numpy(source), torch.from_numpy(target))
+    scale = float(fit.scale)
+    R = fit.rotation.numpy()
+    t = fit.translation.numpy()
+    aligned = scale * source @ R.T + t
+    ate = float(np.sqrt(np.mean(np.sum((aligned - target) ** 2, axis=1))))
+    # the aligned prediction's poses: world change x' = s R x + t, so P' = [R_p R^T | s t_p - R_p R^T t]
+    pred_aligned = pred.copy()
+    pred_aligned[:, :3, :3] = pred[:, :3, :3] @ R.T
+    pred_aligned[:, :3, 3] = scale * pred[:, :3, 3] - np.einsum("nij,j->ni", pred_aligned[:, :3, :3], t)
+    rel_pred = pred_aligned[1:] @ _inverse(pred_aligned[:-1])
+    rel_gt = gt[1:] @ _inverse(gt[:-1])
+    diff = _inverse(rel_gt) @ rel_pred
+    cos = np.clip((np.trace(diff[:, :3, :3], axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    rpe_rot = float(np.degrees(np.arccos(cos)).mean())
+    rpe_trans = float(np.sqrt(np.mean(np.sum((rel_pred[:, :3, 3] - rel_gt[:, :3, 3]) ** 2, axis=1))))
+    return TrajectoryScores(ate, rpe_trans, rpe_rot, scale, len(gt))

@@ -15,7 +15,11 @@ Predicted depth maps are resized (bilinear) to the ground truth's size, so they 
 resize methods of ``--process-res-method`` or ``--export-at-input-res``, not the crops. Modes:
 
 - ``depth``: per view :func:`~anydepth.bench.depth_metrics.image_depth_scores`, and their mean;
-- ``pose``: :func:`~anydepth.bench.pose_metrics.pose_scores` over all pairs of views.
+- ``pose``: :func:`~anydepth.bench.pose_metrics.pose_scores` over all pairs of views;
+- ``video``: the views as one sequence, :func:`~anydepth.bench.video_metrics.evaluate_video_depth` (one scale and
+  shift in disparity for the whole sequence, unless the alignment is "none": metric; TAE with the ground truth's
+  cameras);
+- ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from anydepth.bench.depth_metrics import ALIGNMENTS, image_depth_scores, mean_scores
-from anydepth.bench.pose_metrics import AUC_THRESHOLDS, pose_scores
+from anydepth.bench.pose_metrics import AUC_THRESHOLDS, pose_scores, trajectory_scores
+from anydepth.bench.video_metrics import evaluate_video_depth
 from anydepth.errors import InputError
 
-MODES = ("depth", "pose")
+MODES = ("depth", "pose", "video", "trajectory")
+CAMERA_MODES = ("pose", "trajectory")
 GT_LAYOUT = "images/, depth/<stem>.npy (H, W) z-depth, cameras.npz (extrinsics, intrinsics, image_names)"
 PRED_LAYOUT = "results.npz of the mini_npz / npz export (depth (N, H, W), extrinsics (N, 3, 4), intrinsics)"
 
@@ -120,8 +126,11 @@ def check_modes(modes: Sequence[str], prediction: Dict[str, np.ndarray]) -> None
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise InputError(f"unknown mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    if "pose" in modes and "extrinsics" not in prediction:
-        raise InputError(f"{prediction['_path']}: no extrinsics for the pose mode (the model predicts no cameras)")
+    for mode in CAMERA_MODES:
+        if mode in modes and "extrinsics" not in prediction:
+            raise InputError(
+                f"{prediction['_path']}: no extrinsics for the {mode} mode (the model predicts no cameras)"
+            )
 
 
 def score_scene(
@@ -132,6 +141,7 @@ def score_scene(
     min_depth: float = 1e-3,
     max_depth: float = np.inf,
     thresholds: Sequence[int] = AUC_THRESHOLDS,
+    pred_is_disparity: bool = False,
 ) -> Dict[str, Any]:
     """Every requested mode's scores of one scene, with the seconds and the process's peak RSS (MiB) they took.
 
@@ -159,7 +169,8 @@ def score_scene(
         per_view = []
         for name, pred, truth in zip(gt.names, depth, gt.depth):
             resized = _resize(pred, *truth.shape)
-            per_view.append((name, image_depth_scores(resized, truth, alignment, None, min_depth, max_depth)))
+            scores = image_depth_scores(resized, truth, alignment, None, min_depth, max_depth, pred_is_disparity)
+            per_view.append((name, scores))
         out["depth"] = {
             "alignment": alignment,
             "mean": mean_scores([s for _, s in per_view]).as_dict(),
@@ -167,15 +178,31 @@ def score_scene(
             "seconds": time.perf_counter() - start,
             "peak_rss_mib": _peak_rss_mib(),
         }
-    if "pose" in modes:
+    if "video" in modes:
+        start = time.perf_counter()
+        truth = np.stack(gt.depth).astype(np.float64)
+        pred = np.stack([_resize(p, *t.shape) for p, t in zip(depth, gt.depth)])
+        metric = alignment == "none"
+        if not metric and not pred_is_disparity:
+            pred = 1.0 / np.maximum(pred, 1e-12)  # depth up to scale -> disparity up to scale
+        video = evaluate_video_depth(pred, truth, gt.extrinsics, gt.intrinsics, max_depth,
+                                     pred_kind="metric" if metric else "disparity")  # fmt: skip
+        out["video"] = {"abs_rel": video.abs_rel, "delta1": video.delta1, "tae": video.tae,
+                        "seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
+    for mode in CAMERA_MODES:
+        if mode not in modes:
+            continue
         start = time.perf_counter()
         extrinsics = np.asarray(prediction["extrinsics"], np.float64)
         if extrinsics.shape[0] != len(gt.names):
             raise InputError(f"{prediction['_path']}: {extrinsics.shape[0]} predicted cameras against "
                              f"{len(gt.names)} views")  # fmt: skip
-        scores = pose_scores(extrinsics, gt.extrinsics, thresholds).as_dict()
+        if mode == "pose":
+            scores = pose_scores(extrinsics, gt.extrinsics, thresholds).as_dict()
+        else:
+            scores = trajectory_scores(extrinsics, gt.extrinsics).as_dict()
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
-        out["pose"] = scores
+        out[mode] = scores
     return out
 
 
@@ -193,6 +220,12 @@ def summary_rows(result: Dict[str, Any]) -> List[List[str]]:
                  ["depth", "inlier_1.03", f"{mean['inlier_103']:.4f}"]]  # fmt: skip
     if "pose" in result:
         rows += [["pose", key, f"{value:.4f}"] for key, value in result["pose"].items() if key.startswith("auc")]
+    if "video" in result:
+        rows += [["video", key, f"{result['video'][key]:.4f}"] for key in ("abs_rel", "delta1", "tae")
+                 if result["video"][key] is not None]  # fmt: skip
+    if "trajectory" in result:
+        rows += [["traj", key, f"{result['trajectory'][key]:.4f}"]
+                 for key in ("ate_rmse", "rpe_translation_rmse", "rpe_rotation_deg")]  # fmt: skip
     return rows
 
 
@@ -203,13 +236,14 @@ def score(
     alignment: str = "median",
     min_depth: float = 1e-3,
     max_depth: float = np.inf,
+    pred_is_disparity: bool = False,
 ) -> Dict[str, Any]:
-    """Read a prediction and a ground-truth folder, check them, and score the requested modes (default: every
-    mode the prediction has the fields for)."""
+    """Read a prediction and a ground-truth folder, check them, and score the requested modes (default: depth,
+    and pose where the prediction has cameras)."""
     prediction = read_prediction(pred)
     truth = read_ground_truth(gt)
     if modes is None:
-        modes = [m for m in MODES if m != "pose" or "extrinsics" in prediction]
-    result = score_scene(prediction, truth, modes, alignment, min_depth, max_depth)
+        modes = ["depth", "pose"] if "extrinsics" in prediction else ["depth"]
+    result = score_scene(prediction, truth, modes, alignment, min_depth, max_depth, AUC_THRESHOLDS, pred_is_disparity)
     result.update(prediction=str(prediction["_path"]), ground_truth=str(truth.folder))
     return result

@@ -18,7 +18,10 @@ def score_cmd(
     pred: Path = typer.Option(..., "--pred", help="results.npz of a mini_npz / npz export, or its export folder."),
     gt: Path = typer.Option(..., "--gt", help="Ground-truth folder: depth/<stem>.npy and cameras.npz."),
     modes: Optional[str] = typer.Option(
-        None, "--modes", help="depth, pose, comma-separated (default: every mode the prediction has fields for)."
+        None,
+        "--modes",
+        help="depth, pose, video, trajectory, comma-separated (default: depth, and pose where the "
+        "prediction has cameras).",
     ),
     alignment: str = typer.Option(
         "median", "--alignment", help="Depth alignment: none (metric), median, scale or scale_shift_disparity."
@@ -26,6 +29,9 @@ def score_cmd(
     min_depth: float = typer.Option(1e-3, "--min-depth", help="Ground truth at or below this is not scored."),
     max_depth: float = typer.Option(float("inf"), "--max-depth", help="Ground truth at or above this is not scored."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (per view) here."),
+    disparity: bool = typer.Option(
+        False, "--pred-is-disparity", help="The prediction is relative disparity (V2, Video Depth Anything)."
+    ),
 ) -> None:
     """Score one scene's saved prediction against its ground truth and print the summary."""
 
@@ -34,7 +40,7 @@ def score_cmd(
         from anydepth.jobs.bench import score_job
 
         chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
-        result = score_job(pred, gt, chosen, alignment, min_depth, max_depth, json_out)
+        result = score_job(pred, gt, chosen, alignment, min_depth, max_depth, json_out, disparity)
         rows = summary_rows(result)
         width = max(len(r[1]) for r in rows) if rows else 0
         for mode, metric, value in rows:

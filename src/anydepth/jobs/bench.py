@@ -20,9 +20,10 @@ def score_job(
     min_depth: float = 1e-3,
     max_depth: float = np.inf,
     json_out: Optional[Union[str, Path]] = None,
+    pred_is_disparity: bool = False,
 ) -> Dict[str, Any]:
     """Score one scene's prediction; with ``json_out``, the result is also written there (atomically)."""
-    result = score(pred, gt, modes, alignment, min_depth, max_depth)
+    result = score(pred, gt, modes, alignment, min_depth, max_depth, pred_is_disparity)
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)
