@@ -93,3 +93,25 @@ def test_video_and_trajectory_modes(tmp_path):
     result = score(pred, gt, ["video", "trajectory"])
     assert result["video"]["abs_rel"] < 0.03 and result["video"]["delta1"] > 0.97 and result["video"]["tae"] < 5
     assert result["trajectory"]["ate_rmse"] < 1e-5 and result["trajectory"]["frames"] == 6
+
+
+def test_reconstruction_modes(tmp_path, gt_folder):
+    pytest.importorskip("scipy")
+    import cv2
+
+    truth = read_ground_truth(gt_folder)
+    # a prediction in units twice the ground truth's (depth and camera translations), at its size
+    w2c = truth.extrinsics.copy()
+    w2c[:, :, 3] *= 2.0
+    pred = tmp_path / "same.npz"
+    np.savez(pred, depth=np.stack(truth.depth) * 2.0, extrinsics=w2c, intrinsics=truth.intrinsics)
+    result = score(pred, gt_folder, ["recon-posed", "recon-unposed"], fscore_threshold=0.1)
+    assert result["recon-posed"]["fscore"] > 0.99 and result["recon-unposed"]["fscore"] > 0.99
+    # at half the size: the predicted intrinsics are at the prediction's size and are brought to the ground truth's
+    half = tmp_path / "half.npz"
+    small = np.stack([cv2.resize(d, (32, 24), interpolation=cv2.INTER_NEAREST) for d in truth.depth]) * 2.0
+    K = truth.intrinsics.copy()
+    K[:, :2] *= 0.5
+    np.savez(half, depth=small, extrinsics=w2c, intrinsics=K)
+    result = score(half, gt_folder, ["recon-unposed"], fscore_threshold=0.1)
+    assert result["recon-unposed"]["fscore"] > 0.9

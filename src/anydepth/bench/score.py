@@ -19,7 +19,10 @@ resize methods of ``--process-res-method`` or ``--export-at-input-res``, not the
 - ``video``: the views as one sequence, :func:`~anydepth.bench.video_metrics.evaluate_video_depth` (one scale and
   shift in disparity for the whole sequence, unless the alignment is "none": metric; TAE with the ground truth's
   cameras);
-- ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE).
+- ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE);
+- ``recon-posed``, ``recon-unposed``: :func:`~anydepth.bench.reconstruction.reconstruction_scores` (fused point
+  clouds: accuracy, completeness, F-score at ``fscore_threshold``), with the ground truth's or the predicted
+  cameras. Needs SciPy (``pip install 'anydepth[bench]'``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from anydepth.bench.pose_metrics import AUC_THRESHOLDS, pose_scores, trajectory_
 from anydepth.bench.video_metrics import evaluate_video_depth
 from anydepth.errors import InputError
 
-MODES = ("depth", "pose", "video", "trajectory")
-CAMERA_MODES = ("pose", "trajectory")
+MODES = ("depth", "pose", "video", "trajectory", "recon-posed", "recon-unposed")
+CAMERA_MODES = ("pose", "trajectory", "recon-unposed")
 GT_LAYOUT = "images/, depth/<stem>.npy (H, W) z-depth, cameras.npz (extrinsics, intrinsics, image_names)"
 PRED_LAYOUT = "results.npz of the mini_npz / npz export (depth (N, H, W), extrinsics (N, 3, 4), intrinsics)"
 
@@ -142,6 +145,7 @@ def score_scene(
     max_depth: float = np.inf,
     thresholds: Sequence[int] = AUC_THRESHOLDS,
     pred_is_disparity: bool = False,
+    fscore_threshold: float = 0.05,
 ) -> Dict[str, Any]:
     """Every requested mode's scores of one scene, with the seconds and the process's peak RSS (MiB) they took.
 
@@ -189,6 +193,11 @@ def score_scene(
                                      pred_kind="metric" if metric else "disparity")  # fmt: skip
         out["video"] = {"abs_rel": video.abs_rel, "delta1": video.delta1, "tae": video.tae,
                         "seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
+    if "recon-posed" in modes:
+        start = time.perf_counter()
+        scores = _reconstruction(prediction, gt, "posed", alignment, fscore_threshold)
+        scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
+        out["recon-posed"] = scores
     for mode in CAMERA_MODES:
         if mode not in modes:
             continue
@@ -199,11 +208,34 @@ def score_scene(
                              f"{len(gt.names)} views")  # fmt: skip
         if mode == "pose":
             scores = pose_scores(extrinsics, gt.extrinsics, thresholds).as_dict()
-        else:
+        elif mode == "trajectory":
             scores = trajectory_scores(extrinsics, gt.extrinsics).as_dict()
+        else:
+            scores = _reconstruction(prediction, gt, "unposed", alignment, fscore_threshold)
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
         out[mode] = scores
     return out
+
+
+def _reconstruction(
+    prediction: Dict[str, np.ndarray], gt: GroundTruth, setting: str, alignment: str, threshold: float
+) -> Dict[str, Any]:
+    from anydepth.bench.reconstruction import reconstruction_scores
+
+    depth = [_resize(p, *t.shape) for p, t in zip(prediction["depth"], gt.depth)]
+    pred_w2c = prediction.get("extrinsics")
+    pred_K = prediction.get("intrinsics")
+    if pred_K is not None:  # the predicted intrinsics are at the prediction's size: bring them to the ground truth's
+        pred_K = np.asarray(pred_K, np.float64).copy()
+        ph, pw = prediction["depth"].shape[1:]
+        for k, truth in zip(pred_K, gt.depth):
+            k[0] *= truth.shape[1] / pw
+            k[1] *= truth.shape[0] / ph
+    scores = reconstruction_scores(
+        depth, gt.depth, gt.extrinsics, gt.intrinsics, setting, pred_w2c, pred_K, threshold,
+        metric=alignment == "none",
+    )  # fmt: skip
+    return scores.as_dict()
 
 
 def _peak_rss_mib() -> float:
@@ -223,6 +255,9 @@ def summary_rows(result: Dict[str, Any]) -> List[List[str]]:
     if "video" in result:
         rows += [["video", key, f"{result['video'][key]:.4f}"] for key in ("abs_rel", "delta1", "tae")
                  if result["video"][key] is not None]  # fmt: skip
+    for mode in ("recon-posed", "recon-unposed"):
+        if mode in result:
+            rows += [[mode, key, f"{result[mode][key]:.4f}"] for key in ("accuracy", "completeness", "fscore")]
     if "trajectory" in result:
         rows += [["traj", key, f"{result['trajectory'][key]:.4f}"]
                  for key in ("ate_rmse", "rpe_translation_rmse", "rpe_rotation_deg")]  # fmt: skip
@@ -237,6 +272,7 @@ def score(
     min_depth: float = 1e-3,
     max_depth: float = np.inf,
     pred_is_disparity: bool = False,
+    fscore_threshold: float = 0.05,
 ) -> Dict[str, Any]:
     """Read a prediction and a ground-truth folder, check them, and score the requested modes (default: depth,
     and pose where the prediction has cameras)."""
@@ -244,6 +280,8 @@ def score(
     truth = read_ground_truth(gt)
     if modes is None:
         modes = ["depth", "pose"] if "extrinsics" in prediction else ["depth"]
-    result = score_scene(prediction, truth, modes, alignment, min_depth, max_depth, AUC_THRESHOLDS, pred_is_disparity)
+    result = score_scene(
+        prediction, truth, modes, alignment, min_depth, max_depth, AUC_THRESHOLDS, pred_is_disparity, fscore_threshold
+    )
     result.update(prediction=str(prediction["_path"]), ground_truth=str(truth.folder))
     return result

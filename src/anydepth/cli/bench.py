@@ -29,6 +29,9 @@ def score_cmd(
     min_depth: float = typer.Option(1e-3, "--min-depth", help="Ground truth at or below this is not scored."),
     max_depth: float = typer.Option(float("inf"), "--max-depth", help="Ground truth at or above this is not scored."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (per view) here."),
+    fscore_threshold: float = typer.Option(
+        0.05, "--fscore-threshold", help="[recon-*] F-score distance in the ground truth's units."
+    ),
     disparity: bool = typer.Option(
         False, "--pred-is-disparity", help="The prediction is relative disparity (V2, Video Depth Anything)."
     ),
@@ -40,7 +43,7 @@ def score_cmd(
         from anydepth.jobs.bench import score_job
 
         chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
-        result = score_job(pred, gt, chosen, alignment, min_depth, max_depth, json_out, disparity)
+        result = score_job(pred, gt, chosen, alignment, min_depth, max_depth, json_out, disparity, fscore_threshold)
         rows = summary_rows(result)
         width = max(len(r[1]) for r in rows) if rows else 0
         for mode, metric, value in rows:

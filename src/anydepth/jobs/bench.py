@@ -21,9 +21,10 @@ def score_job(
     max_depth: float = np.inf,
     json_out: Optional[Union[str, Path]] = None,
     pred_is_disparity: bool = False,
+    fscore_threshold: float = 0.05,
 ) -> Dict[str, Any]:
     """Score one scene's prediction; with ``json_out``, the result is also written there (atomically)."""
-    result = score(pred, gt, modes, alignment, min_depth, max_depth, pred_is_disparity)
+    result = score(pred, gt, modes, alignment, min_depth, max_depth, pred_is_disparity, fscore_threshold)
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)
