@@ -322,3 +322,34 @@ def write_ground_truth(folder: Union[str, Path], frames: Iterator[Frame], scene:
         meta.update(generator=scene.name, seed=scene.seed, sky=scene.sky)
     (folder / "scene.json").write_text(json.dumps(meta, indent=1))
     return folder
+
+
+KINDS = ("indoor", "outdoor", "video", "loop")
+"""Synthetic datasets: multi-view scenes indoors or outdoors (an orbit of views), a video walk through a room, or a
+long walk that closes a loop."""
+
+
+def make_dataset(
+    root: Union[str, Path], kind: str = "indoor", scenes: int = 4, views: int = 8, width: int = 256,
+    height: int = 192, seed: int = 0,
+) -> List[Path]:  # fmt: skip
+    """Write ``scenes`` ground-truth folders ``<root>/<kind>-<seed + i>`` (see :func:`write_ground_truth`), each
+    from its own seed; folders already complete are kept (the same seed gives the same scene). Returns them."""
+    if kind not in KINDS:
+        raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if scenes < 1 or views < 2:
+        raise InputError("a synthetic dataset needs at least one scene of two views")
+    folders = []
+    for index in range(scenes):
+        scene_seed = seed + index
+        folder = Path(root) / f"{kind}-{scene_seed:04d}"
+        folders.append(folder)
+        if (folder / "scene.json").is_file():
+            continue
+        scene = outdoor_scene(scene_seed) if kind == "outdoor" else indoor_scene(scene_seed)
+        if kind in ("indoor", "outdoor"):
+            poses = orbit(scene, views, seed=scene_seed)
+        else:
+            poses = walk(scene, views, loop=kind == "loop", seed=scene_seed)
+        write_ground_truth(folder, render_views(scene, poses, width, height), scene)
+    return folders
