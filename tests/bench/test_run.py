@@ -70,3 +70,20 @@ def test_cli_run_prints_the_means(dataset, tmp_path, da3_small_folder):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "depth          abs_rel" in res.output and (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_compare_prints_runs_side_by_side(tmp_path):
+    for name, value in (("a", 0.1), ("b", 0.25)):
+        (tmp_path / name).mkdir()
+        summary = {"scenes": ["s"], "mean": {"depth": {"abs_rel": value}}}
+        if name == "b":
+            summary["mean"]["pose"] = {"auc30": 0.5}
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    res = CliRunner().invoke(app, ["bench", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["mode", "metric", "a", "b"]
+    assert lines[1].split() == ["depth", "abs_rel", "0.1000", "0.2500"]
+    assert lines[2].split() == ["pose", "auc30", "-", "0.5000"]
+    res = CliRunner().invoke(app, ["bench", "compare", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "no summary.json" in res.output

@@ -4,7 +4,7 @@ over a dataset of ground-truth scenes and scores it (resumable), ``make-syntheti
 # No `from __future__ import annotations` here: typer reads these annotations at runtime.
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -115,6 +115,27 @@ def make_synthetic_cmd(
             raise InputError(f"--size {size!r}: write WIDTHxHEIGHT, e.g. 256x192") from None
         folders = make_dataset(out, kind, scenes, views, width, height, seed)
         typer.echo(f"{len(folders)} scene(s) in {out}", err=True)
+
+    guarded(ctx, body)
+
+
+@bench_app.command("compare")
+def compare_cmd(
+    ctx: typer.Context,
+    runs: List[Path] = typer.Argument(..., help="Run folders of `bench run` (or their summary.json)."),
+) -> None:
+    """Print the mean scores of several runs side by side."""
+
+    def body() -> None:
+        from anydepth.jobs.bench import compare_runs
+
+        table = compare_runs(runs)
+        header = ["mode", "metric", *[Path(r).name for r in table["runs"]]]
+        cells = [header] + [[m, k, *("-" if v is None else f"{v:.4f}" for v in values)]
+                            for m, k, *values in table["rows"]]  # fmt: skip
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        for row in cells:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
     guarded(ctx, body)
 

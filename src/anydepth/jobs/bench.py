@@ -121,3 +121,19 @@ def summarise(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         "scenes": sorted(results),
         "mean": {mode: {k: float(np.mean(v)) for k, v in keys.items()} for mode, keys in sorted(modes.items())},
     }
+
+
+def compare_runs(runs: Sequence[Union[str, Path]]) -> Dict[str, Any]:
+    """The summaries of several runs side by side: ``{"runs": [...], "rows": [[mode, metric, value per run]]}``
+    over the union of their metrics (None where a run lacks one)."""
+    from anydepth.errors import InputError
+
+    summaries = []
+    for run in runs:
+        path = Path(run) / "summary.json" if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise InputError(f"{path}: no summary.json (run `anydepth bench run` first)")
+        summaries.append(json.loads(path.read_text()))
+    keys = sorted({(mode, key) for s in summaries for mode, scores in s["mean"].items() for key in scores})
+    rows = [[mode, key, *[s["mean"].get(mode, {}).get(key) for s in summaries]] for mode, key in keys]
+    return {"runs": [str(r) for r in runs], "rows": rows}
