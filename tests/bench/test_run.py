@@ -87,3 +87,31 @@ def test_compare_prints_runs_side_by_side(tmp_path):
     assert lines[2].split() == ["pose", "auc30", "-", "0.5000"]
     res = CliRunner().invoke(app, ["bench", "compare", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "no summary.json" in res.output
+
+
+def test_plots_of_a_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from PIL import Image
+
+    from anydepth.bench.synthetic import indoor_scene, render_views, walk, write_ground_truth
+    from anydepth.jobs.bench import score_job
+
+    scene = indoor_scene(2)
+    gt = write_ground_truth(tmp_path / "gt" / "walk", render_views(scene, walk(scene, 5), 40, 30))
+    cams = np.load(gt / "cameras.npz")
+    run = tmp_path / "run"
+    pred = run / "walk" / "exports" / "mini_npz" / "results.npz"
+    pred.parent.mkdir(parents=True)
+    depth = np.stack([np.load(gt / "depth" / f"{i:06d}.npy") for i in range(5)])
+    np.savez(pred, depth=depth * 3.0, extrinsics=cams["extrinsics"], intrinsics=cams["intrinsics"])
+    score_job(run / "walk", gt, ["depth", "pose"], json_out=run / "walk.json")
+    (run / "summary.json").write_text(json.dumps({"scenes": ["walk"], "mean": {}}))
+    res = CliRunner().invoke(app, ["bench", "plot", str(run)])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (run / "plots").iterdir())
+    assert names == ["depth_abs_rel.png", "depth_abs_rel_hist.png", "depth_delta1.png", "pose_auc03.png",
+                     "pose_auc30.png", "trajectory_walk.png"]  # fmt: skip
+    for name in names:
+        with Image.open(run / "plots" / name) as image:
+            assert image.format == "PNG" and image.width >= 300

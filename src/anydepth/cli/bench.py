@@ -140,6 +140,23 @@ def compare_cmd(
     guarded(ctx, body)
 
 
+@bench_app.command("plot")
+def plot_cmd(
+    ctx: typer.Context,
+    run: Path = typer.Argument(..., help="A run folder of `bench run`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder of the PNGs (default: RUN/plots)."),
+) -> None:
+    """PNG plots of a run: per-scene bars of the main metrics, the AbsRel histogram, the camera trajectories."""
+
+    def body() -> None:
+        from anydepth.bench.plots import plot_run
+
+        written = plot_run(run, out)
+        typer.echo(f"{len(written)} plot(s) in {out or run / 'plots'}", err=True)
+
+    guarded(ctx, body)
+
+
 def register(app: typer.Typer) -> None:
     """Adds ``bench`` to the command line."""
     app.add_typer(bench_app, name="bench")
