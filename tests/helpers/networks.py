@@ -1,5 +1,5 @@
 """Tiny networks with the official structure and deterministic random weights: Depth Anything V2, DA3 and Video
-Depth Anything."""
+Depth Anything; and a full-size DA3 preset with random weights written in the hub folder layout."""
 
 from __future__ import annotations
 

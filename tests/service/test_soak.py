@@ -1,5 +1,5 @@
 """A bounded soak of a real backend process: concurrent clients, cancels, deletes and a SIGKILL mid-run end with
-every job final, no 5xx, no working file left, and the server's peak memory near its model budget."""
+every job final, the interrupted ones run again, no 5xx, no working file left, and a bounded peak memory."""
 
 from __future__ import annotations
 
