@@ -217,6 +217,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             name = settings.default_model
             cache.get(settings.model_key(name))
         pool = WorkerPool(settings, store, cache)
+        pool.sweep()  # the files of jobs that ended while the server was down, before any upload comes in
         state.update(store=store, pool=pool)
         pool.start()
         try:
@@ -398,7 +399,9 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         job = _job(job_id)
         if job.state in FINISHED:
             raise ServiceError(409, f"job {job_id} is already {job.state}")
-        return _job_out(store().request_cancel(job_id))
+        cancelled = store().request_cancel(job_id)
+        state["pool"].sweep(job_id)  # a queued job ends here; a running one ends in its worker, which sweeps
+        return _job_out(cancelled)
 
     @app.delete("/jobs/{job_id}", status_code=204, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
     def delete_job(job_id: str = Path(..., pattern=JOB_ID)) -> Response:
@@ -406,6 +409,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         job = _job(job_id)
         if job.state not in FINISHED or not store().delete(job_id):
             raise ServiceError(409, f"job {job_id} is {job.state}; cancel it and wait until it stops")
+        state["pool"].sweep(job_id)
         if is_inside(FsPath(job.export_dir).resolve(), settings.exports_dir.resolve()):
             shutil.rmtree(job.export_dir, ignore_errors=True)
         return Response(status_code=204)
