@@ -123,6 +123,12 @@ def test_files_are_served_with_their_types(client, gallery):
         "room/scene.glb%00.jpg",
         "room/%00scene.glb",
         "room/depth_vis/0000.jpg%2500",
+        # paths the system refuses to look up: a 4xx, never a 500
+        "x" * 300 + ".jpg",
+        "room/" + "x" * 256 + "/scene.glb",
+        "room/loop.jpg",
+        "room/loop.jpg/x.jpg",
+        "room/scene.glb/x.jpg",
     ],
 )
 def test_paths_cannot_leave_the_gallery(client, variant):

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.gallery.pages import file_url, index_page, scene_page, scene_url
 from anydepth.gallery.scenes import CONTENT_TYPES, Scene, find_scenes, is_hidden, read_scene
-from anydepth.web.security import ServiceError, confine, token_matches
+from anydepth.web.security import ServiceError, confine, path_error, token_matches
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,10 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
             folder = root
         else:
             folder = _confined(root, name)
-        scene = read_scene(root, folder) if folder.is_dir() else None
+        try:
+            scene = read_scene(root, folder) if folder.is_dir() else None
+        except OSError as exc:  # a folder the system will not list
+            raise path_error(exc, name) from None
         if scene is None or not scene.is_scene:
             raise ServiceError(404, f"no scene {name!r} in this gallery")
         return scene

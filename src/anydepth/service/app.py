@@ -27,6 +27,7 @@ from anydepth.web.security import (
     confine,
     confine_any,
     is_inside,
+    path_error,
     sanitize_filename,
     token_matches,
     upload_kind,
@@ -334,8 +335,11 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
                 raise ServiceError(400, "a job takes one video, or image files; not both")
             return _queue(new_job_id(), options, [str(videos[0])], "video")
         paths: List[FsPath] = []
-        for p in resolved:
-            paths.extend(expand_inputs(p))
+        for given, p in zip(request.inputs, resolved):
+            try:
+                paths.extend(expand_inputs(p))
+            except OSError as exc:  # a .txt list naming a path the system refuses, a folder it cannot list
+                raise path_error(exc, given) from None
         if not paths:
             raise ServiceError(400, "the inputs name no images")
         check_confined_inputs(paths, settings.allowed_roots)

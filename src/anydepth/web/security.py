@@ -3,8 +3,10 @@ upload limits, decode-to-validate, loopback addresses."""
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -34,30 +36,74 @@ def confine(root: Path, relative: str) -> Path:
     Refused: ``..`` segments that climb out, absolute paths, symlinks whose target lies outside ``root``, NUL
     bytes and backslashes. URL-encoded forms (``%2e%2e``) reach here decoded once by the web framework; a
     remaining ``%`` is refused too, so a double encoding cannot be decoded into a climb further down the line.
+    A path the operating system refuses to look up (a name over 255 bytes, a symlink loop) is refused here, so
+    that no later ``exists()`` or ``open()`` of it raises; one that merely names nothing is returned.
 
     Raises:
-        ServiceError: 403 when the path leaves the root or has a forbidden character.
+        ServiceError: 403 when the path leaves the root or has a forbidden character; 4xx (see
+            :func:`path_error`) when the system refuses the path.
     """
     if not relative or "\x00" in relative or "\\" in relative or "%" in relative:
-        raise ServiceError(403, f"path {relative!r} is not allowed")
+        raise ServiceError(403, f"path {_shown(relative)} is not allowed")
     base = Path(root).resolve()
-    candidate = (base / relative).resolve()  # follows every symlink on the way
+    candidate = resolve_user_path(base / relative, relative)  # follows every symlink on the way
     if not is_inside(candidate, base):
-        raise ServiceError(403, f"path {relative!r} is outside the allowed folder")
+        raise ServiceError(403, f"path {_shown(relative)} is outside the allowed folder")
+    probe_user_path(candidate, relative)
     return candidate
 
 
 def confine_any(roots: Sequence[Path], path: str) -> Path:
-    """``path`` (absolute, or relative to the first root) resolved, if it lies inside one of ``roots``."""
+    """``path`` (absolute, or relative to the first root) resolved, if it lies inside one of ``roots``; refused as
+    :func:`confine` refuses."""
     if not roots:
         raise ServiceError(403, "this server takes no server-side paths (start it with --allowed-root)")
     if not path or "\x00" in path or "\\" in path or "%" in path:
-        raise ServiceError(403, f"path {path!r} is not allowed")
+        raise ServiceError(403, f"path {_shown(path)} is not allowed")
     given = Path(path)
-    candidate = (given if given.is_absolute() else Path(roots[0]) / given).resolve()
+    candidate = resolve_user_path(given if given.is_absolute() else Path(roots[0]) / given, path)
     if not any(is_inside(candidate, Path(r).resolve()) for r in roots):
-        raise ServiceError(403, f"path {path!r} is outside the allowed roots")
+        raise ServiceError(403, f"path {_shown(path)} is outside the allowed roots")
+    probe_user_path(candidate, path)
     return candidate
+
+
+def resolve_user_path(path: Path, shown: str) -> Path:
+    """``path.resolve()``, with a symlink loop (RuntimeError before Python 3.13, OSError after) a 4xx."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise path_error(exc, shown) from None
+
+
+def probe_user_path(path: Path, shown: str) -> None:
+    """Looks ``path`` up once: nothing there (or a file where a folder should be) is fine, the caller answers
+    404; any other refusal of the system becomes the 4xx of :func:`path_error`."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise path_error(exc, shown) from None
+
+
+def path_error(exc: BaseException, shown: str) -> ServiceError:
+    """The client's error for a path (as the client gave it, ``shown``) that the system refused to look up."""
+    code = getattr(exc, "errno", None)
+    if code == errno.ENAMETOOLONG:
+        return ServiceError(400, f"path {_shown(shown)}: a name in it is too long (at most 255 bytes each)")
+    if code == errno.ELOOP or isinstance(exc, RuntimeError):
+        return ServiceError(400, f"path {_shown(shown)}: too many levels of symbolic links")
+    if code in (errno.EACCES, errno.EPERM):
+        return ServiceError(403, f"path {_shown(shown)}: permission denied")
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return ServiceError(404, f"path {_shown(shown)}: no such file or folder")
+    reason = os.strerror(code) if code is not None else type(exc).__name__
+    return ServiceError(400, f"path {_shown(shown)}: cannot be read ({reason})")
+
+
+def _shown(path: str, limit: int = 80) -> str:
+    """A client's path for an error message: quoted, and cut short when long."""
+    return repr(path if len(path) <= limit else path[:limit] + "...")
 
 
 def is_inside(path: Path, root: Path) -> bool:
@@ -167,7 +213,7 @@ def check_confined_inputs(paths: Iterable[Path], roots: Sequence[Path]) -> None:
     """Every path (after symlinks) must lie inside one of the roots; folder listings and .txt lists included."""
     resolved_roots = [Path(r).resolve() for r in roots]
     for p in paths:
-        real = Path(p).resolve()
+        real = resolve_user_path(Path(p), Path(p).name)
         if not any(is_inside(real, r) for r in resolved_roots):
             raise ServiceError(403, f"input {Path(p).name!r} lies outside the allowed roots")
 

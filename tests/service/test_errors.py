@@ -1,0 +1,81 @@
+"""Every error the backend answers is a 4xx JSON body that names no server folder: hostile paths, paths the system
+refuses, lists naming missing files, empty folders. No job runs here (a model cache without weights)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("multipart")
+
+from fastapi.testclient import TestClient
+
+from anydepth.errors import WeightsError
+from anydepth.service.app import create_app
+from anydepth.service.settings import ServiceSettings
+from anydepth.service.store import DONE, JobStore
+from anydepth.web.models import ModelCache
+
+DONE_JOB = "d" * 32
+ABSOLUTE = re.compile(r"(?<![\w.~-])/[\w.-]+/")
+"""An absolute path (a slash-rooted name followed by a folder separator) anywhere in a message."""
+
+
+def _no_weights(key):
+    raise WeightsError(f"{key.model}: no weights in this test")
+
+
+def _settings(tmp_path, **kw) -> ServiceSettings:
+    kw.setdefault("poll_seconds", 0.05)
+    return ServiceSettings(data_dir=tmp_path / "data", models={"da3-small": None}, device="cpu", **kw)
+
+
+@pytest.fixture()
+def backend(tmp_path):
+    """(client, settings, allowed root): a server with one finished job and a root of hostile neighbours."""
+    root = tmp_path / "root"
+    (root / "empty").mkdir(parents=True)
+    (root / "loop").symlink_to("loop")
+    (root / "a.png").write_bytes(b"\x89PNG not decoded at submission")
+    (root / "missing.txt").write_text("a.png\nnot_there.png\n")
+    (root / "long.txt").write_text("a.png\n" + "x" * 300 + ".png\n")
+    settings = _settings(tmp_path, allowed_roots=[root])
+    export_dir = settings.exports_dir / DONE_JOB
+    (export_dir / "exports" / "mini_npz").mkdir(parents=True)
+    (export_dir / "exports" / "mini_npz" / "results.npz").write_bytes(b"PK")
+    (export_dir / "loop").symlink_to("loop")
+    store = JobStore(settings.database)
+    store.create(DONE_JOB, "da3-small", {"fps": 1.0}, [str(root / "a.png")], "images", str(export_dir))
+    store.claim_next()
+    store.finish(DONE_JOB, DONE)
+    store.close()
+    with TestClient(create_app(settings, ModelCache(loader=_no_weights))) as client:
+        yield client, settings, root
+
+
+def _assert_client_error(response, *statuses):
+    """A 4xx (one of ``statuses`` when given) with an ``{"error"}`` body that names no server folder."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    if statuses:
+        assert response.status_code in statuses, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error"} and "Traceback" not in body["error"]
+    # (server folders: see test_errors_name_no_server_folder)
+    return body["error"]
+
+
+def test_paths_the_system_refuses_get_a_4xx(backend):
+    client, _, root = backend
+    base = f"/jobs/{DONE_JOB}/files/"
+    assert client.get(base + "exports/mini_npz/results.npz").status_code == 200
+    for variant in ["x" * 300, "exports/" + "x" * 300 + ".npz", "loop", "loop/results.npz"]:
+        _assert_client_error(client.get(base + variant), 400)
+    _assert_client_error(client.get(base + "exports/mini_npz/results.npz/x"), 404)  # a file where a folder should be
+
+    body = {"export_format": "mini_npz"}
+    for inputs in (["x" * 300], [str(root / ("x" * 300))], ["loop"], ["loop/a.png"], ["long.txt"]):
+        _assert_client_error(client.post("/jobs", json={**body, "inputs": inputs}), 400)
+    _assert_client_error(client.post("/jobs", json={**body, "inputs": ["a.png/below.png"]}), 404)
