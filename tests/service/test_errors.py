@@ -42,7 +42,8 @@ def backend(tmp_path):
     (root / "a.png").write_bytes(b"\x89PNG not decoded at submission")
     (root / "missing.txt").write_text("a.png\nnot_there.png\n")
     (root / "long.txt").write_text("a.png\n" + "x" * 300 + ".png\n")
-    settings = _settings(tmp_path, allowed_roots=[root])
+    (tmp_path / "second_root").mkdir()  # an empty allowed root
+    settings = _settings(tmp_path, allowed_roots=[root, tmp_path / "second_root"])
     export_dir = settings.exports_dir / DONE_JOB
     (export_dir / "exports" / "mini_npz").mkdir(parents=True)
     (export_dir / "exports" / "mini_npz" / "results.npz").write_bytes(b"PK")
@@ -63,7 +64,7 @@ def _assert_client_error(response, *statuses):
         assert response.status_code in statuses, (response.status_code, response.text)
     body = response.json()
     assert set(body) == {"error"} and "Traceback" not in body["error"]
-    # (server folders: see test_errors_name_no_server_folder)
+    assert not ABSOLUTE.search(body["error"]), body["error"]
     return body["error"]
 
 
@@ -79,3 +80,22 @@ def test_paths_the_system_refuses_get_a_4xx(backend):
     for inputs in (["x" * 300], [str(root / ("x" * 300))], ["loop"], ["loop/a.png"], ["long.txt"]):
         _assert_client_error(client.post("/jobs", json={**body, "inputs": inputs}), 400)
     _assert_client_error(client.post("/jobs", json={**body, "inputs": ["a.png/below.png"]}), 404)
+
+
+def test_errors_name_no_server_folder(backend, tmp_path):
+    client, _, root = backend
+    body = {"export_format": "mini_npz"}
+    cases = [
+        (["missing.txt"], 400, "not_there.png"),  # a list naming a missing file
+        (["empty"], 400, "no images"),  # an empty folder
+        ([str(root / "empty")], 400, "no images"),
+        ([str(tmp_path / "second_root")], 400, "second_root: no images"),  # an allowed root itself
+        ([str(root / "nope.png")], 404, "nope.png"),
+        ([str(root / "empty" / ("x" * 300))], 400, "too long"),
+    ]
+    for inputs, status, needle in cases:
+        message = _assert_client_error(client.post("/jobs", json={**body, "inputs": inputs}), status)
+        assert needle in message and str(tmp_path) not in message, (inputs, message)
+    elsewhere = str(tmp_path / "elsewhere.png")  # not a server folder: the client's own words come back
+    outside = client.post("/jobs", json={**body, "inputs": [elsewhere]})
+    assert outside.status_code == 403 and outside.json()["error"] == f"path {elsewhere!r} is outside the allowed roots"

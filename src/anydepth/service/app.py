@@ -29,6 +29,7 @@ from anydepth.web.security import (
     is_inside,
     path_error,
     sanitize_filename,
+    strip_folders,
     token_matches,
     upload_kind,
     validate_decodes,
@@ -244,14 +245,20 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         if not token_matches(settings.token, authorization, x_token):
             raise ServiceError(401, "missing or wrong token; send Authorization: Bearer <token>")
 
+    server_folders = [settings.data_dir, settings.exports_dir, settings.uploads_dir, *settings.allowed_roots]
+
+    def public(message: str) -> str:
+        """An error for the client: the server's folders cut out (paths inside them made relative)."""
+        return strip_folders(message, server_folders)
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        return JSONResponse({"error": public(exc.message)}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(AnyDepthError)
     async def _input_error(request: Request, exc: AnyDepthError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": public(str(exc))}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

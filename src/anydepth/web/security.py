@@ -101,6 +101,24 @@ def path_error(exc: BaseException, shown: str) -> ServiceError:
     return ServiceError(400, f"path {_shown(shown)}: cannot be read ({reason})")
 
 
+def strip_folders(message: str, folders: Iterable[Path]) -> str:
+    """``message`` with the server's ``folders`` cut out, as given and resolved: a path inside one becomes relative
+    to it, the folder itself its name. The filesystem root is left alone (everything lies inside it).
+
+    >>> strip_folders("/srv/data/a/b.png: no such file; /srv/data: empty", [Path("/srv/data")])
+    'a/b.png: no such file; data: empty'
+    """
+    spellings = set()
+    for folder in folders:
+        for spelling in (Path(folder), Path(folder).resolve()):
+            if spelling.name:  # not "/" (nor a bare drive)
+                spellings.add(str(spelling))
+    for text in sorted(spellings, key=len, reverse=True):  # a folder inside another first
+        message = message.replace(text + os.sep, "")
+        message = re.sub(re.escape(text) + r"(?![\w.-])", Path(text).name, message)
+    return message
+
+
 def _shown(path: str, limit: int = 80) -> str:
     """A client's path for an error message: quoted, and cut short when long."""
     return repr(path if len(path) <= limit else path[:limit] + "...")
