@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.errors import AnyDepthError
 from anydepth.jobs.options import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES, SceneOptions
+from anydepth.service.docs import add_docs
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
 from anydepth.service.worker import WorkerPool
@@ -232,7 +233,11 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         version="1",
         description="Depth, cameras and point clouds of scenes with Depth Anything 3 models, kept warm.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package, behind the token: anydepth.service.docs
+        redoc_url=None,
+        openapi_url=None,
     )
+    add_docs(app, settings.token)
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
 
     def store() -> JobStore:

@@ -159,6 +159,24 @@ def token_matches(expected: Optional[str], authorization: Optional[str], header_
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+def token_source(
+    expected: str,
+    authorization: Optional[str],
+    header_token: Optional[str],
+    query_token: Optional[str] = None,
+    cookie_token: Optional[str] = None,
+) -> Optional[str]:
+    """Where a request carries the ``expected`` token: "header" (``Authorization: Bearer`` or ``X-Token``),
+    "query" (``?token=``, a link opened in a browser) or "cookie" (set by the answer to that link); None when
+    it carries no right one. Browser pages (the gallery, the API docs) take all three; APIs the headers only."""
+    if token_matches(expected, authorization, header_token):
+        return "header"
+    for source, value in (("query", query_token), ("cookie", cookie_token)):
+        if value and hmac.compare_digest(value.encode(), expected.encode()):
+            return source
+    return None
+
+
 def upload_kind(filename: str, content_type: Optional[str]) -> str:
     """ "image" or "video" from an upload's suffix, which its declared content type must agree with.
 
