@@ -10,7 +10,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from anydepth.errors import AnyDepthError
 from anydepth.io.images import IMAGE_SUFFIXES
@@ -18,12 +18,13 @@ from anydepth.io.inputs import VIDEO_SUFFIXES
 
 
 class ServiceError(AnyDepthError):
-    """A request the service refuses; ``status`` is the HTTP code it answers with."""
+    """A request the service refuses; ``status`` is the HTTP code it answers with, ``headers`` go along."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
