@@ -4,6 +4,8 @@ refuses, lists naming missing files, empty folders. No job runs here (a model ca
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 
 import pytest
 
@@ -99,3 +101,34 @@ def test_errors_name_no_server_folder(backend, tmp_path):
     elsewhere = str(tmp_path / "elsewhere.png")  # not a server folder: the client's own words come back
     outside = client.post("/jobs", json={**body, "inputs": [elsewhere]})
     assert outside.status_code == 403 and outside.json()["error"] == f"path {elsewhere!r} is outside the allowed roots"
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` pixels and that holds none: only its header can be read."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("max_megapixels", [64, 10**6], ids=["default", "above-what-decodes"])
+def test_huge_declared_sizes_get_413_at_submission(tmp_path, max_megapixels):
+    from PIL import Image
+
+    bomb = 20_000 * 20_000  # over PIL's decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS)
+    assert bomb > 2 * Image.MAX_IMAGE_PIXELS
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "bomb.png").write_bytes(_png_declaring(20_000, 20_000))
+    (root / "wide.png").write_bytes(_png_declaring(9_000, 9_000))  # under PIL's limit, over the default one
+    settings = _settings(tmp_path, allowed_roots=[root], max_pixels=max_megapixels * 2**20)
+    with TestClient(create_app(settings, ModelCache(loader=_no_weights))) as client:
+        for name in ("bomb.png", "wide.png") if max_megapixels == 64 else ("bomb.png",):
+            message = _assert_client_error(client.post("/jobs", json={"inputs": [name]}), 413)
+            assert name in message
+            upload = [("files", (name, (root / name).read_bytes(), "image/png"))]
+            message = _assert_client_error(client.post("/jobs/upload", files=upload), 413)
+            assert name in message
+        assert client.get("/jobs").json()["jobs"] == []  # nothing queued to fail later

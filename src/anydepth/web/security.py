@@ -208,7 +208,7 @@ def validate_decodes(path: Path, kind: str, shown_name: str, max_pixels: Optiona
         if kind == "image":
             from anydepth.io.images import read_image
 
-            _check_pixels(_header_size(path), max_pixels, shown_name)
+            check_image_header(path, max_pixels, shown_name)
             read_image(path)
         else:
             from anydepth.io.video import VideoReader
@@ -225,20 +225,45 @@ def validate_decodes(path: Path, kind: str, shown_name: str, max_pixels: Optiona
         raise ServiceError(415, f"{shown_name}: not a readable {kind} ({type(exc).__name__})") from None
 
 
-def _header_size(path: Path) -> Optional[Tuple[int, int]]:
-    """(width, height) from the image header without decoding pixels; None when PIL cannot tell."""
+def _header_size(path: Path, shown_name: str) -> Optional[Tuple[int, int]]:
+    """(width, height) from the image header without decoding pixels; None when PIL cannot tell.
+
+    Raises:
+        ServiceError: 413 when the header declares more pixels than PIL opens at all (its decompression-bomb
+            error): such an image could never be decoded, whatever this server's own limit.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             return img.size
+    except Image.DecompressionBombError:
+        raise ServiceError(
+            413, f"{shown_name}: its header declares more than {decodable_pixels()} pixels, more than can be decoded"
+        ) from None
     except Exception:  # not for PIL to say (HEIC without its plugin, float TIFF): the full decode decides
         return None
 
 
+def decodable_pixels() -> int:
+    """The most pixels an image may have and still be decoded here: anydepth's reader limit, and PIL's
+    decompression-bomb limit (the size at which it refuses to open a file) when one is set."""
+    from PIL import Image
+
+    from anydepth.io.images import MAX_PIXELS
+
+    bomb = Image.MAX_IMAGE_PIXELS
+    return min(MAX_PIXELS, 2 * bomb) if bomb else MAX_PIXELS
+
+
 def check_image_header(path: Path, max_pixels: Optional[int], shown_name: str) -> None:
-    """Refuses (413) an image whose header declares more than ``max_pixels`` pixels; decodes nothing."""
-    _check_pixels(_header_size(path), max_pixels, shown_name)
+    """Refuses (413) an image whose header declares more than ``max_pixels`` pixels, or more than can be decoded
+    (:func:`decodable_pixels`); decodes nothing."""
+    _check_pixels(_header_size(path, shown_name), _image_limit(max_pixels), shown_name)
+
+
+def _image_limit(max_pixels: Optional[int]) -> int:
+    return decodable_pixels() if max_pixels is None else min(max_pixels, decodable_pixels())
 
 
 def _check_pixels(size: Optional[Tuple[int, int]], max_pixels: Optional[int], shown_name: str) -> None:
