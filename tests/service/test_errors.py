@@ -132,3 +132,17 @@ def test_huge_declared_sizes_get_413_at_submission(tmp_path, max_megapixels):
             message = _assert_client_error(client.post("/jobs/upload", files=upload), 413)
             assert name in message
         assert client.get("/jobs").json()["jobs"] == []  # nothing queued to fail later
+
+
+def test_options_the_served_model_cannot_honour_are_refused_at_submission(backend):
+    client, _, _ = backend
+    body = {"inputs": ["a.png"], "export_format": "mini_npz"}
+    message = _assert_client_error(client.post("/jobs", json={**body, "export_format": "mini_npz-gs_ply"}), 400)
+    assert "gs_ply" in message and "da3-small" in message  # no Gaussian head
+    message = _assert_client_error(client.post("/jobs", json={**body, "export_feat": "3,12"}), 400)
+    assert message.startswith("export_feat") and "0 to 11" in message  # vits has 12 blocks
+    upload = [("files", ("a.png", b"\x89PNG", "image/png"))]
+    options = '{"export_format": "gs_ply"}'
+    assert "gs_ply" in _assert_client_error(client.post("/jobs/upload", files=upload, data={"options": options}), 400)
+    assert client.get("/jobs").json()["jobs"][0]["id"] == DONE_JOB  # nothing queued to fail later
+    assert client.post("/jobs", json={**body, "export_feat": "0,11"}).status_code == 201

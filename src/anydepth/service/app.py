@@ -380,14 +380,15 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         """Checks a job's options before it is queued; returns them as stored (with the model named)."""
         from anydepth.export.formats import parse_export_format
 
-        options.scene(settings.exports_dir)  # the request validated into the job's own options
+        scene = options.scene(settings.exports_dir)  # the request validated into the job's own options
         chosen = options.model_dump(exclude={"inputs"})
         chosen["model"] = chosen["model"] or settings.default_model
         if chosen["model"] not in settings.models:
             served = ", ".join(settings.models)
             raise ServiceError(400, f"model {chosen['model']!r} is not served here; served: {served}")
-        depth_kind = get_preset(chosen["model"]).depth_kind
-        parse_export_format(chosen["export_format"], depth_kind=depth_kind, has_features=bool(chosen["export_feat"]))
+        preset = get_preset(chosen["model"])
+        parse_export_format(scene.export_format, depth_kind=preset.depth_kind, has_features=bool(scene.feat_layers()))
+        scene.check_against(preset)  # what the served model's architecture can give, without its weights
         return chosen
 
     def _check_queue() -> None:
