@@ -16,7 +16,7 @@ from anydepth.jobs.scene import collect_views, run_scene
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import CANCELLED, DONE, FAILED, FINISHED, Job, JobStore
 from anydepth.web.models import ModelCache
-from anydepth.web.security import ServiceError, check_confined_inputs
+from anydepth.web.security import ServiceError, check_confined_inputs, strip_folders
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ class WorkerPool:
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""
         s = self.settings
-        for folder in (s.uploads_dir / job.id, s.exports_dir, s.data_dir, *s.allowed_roots):
-            message = message.replace(str(folder.resolve()) + os.sep, "").replace(str(folder) + os.sep, "")
-        return message
+        return strip_folders(message, (s.uploads_dir / job.id, s.exports_dir, s.data_dir, *s.allowed_roots))
 
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
