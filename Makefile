@@ -63,7 +63,8 @@ lint: setup-dev
 check-torch113:
 	scripts/check_torch113.sh
 
-# the gallery's 3D viewer: three.js bundled by esbuild into the package (commit the result; pip needs no node)
+# the gallery's 3D viewer (three.js bundled by esbuild) and the backend's API docs (Swagger UI from swagger-ui-dist)
+# into the package (commit the result; pip needs no node)
 viewer:
 	cd web && npm ci --no-audit --no-fund && npm run build
 

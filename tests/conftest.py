@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers.random_weights import fill_, random_state_dict
+from tests.helpers.random_weights import random_state_dict
 
 
 def pytest_addoption(parser):
@@ -60,26 +59,13 @@ def vits_weights(tmp_path_factory) -> Path:
     return path
 
 
-class _HubWrapper(torch.nn.Module):
-    """Stands in for the upstream API object whose state the hub files hold (network under ``model``)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.model = net
-
-
 @pytest.fixture(scope="module")
 def da3_small_folder(tmp_path_factory):
     """A random da3-small in the hub folder layout: (folder with config.json + model.safetensors, the network)."""
-    from safetensors.torch import save_model
+    from tests.helpers.networks import save_da3_hub_folder
 
-    from anydepth.models.da3.network import build_da3_network
-
-    net = fill_(build_da3_network("da3-small"), seed=11).eval()
     folder = tmp_path_factory.mktemp("DA3-SMALL")
-    (folder / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
-    save_model(_HubWrapper(net), str(folder / "model.safetensors"))  # drops tied tensors, as the hub mixin does
-    return folder, net
+    return folder, save_da3_hub_folder(folder, "da3-small", seed=11)
 
 
 @pytest.fixture(scope="session")

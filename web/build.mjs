@@ -1,6 +1,7 @@
-// Bundles src/viewer.js and the parts of three.js it imports into one static file shipped in the Python package.
+// Bundles src/viewer.js and the parts of three.js it imports into one static file shipped in the Python package,
+// and copies the backend's API docs assets (Swagger UI, served at /docs without a CDN) from swagger-ui-dist.
 import { build } from "esbuild";
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 
 const three = JSON.parse(readFileSync(new URL("./node_modules/three/package.json", import.meta.url))).version;
 await build({
@@ -14,3 +15,9 @@ await build({
   outfile: "../src/anydepth/gallery/static/viewer.js",
   logLevel: "info",
 });
+
+// as published (Apache-2.0: its LICENSE and NOTICE go along); anydepth.service.docs lists what it serves
+const swaggerUi = ["swagger-ui-bundle.js", "swagger-ui-bundle.js.LICENSE.txt", "swagger-ui.css", "favicon-32x32.png"];
+for (const name of [...swaggerUi, "LICENSE", "NOTICE"]) {
+  copyFileSync(new URL(`./node_modules/swagger-ui-dist/${name}`, import.meta.url), `../src/anydepth/service/static/${name}`);
+}

@@ -123,6 +123,12 @@ def test_files_are_served_with_their_types(client, gallery):
         "room/scene.glb%00.jpg",
         "room/%00scene.glb",
         "room/depth_vis/0000.jpg%2500",
+        # paths the system refuses to look up: a 4xx, never a 500
+        "x" * 300 + ".jpg",
+        "room/" + "x" * 256 + "/scene.glb",
+        "room/loop.jpg",
+        "room/loop.jpg/x.jpg",
+        "room/scene.glb/x.jpg",
     ],
 )
 def test_paths_cannot_leave_the_gallery(client, variant):
@@ -226,3 +232,23 @@ def test_gallery_open_browser_opens_the_served_address(gallery, monkeypatch):
     assert opened == ["http://127.0.0.1:8123/"]
     code, output = run_cli("gallery", "--gallery-dir", gallery, "--no-open-browser")
     assert code == 0 and opened == ["http://127.0.0.1:8123/"]
+
+
+def test_gallery_command_refuses_an_open_host_without_a_token(gallery, monkeypatch):
+    import uvicorn
+
+    from tests.helpers.cli import assert_one_line_error, run_cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.delenv("ANYDEPTH_GALLERY_TOKEN", raising=False)
+    for host in ("0.0.0.0", "::", "10.0.0.2"):
+        code, output = run_cli("gallery", "--gallery-dir", gallery, "--host", host)
+        assert_one_line_error(code, output, f"--host {host}", "--token", "--allow-open")
+    assert served == {}
+    code, output = run_cli("gallery", "--gallery-dir", gallery, "--host", "0.0.0.0", "--allow-open")
+    assert code == 0 and served["host"] == "0.0.0.0", output
+    code, output = run_cli("gallery", "--gallery-dir", gallery, "--host", "0.0.0.0", "--token", "t")
+    assert code == 0, output
+    code, output = run_cli("gallery", "--help")
+    assert "--allow-open" in output

@@ -8,5 +8,7 @@
 - ``random_weights``: deterministic random weights for any key layout (also used by the fixture scripts).
 - ``parity``: the error measures of the parity tests.
 - ``vda_fixtures``: the stored Video Depth Anything parity data and the weights it was made with.
+- ``backend``: ``anydepth backend`` as a real process on loopback, and the uploads and polls of its clients.
+- ``soak``: concurrent clients against a backend killed and restarted mid-run (the test and the benchmark).
 - ``synthetic_video``, ``depthcrafter_tiny``, ``gallery_scenes``, ``browser``: what their docstrings say.
 """

@@ -45,4 +45,5 @@ def build_gallery(weights: Path, base: Path) -> Path:
     (room / "escape.jpg").symlink_to(outside / "secret.jpg")
     (room / "escape_dir").symlink_to(outside)
     (root / "linked_scene").symlink_to(outside)  # a symlinked folder is never listed as a scene
+    (room / "loop.jpg").symlink_to("loop.jpg")  # a symlink loop: the system refuses to look it up
     return root

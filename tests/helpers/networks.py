@@ -1,7 +1,12 @@
 """Tiny networks with the official structure and deterministic random weights: Depth Anything V2, DA3 and Video
-Depth Anything."""
+Depth Anything; and a full-size DA3 preset with random weights written in the hub folder layout."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
 
 from anydepth.models.da3.backbone import DA3BackboneConfig
 from anydepth.models.da3.camera import CameraDecoderConfig, CameraEncoderConfig
@@ -54,3 +59,24 @@ def tiny_vda(seed: int = 2):
     head = DPTHeadConfig(in_channels=32, features=64, out_channels=(32, 64, 64, 64))
     cfg = VideoDepthAnythingConfig(encoder=enc, head=head, layers=(0, 1, 2, 3), temporal_heads=2)
     return fill_(VideoDepthAnythingNet(cfg), seed).eval()
+
+
+class _HubWrapper(torch.nn.Module):
+    """Stands in for the upstream API object whose state the hub files hold (network under ``model``)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.model = net
+
+
+def save_da3_hub_folder(folder: Path, name: str = "da3-small", seed: int = 11) -> DepthAnything3Net:
+    """A full-size DA3 preset with random weights written in the hub folder layout (``config.json`` and
+    ``model.safetensors``) into ``folder``; returns the network."""
+    from safetensors.torch import save_model
+
+    from anydepth.models.da3.network import build_da3_network
+
+    net = fill_(build_da3_network(name), seed=seed).eval()
+    Path(folder, "config.json").write_text(json.dumps({"model_name": name}))
+    save_model(_HubWrapper(net), str(Path(folder, "model.safetensors")))  # drops tied tensors, as the hub mixin does
+    return net

@@ -108,6 +108,31 @@ def test_scene_options_refuse_bad_values_naming_the_field(field, value, needle):
     assert info.value.worded("--" + field.replace("_", "-")).startswith("--" + field.replace("_", "-"))
 
 
+def test_scene_options_are_checked_against_the_model_before_weights_load(tmp_path):
+    from anydepth.errors import InputError
+    from anydepth.jobs.scene import scene_job
+    from anydepth.presets import get_preset
+
+    small, giant, nested = (get_preset(name) for name in ("da3-small", "da3-giant", "da3nested-giant-large"))
+    for preset in (giant, nested):  # the models with a Gaussian head
+        SceneOptions(tmp_path, export_format="glb-gs_ply").check_against(preset)
+    with pytest.raises(OptionError) as info:
+        SceneOptions(tmp_path, export_format="glb-gs_ply").check_against(small)
+    assert info.value.option == "export_format" and "da3-small" in str(info.value) and "gs_ply" in str(info.value)
+    SceneOptions(tmp_path, export_format="feat_vis", export_feat="0,11").check_against(small)  # ViT-S: 12 blocks
+    SceneOptions(tmp_path, export_format="feat_vis", export_feat="39").check_against(nested)  # ViT-G: 40
+    with pytest.raises(OptionError) as info:
+        SceneOptions(tmp_path, export_format="glb", export_feat="5,12").check_against(small)
+    assert info.value.option == "export_feat" and "0 to 11" in str(info.value)
+
+    def never(*args):
+        raise AssertionError("views gathered or weights loaded before the options were checked")
+
+    for scene in (SceneOptions(tmp_path, export_format="gs_ply"), SceneOptions(tmp_path, export_feat="12")):
+        with pytest.raises(InputError):
+            scene_job(ModelSpec("da3-small"), RuntimeOptions(), scene, views_of=never, loader=never)
+
+
 def test_option_errors_are_worded_by_each_interface(tmp_path, vits_weights):
     from typer.testing import CliRunner
 

@@ -426,3 +426,24 @@ def test_backend_command_binds_loopback_by_default(tmp_path, da3_small_folder, m
         _assert_error(client.get("/models"), 401)
         files = [("files", (f"{i}.png", _png(v), "image/png")) for i, v in enumerate(scene_views(4))]
         _assert_error(client.post("/jobs/upload", files=files, headers=headers), 413, "limit is 3")
+
+
+def test_backend_command_refuses_an_open_host_without_a_token(tmp_path, monkeypatch):
+    import uvicorn
+
+    from tests.helpers.cli import assert_one_line_error, run_cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.delenv("ANYDEPTH_BACKEND_TOKEN", raising=False)
+    base = ("backend", "--no-preload", "--device", "cpu", "--data-dir", tmp_path / "d")
+    for host in ("0.0.0.0", "::", "192.168.1.4"):
+        code, output = run_cli(*base, "--host", host)
+        assert_one_line_error(code, output, f"--host {host}", "--token", "--allow-open")
+    assert served == {} and not (tmp_path / "d").exists()
+    code, output = run_cli(*base, "--host", "0.0.0.0", "--allow-open")  # said on purpose: served open
+    assert code == 0 and served["host"] == "0.0.0.0", output
+    code, output = run_cli(*base, "--host", "0.0.0.0", "--token", "t")
+    assert code == 0, output
+    code, output = run_cli("backend", "--help")
+    assert "--allow-open" in output

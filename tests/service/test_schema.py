@@ -1,6 +1,9 @@
-"""Schemathesis against the backend's published OpenAPI schema: generated requests never get a 5xx."""
+"""Schemathesis against the backend's published OpenAPI schema: generated requests never get a 5xx, and every
+check schemathesis has (status codes, content types, headers, bodies, data acceptance, methods) passes."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -26,8 +29,8 @@ def _no_weights(key):
     raise WeightsError(f"{key.model}: no weights in this test")  # jobs fail fast; the HTTP surface is under test
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
-def test_generated_requests_get_no_server_error(tmp_path, mode):
+def _app(tmp_path):
+    """A backend whose jobs fail fast (no weights), with one allowed root holding a file that is not an image."""
     root = tmp_path / "allowed"
     root.mkdir()
     (root / "a.png").write_bytes(b"not really a png")
@@ -40,6 +43,13 @@ def test_generated_requests_get_no_server_error(tmp_path, mode):
         poll_seconds=0.05,
     )
     app = create_app(settings_, ModelCache(loader=_no_weights))
+    app.state.anydepth_settings = settings_
+    return app
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
+def test_generated_requests_get_no_server_error(tmp_path, mode):
+    app = _app(tmp_path)
     statuses, unsatisfiable = {}, []
     with TestClient(app):  # runs the lifespan: store and workers up
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -64,3 +74,138 @@ def test_generated_requests_get_no_server_error(tmp_path, mode):
                 unsatisfiable.append(operation.label)
     assert all(code < 500 for codes in statuses.values() for code in codes), statuses
     assert len(statuses) + len(unsatisfiable) == 10 and len(statuses) >= 8, (statuses, unsatisfiable)
+
+
+def _engine_failures(schema):
+    """Every distinct failure of a schemathesis run over all its phases: (operation, check, title, status)."""
+    from schemathesis.engine import events, from_schema
+
+    failures, errors = {}, []
+    for event in from_schema(schema).execute():
+        if isinstance(event, (events.ScenarioFinished, events.FuzzScenarioFinished)):
+            for case_id, checks in event.recorder.checks.items():
+                interaction = event.recorder.interactions.get(case_id)
+                status = interaction.response.status_code if interaction and interaction.response else None
+                for check in checks:
+                    if check.failure_info is not None:
+                        failure = check.failure_info.failure
+                        key = (event.recorder.label, check.name, failure.title, status)
+                        failures.setdefault(key, failure.message[:300])
+        elif isinstance(event, (events.NonFatalError, events.FatalError)):
+            errors.append(str(getattr(event, "info", event))[:500])
+    return failures, errors
+
+
+# What decides whether a submission is accepted is also its content: files that decode as images of a size the
+# server takes, the options JSON inside the upload's form field, export formats the served model can write. The
+# schema cannot say that, so a schema-valid submission may be refused with one of these (each documented).
+CONTENT_REFUSALS = [400, 413, 415, 422]
+
+
+def test_every_schemathesis_check_passes_in_every_phase(tmp_path):
+    from schemathesis.config import SchemathesisConfig
+
+    app = _app(tmp_path)
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": 18,
+            "generation": {"max-examples": EXAMPLES},
+            "checks": {"enabled": True},  # every check the installed schemathesis has
+            "suppress-health-check": ["all"],
+            "operations": [
+                {
+                    "include-path-regex": "^/jobs(/upload)?$",
+                    "include-method": "POST",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "3xx", 401, 403, 404, 409, 429, *CONTENT_REFUSALS]
+                        }
+                    },
+                }
+            ],
+        }
+    )
+    with TestClient(app):
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+        failures, errors = _engine_failures(schema)
+    assert not errors, errors
+    assert not failures, "\n".join(f"{key}: {message}" for key, message in sorted(failures.items(), key=str))
+
+
+def test_served_files_match_the_schema(tmp_path):
+    """A finished job's files (GLB, JPEG, NPZ, PLY) pass every check: their content types are the documented ones."""
+    from anydepth.service.store import DONE, JobStore
+
+    app = _app(tmp_path)
+    settings_ = app.state.anydepth_settings
+    job_id = "d" * 32
+    export_dir = settings_.exports_dir / job_id
+    files = ["scene.glb", "depth_vis/0000.jpg", "exports/mini_npz/results.npz", "gs_ply/0000.ply", "colmap/images.bin"]
+    for name in files:
+        (export_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (export_dir / name).write_bytes(b"exported")
+    store = JobStore(settings_.database)
+    store.create(job_id, "da3-small", {"fps": 1.0}, ["a.png"], "images", str(export_dir))
+    store.claim_next()
+    store.finish(job_id, DONE)
+    store.close()
+    with TestClient(app) as client:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operation = schema["/jobs/{job_id}/files/{file_path}"]["GET"]
+        for name in files:
+            case = operation.Case(path_parameters={"job_id": job_id, "file_path": name})
+            response = case.call_and_validate()  # every check that applies to one response
+            assert response.status_code == 200
+        assert client.get(f"/jobs/{job_id}/files/scene.glb").headers["content-type"] == "model/gltf-binary"
+        assert client.get(f"/jobs/{job_id}/files/depth_vis/0000.jpg").headers["content-type"] == "image/jpeg"
+
+
+def test_busy_queue_says_when_to_retry_and_405_lists_every_method(tmp_path):
+    import threading
+
+    from PIL import Image
+
+    release = threading.Event()
+
+    def blocked(key):
+        release.wait(30)
+        raise WeightsError("no weights in this test")
+
+    root = tmp_path / "allowed"
+    root.mkdir()
+    Image.new("RGB", (8, 8)).save(root / "a.png")
+    settings_ = ServiceSettings(
+        data_dir=tmp_path / "backend", models={"da3-small": None}, device="cpu", allowed_roots=[root], max_queued=1
+    )
+    app = create_app(settings_, ModelCache(loader=blocked))
+    schema = app.openapi()
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            assert "500" in operation["responses"], (method, path)
+    assert "Retry-After" in schema["paths"]["/jobs"]["post"]["responses"]["429"]["headers"]
+    assert "Retry-After" in schema["paths"]["/jobs/upload"]["post"]["responses"]["429"]["headers"]
+    with TestClient(app) as client:
+        try:
+            body = {"inputs": ["a.png"], "export_format": "mini_npz"}
+            assert client.post("/jobs", json=body).status_code == 201  # running (its model loading waits)
+            deadline = time.monotonic() + 30
+            while client.get("/jobs", params={"state": "running"}).json()["jobs"] == []:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert client.post("/jobs", json=body).status_code == 201  # queued
+            busy = client.post("/jobs", json=body)
+            assert busy.status_code == 429 and int(busy.headers["retry-after"]) > 0
+        finally:
+            release.set()
+
+        for method, path, allowed in [
+            ("OPTIONS", "/jobs", {"GET", "POST"}),
+            ("PUT", "/jobs", {"GET", "POST"}),
+            ("OPTIONS", "/jobs/" + "0" * 32, {"DELETE", "GET"}),
+            ("PATCH", "/jobs/" + "0" * 32, {"DELETE", "GET"}),
+            ("GET", "/jobs/upload", {"POST"}),
+        ]:
+            response = client.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert set(response.headers["allow"].split(", ")) == allowed, (method, path, response.headers["allow"])
+            assert set(response.json()) == {"error"}

@@ -5,15 +5,9 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -24,57 +18,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
+from tests.helpers.backend import BackendProcess, free_port, submit_views, wait_all  # noqa: E402
 from tests.helpers.inputs import scene_views  # noqa: E402
-from tests.helpers.paths import SRC  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """``python -m anydepth backend`` in a subprocess, on a free loopback port."""
-
-    def __init__(self, weights: Path, data_dir: Path, workers: int = 2, token: Optional[str] = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-        command = [
-            sys.executable, "-m", "anydepth", "--threads", "1", "backend", "--weights", str(weights),
-            "--device", "cpu", "--precision", "fp32", "--port", str(self.port), "--data-dir", str(data_dir),
-            "--workers", str(workers),
-        ]  # fmt: skip
-        if token:
-            env["ANYDEPTH_BACKEND_TOKEN"] = token
-        self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, (data_dir.parent / f"server-{self.port}.log").read_text()
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(30)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
-        self.log.close()
 
 
 def _raw_get(port: int, target: str):
@@ -88,33 +33,6 @@ def _raw_get(port: int, target: str):
         connection.close()
 
 
-def _png(view: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(view).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _submit(client, views, options: str) -> str:
-    files = [("files", (f"v{i}.png", _png(v), "image/png")) for i, v in enumerate(views)]
-    response = client.post("/jobs/upload", files=files, data={"options": options})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def _wait_all(client, ids, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    pending, finished = set(ids), {}
-    while pending:
-        for job_id in list(pending):
-            job = client.get(f"/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed", "cancelled"):
-                finished[job_id] = job
-                pending.discard(job_id)
-        assert time.monotonic() < deadline, f"{len(pending)} job(s) unfinished"
-        time.sleep(0.1)
-    return finished
-
-
 def _depth(client, job_id) -> np.ndarray:
     response = client.get(f"/jobs/{job_id}/files/exports/mini_npz/results.npz")
     assert response.status_code == 200
@@ -125,15 +43,17 @@ def _depth(client, job_id) -> np.ndarray:
 def test_fifty_jobs_from_ten_concurrent_clients(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     (tmp_path / "data").mkdir()
-    server = _Server(weights, tmp_path / "data")
+    server = BackendProcess(weights, tmp_path / "data")
     views = scene_views(2)
     results, errors = {}, []
 
     def client_run(n: int) -> None:
         try:
             with httpx.Client(base_url=server.url, timeout=60) as client:
-                ids = [_submit(client, views, '{"process_res": 56, "export_format": "mini_npz"}') for _ in range(5)]
-                for job_id, job in _wait_all(client, ids).items():
+                ids = [
+                    submit_views(client, views, '{"process_res": 56, "export_format": "mini_npz"}') for _ in range(5)
+                ]
+                for job_id, job in wait_all(client, ids).items():
                     results[job_id] = (job["state"], _depth(client, job_id) if job["state"] == "done" else None)
         except Exception as exc:  # reported below; a thread's exception would otherwise vanish
             errors.append(repr(exc))
@@ -166,11 +86,11 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):
     weights, _ = da3_small_folder
     data = tmp_path / "data"
     data.mkdir()
-    server = _Server(weights, data, workers=1)
+    server = BackendProcess(weights, data, workers=1)
     options = '{"process_res": 168, "export_format": "mini_npz-glb", "num_max_points": 2000}'
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            ids = [_submit(client, scene_views(4), options) for _ in range(8)]
+            ids = [submit_views(client, scene_views(4), options) for _ in range(8)]
             deadline = time.monotonic() + 120
             while client.get("/health").json()["jobs"]["running"] == 0:  # wait until a job is mid-run
                 assert time.monotonic() < deadline
@@ -182,10 +102,10 @@ def test_a_server_killed_mid_run_loses_no_job(tmp_path, da3_small_folder):
         before = dict(db.execute("SELECT id, state FROM jobs").fetchall())
     assert len(before) == 8 and "running" in before.values() and "queued" in before.values()
 
-    restarted = _Server(weights, data, workers=1)
+    restarted = BackendProcess(weights, data, workers=1)
     try:
         with httpx.Client(base_url=restarted.url, timeout=60) as client:
-            finished = _wait_all(client, ids)
+            finished = wait_all(client, ids)
             assert {job["state"] for job in finished.values()} == {"done"}
             interrupted = [i for i, state in before.items() if state == "running"]
             assert all(finished[i]["attempts"] == 2 for i in interrupted)
@@ -219,7 +139,7 @@ def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, mo
                         "--export-dir", tmp_path / "local", *common)  # fmt: skip
     assert code == 0, output
     (tmp_path / "data").mkdir()
-    server = _Server(weights, tmp_path / "data", workers=1, token="tok")
+    server = BackendProcess(weights, tmp_path / "data", workers=1, token="tok")
     try:
         monkeypatch.setenv("ANYDEPTH_BACKEND_TOKEN", "tok")
         code, output = run_cli("auto", views, "--use-backend", "--backend-url", server.url,
@@ -245,7 +165,7 @@ def test_auto_use_backend_gives_the_local_exports(tmp_path, da3_small_folder, mo
     assert set(local) == set(remote)
     for key in local:  # the server runs one torch thread: sums in another order, float32 rounding apart
         np.testing.assert_allclose(remote[key], local[key], rtol=1e-5, atol=1e-6)
-    code, output = run_cli("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{_free_port()}")
+    code, output = run_cli("auto", views, "--use-backend", "--backend-url", f"http://127.0.0.1:{free_port()}")
     assert_one_line_error(code, output, "cannot reach the backend")
 
 
@@ -260,7 +180,7 @@ def test_image_images_and_video_commands_take_the_backend_too(tmp_path, da3_smal
     clip = write_video(tmp_path / "clip.mp4")
     common = ["--export-format", "mini_npz", "--process-res", "56", "--quiet"]
     (tmp_path / "data").mkdir()
-    server = _Server(weights, tmp_path / "data", workers=1)
+    server = BackendProcess(weights, tmp_path / "data", workers=1)
     try:
         runs = {
             "image": ("image", views / "view1.png", 1),

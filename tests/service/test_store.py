@@ -27,6 +27,7 @@ def test_store_lifecycle_and_restart(tmp_path):
     reopened.finish(first.id, DONE)
     assert reopened.get(first.id).progress == 1.0
     assert reopened.counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0, "cancelled": 1}
+    assert reopened.unfinished_ids() == {f"{1:032x}"}
     assert [j.id for j in reopened.list(limit=2)] == [f"{2:032x}", f"{1:032x}"]
     assert reopened.get("f" * 32) is None
 

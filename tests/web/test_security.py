@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from anydepth.web.security import (
@@ -9,6 +11,7 @@ from anydepth.web.security import (
     confine,
     confine_any,
     is_loopback,
+    path_error,
     sanitize_filename,
     token_matches,
     upload_kind,
@@ -36,6 +39,27 @@ def test_confine(tmp_path):
         confine_any([], "sub")
     with pytest.raises(ServiceError, match="outside"):
         confine_any([root], "../outside.txt")
+
+
+def test_paths_the_system_refuses_are_a_4xx(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.txt").write_text("x")
+    (root / "loop").symlink_to("loop")
+    refused = ["x" * 300, "f" * 256 + ".png", "loop", "loop/below.png"]  # a name over 255 bytes; a symlink loop
+    for bad in refused:
+        for guard in (confine, lambda root, path: confine_any([root], path)):
+            with pytest.raises(ServiceError) as info:
+                guard(root, bad)
+            assert info.value.status == 400, bad
+            assert len(info.value.message) < 200 and str(tmp_path) not in info.value.message
+    with pytest.raises(ServiceError) as info:
+        confine_any([root], str(root / ("x" * 300)))
+    assert info.value.status == 400
+    # nothing there, or a file where a folder should be: returned, and the caller answers 404
+    assert confine(root, "f.txt/below") == root.resolve() / "f.txt" / "below"
+    assert path_error(PermissionError(errno.EACCES, "denied"), "a").status == 403
+    assert path_error(OSError(errno.EIO, "io"), "a").status == 400
 
 
 def test_sanitize_filename():

@@ -53,6 +53,23 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+ALLOW_OPEN_HELP = "Serve without --token on a --host other machines reach (refused otherwise): anyone there may {what}."
+
+
+def refuse_open_server(host: str, token: Optional[str], allow_open: bool, what: str) -> None:
+    """A server bound where other machines reach it needs a token, unless ``--allow-open`` says it is meant open.
+
+    Raises:
+        OptionError: on ``--host``, naming ``--token`` and ``--allow-open``.
+    """
+    from anydepth.web.security import is_loopback
+
+    if not token and not allow_open and not is_loopback(host):
+        raise OptionError(
+            "host", host, f"other machines reach it, and anyone there could {what}: add --token, or --allow-open"
+        )
+
+
 def guarded(ctx: typer.Context, fn: Callable[[], None]) -> None:
     """Runs a command body: our errors become one line on stderr and a non-zero exit, never a traceback."""
     try:

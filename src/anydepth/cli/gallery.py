@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from anydepth.cli.common import guarded, state
+from anydepth.cli.common import ALLOW_OPEN_HELP, guarded, refuse_open_server, state
 from anydepth.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -27,12 +27,14 @@ def gallery_cmd(
     open_browser: bool = typer.Option(
         False, "--open-browser/--no-open-browser", help="Open the gallery in the default web browser."
     ),
+    allow_open: bool = typer.Option(False, "--allow-open", help=ALLOW_OPEN_HELP.format(what="browse the gallery")),
 ) -> None:
     """Serve a gallery of exported scenes: thumbnails, depth maps and a 3D viewer (three.js, no CDN)."""
 
     def body() -> None:
         from anydepth.errors import require
 
+        refuse_open_server(host, token, allow_open, what="browse the gallery")
         require("fastapi", "service")
         uvicorn = require("uvicorn", "service")
         from anydepth.gallery.server import create_gallery_app
@@ -41,7 +43,7 @@ def gallery_cmd(
         if not gallery_dir.is_dir():
             raise InputError(f"--gallery-dir {gallery_dir} is not a folder; export scenes into it first")
         if not is_loopback(host) and not token:
-            logger.warning("serving %s on %s without a token: anyone who reaches it can browse it", gallery_dir, host)
+            logger.warning("serving %s on %s without a token (--allow-open): anyone can browse it", gallery_dir, host)
         app = create_gallery_app(gallery_dir, token=token)
         suffix = "/?token=<token>" if token else "/"
         typer.echo(f"anydepth gallery of {gallery_dir} on http://{host}:{port}{suffix}", err=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from anydepth.cli import deploy, gallery, service, webapp
+from anydepth.cli import bench, deploy, gallery, service, webapp
 from anydepth.cli.common import (
     BackendOpt,
     BackendUrlOpt,
@@ -540,6 +540,7 @@ service.register(app)  # backend
 gallery.register(app)
 webapp.register(app)  # app, gradio
 deploy.register(app)  # export
+bench.register(app)  # bench score
 
 
 def main(argv: Optional[list] = None) -> None:

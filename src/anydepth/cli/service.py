@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import typer
 
-from anydepth.cli.common import guarded, state
+from anydepth.cli.common import ALLOW_OPEN_HELP, guarded, refuse_open_server, state
 from anydepth.errors import InputError
 from anydepth.families import family_of
 from anydepth.jobs.options import SceneOptions
@@ -78,6 +78,7 @@ def backend_cmd(
     ),
     max_models: int = typer.Option(2, "--max-models", min=1, help="Most models kept warm."),
     preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model before serving."),
+    allow_open: bool = typer.Option(False, "--allow-open", help=ALLOW_OPEN_HELP.format(what="submit jobs")),
 ) -> None:
     """Run the backend: a job API (POST /jobs, GET /jobs/{id}, ...; schema at /openapi.json, docs at /docs)."""
     cli = state(ctx)
@@ -85,6 +86,7 @@ def backend_cmd(
     def body() -> None:
         from anydepth.errors import require
 
+        refuse_open_server(host, token, allow_open, what="submit jobs")
         require("fastapi", "service")
         uvicorn = require("uvicorn", "service")
         require("multipart", "service")
@@ -95,7 +97,7 @@ def backend_cmd(
         from anydepth.web.security import is_loopback
 
         if not is_loopback(host) and not token:
-            logger.warning("serving on %s without a token: anyone who reaches it can submit jobs", host)
+            logger.warning("serving on %s without a token (--allow-open): anyone who reaches it can submit jobs", host)
         settings = ServiceSettings(
             data_dir=data_dir,
             models=_served_models(model, weights, extra_model),

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations` here: FastAPI reads these annotations at runtime.
 
-import hmac
 import logging
 from pathlib import Path as FsPath
 from typing import Any, Dict, List, Optional
@@ -15,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.gallery.pages import file_url, index_page, scene_page, scene_url
 from anydepth.gallery.scenes import CONTENT_TYPES, Scene, find_scenes, is_hidden, read_scene
-from anydepth.web.security import ServiceError, confine, token_matches
+from anydepth.web.security import ServiceError, confine, path_error, token_source
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +69,13 @@ def _scene_out(scene: Scene) -> SceneOut:
 def _token_given(request: Request, token: str) -> Optional[str]:
     """The token as the request carries it, when it carries the right one (header, ``?token=`` or cookie)."""
     headers = request.headers
-    if token_matches(token, headers.get("authorization"), headers.get("x-token")):
-        return "header"
-    for source, value in (("query", request.query_params.get("token")), ("cookie", request.cookies.get(TOKEN_COOKIE))):
-        if value and hmac.compare_digest(value.encode(), token.encode()):
-            return source
-    return None
+    return token_source(
+        token,
+        headers.get("authorization"),
+        headers.get("x-token"),
+        request.query_params.get("token"),
+        request.cookies.get(TOKEN_COOKIE),
+    )
 
 
 def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> FastAPI:
@@ -133,7 +133,10 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
             folder = root
         else:
             folder = _confined(root, name)
-        scene = read_scene(root, folder) if folder.is_dir() else None
+        try:
+            scene = read_scene(root, folder) if folder.is_dir() else None
+        except OSError as exc:  # a folder the system will not list
+            raise path_error(exc, name) from None
         if scene is None or not scene.is_scene:
             raise ServiceError(404, f"no scene {name!r} in this gallery")
         return scene

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from anydepth.deploy.backends import BACKENDS
 from anydepth.errors import OptionError, require
 from anydepth.models.da3.reference_view import REF_VIEW_STRATEGIES
 from anydepth.pipelines.da3_preprocess import PROCESS_RES_METHODS
 from anydepth.pipelines.runtime import PRECISIONS
+
+if TYPE_CHECKING:
+    from anydepth.presets import Preset
 
 IMAGE_RAW_FORMATS = ("png16", "npy", "npz", "exr")
 """Raw depth files per image (besides the visualisation)."""
@@ -184,6 +187,28 @@ class SceneOptions:
         if not float(self.feat_vis_fps) > 0:
             raise OptionError("feat_vis_fps", self.feat_vis_fps, "must be positive")
         self.feat_layers()
+
+    def check_against(self, preset: Preset) -> None:
+        """Refuse what the preset's network cannot give, known from its architecture before any weights load: gs_ply
+        without a Gaussian head, feature blocks that its backbone does not have."""
+        if preset.arch is None:  # not a DA3 model: scene jobs refuse it themselves
+            return
+        from anydepth.models.da3.network import da3_config
+
+        config = da3_config(preset.arch)
+        formats = [name.strip().lower() for name in self.export_format.split("-")]
+        if "gs_ply" in formats and config.gaussian_head is None:
+            raise OptionError(
+                "export_format",
+                repr(self.export_format),
+                f"gs_ply needs a Gaussian head, which {preset.name} has not (da3-giant and da3nested-giant-large do)",
+            )
+        blocks = config.backbone.encoder.depth
+        outside = [i for i in self.feat_layers() if not 0 <= i < blocks]
+        if outside:
+            raise OptionError(
+                "export_feat", repr(self.export_feat), f"{preset.name} has backbone blocks 0 to {blocks - 1}"
+            )
 
     def feat_layers(self) -> List[int]:
         try:

@@ -158,11 +158,13 @@ def scene_job(
         loader: builds the model (the service and the app pass their warm-model cache).
     """
     from anydepth.export.formats import parse_export_format
+    from anydepth.presets import get_preset
 
     if spec.task != "scene":
         raise InputError(f"{spec.name} is not a scene model; scene jobs run DA3 models (da3-*)")
     scene.check()
     parse_export_format(scene.export_format, has_features=bool(scene.feat_layers()))  # fails before any work
+    scene.check_against(get_preset(spec.name))  # from the architecture: before the weights load
     views = views_of()
     cameras = cameras_of(len(views)) if cameras_of else None
     return run_scene(loader(spec, runtime), views, scene, cameras)

@@ -8,7 +8,9 @@ Contract:
   queued -> running -> done | failed | cancelled; at start, running jobs go back to queued.
 - ``worker.WorkerPool`` runs jobs through the same ``jobs.scene.run_scene`` as ``anydepth auto``, so a job's
   exports equal the CLI's; a request's options are validated into the same ``jobs.options.SceneOptions``.
-  Exports are written to ``<job>.partial`` and renamed when complete.
+  Exports are written to ``<job>.partial`` and renamed when complete. ``WorkerPool.sweep`` is the one place
+  that removes a job's working files (``uploads/<job>``, ``exports/<job>.partial``): whenever a job ends (done,
+  failed, cancelled queued or running, deleted), and at start for jobs that ended while the server was down.
 - ``web.models.ModelCache`` (shared with the web app) keeps loaded models keyed by (model and weights, runtime
   options), least recently used first out, under a byte budget.
 - ``web.security`` holds every check on what a client sends: paths resolved and confined to a root (symlinks

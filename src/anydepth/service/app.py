@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from anydepth.errors import AnyDepthError
 from anydepth.jobs.options import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES, SceneOptions
+from anydepth.service.docs import add_docs
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.sizing import check_job_pixels, job_views
 from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
@@ -28,7 +30,9 @@ from anydepth.web.security import (
     confine,
     confine_any,
     is_inside,
+    path_error,
     sanitize_filename,
+    strip_folders,
     token_matches,
     upload_kind,
     validate_decodes,
@@ -134,7 +138,48 @@ class ErrorOut(BaseModel):
     error: str
 
 
-_ERRORS: Dict[Any, Dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422)}
+RETRY_AFTER_SECONDS = 10
+"""What a 429 (queue full) tells the client to wait, in its Retry-After header."""
+
+_ERROR_MEANINGS = {
+    400: "An option, input or path the server cannot use.",
+    401: "Missing or wrong token (when the server has one).",
+    403: "A path outside the allowed roots, or server-side paths on a server that takes none.",
+    404: "No such job, file or input.",
+    409: "The job is not in a state that allows this.",
+    413: "Over the server's limits: body size, files, views or pixels.",
+    415: "An upload that is not a readable image or video of its kind.",
+    422: "Parameters or body that do not match this schema.",
+    429: "Too many jobs waiting; submit again after Retry-After seconds.",
+    500: "Internal server error (the server log has the details).",
+}
+
+
+def _errors(*codes: int) -> Dict[Any, Dict[str, Any]]:
+    """The documented error answers of a route: ``codes``, and 422 and 500 that every route may give."""
+    documented: Dict[Any, Dict[str, Any]] = {
+        code: {"model": ErrorOut, "description": _ERROR_MEANINGS[code]} for code in sorted({*codes, 422, 500})
+    }
+    if 429 in documented:
+        retry = {"description": "Seconds to wait before submitting again.", "schema": {"type": "integer"}}
+        documented[429]["headers"] = {"Retry-After": retry}
+    return documented
+
+
+DOWNLOAD_TYPES = {
+    ".glb": "model/gltf-binary",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+}
+"""Content types of exported files by suffix, as served and documented; any other file is application/octet-stream
+(npz, ply, exr, COLMAP's .bin)."""
+_BINARY = "application/octet-stream"
+
+
+def _download_types() -> List[str]:
+    return sorted({*DOWNLOAD_TYPES.values(), _BINARY})
 
 
 def _job_out(job: Job) -> JobOut:
@@ -191,6 +236,37 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+class _Methods:
+    """ASGI middleware: a method that a path does not take gets 405 with an ``Allow`` header naming every method it
+    takes (the router alone names one route's), routes of fixed segments winning over routes with parameters, so
+    that ``GET /jobs/upload`` is a 405 and not ``GET /jobs/{job_id}`` with a malformed id."""
+
+    def __init__(self, app: Any, router: Any) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            allowed = _allowed_methods(self.router.routes, scope)
+            if allowed and scope["method"] not in allowed:
+                listed = ", ".join(allowed)
+                message = f"method {scope['method']} is not allowed here; use {listed}"
+                await JSONResponse({"error": message}, status_code=405, headers={"Allow": listed})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _allowed_methods(routes: List[Any], scope: Dict[str, Any]) -> List[str]:
+    """The methods of the routes whose path matches the request's: those of fixed paths when one matches."""
+    fixed: Set[str] = set()
+    parametrised: Set[str] = set()
+    for route in routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(scope)[0] is not Match.NONE:
+            (parametrised if route.param_convertors else fixed).update(methods)
+    return sorted(fixed or parametrised)
+
+
 def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = None) -> FastAPI:
     """The backend application: jobs persisted in ``settings.data_dir``, run by ``settings.workers`` threads.
 
@@ -218,6 +294,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             name = settings.default_model
             cache.get(settings.model_key(name))
         pool = WorkerPool(settings, store, cache)
+        pool.sweep()  # the files of jobs that ended while the server was down, before any upload comes in
         state.update(store=store, pool=pool)
         pool.start()
         try:
@@ -231,8 +308,13 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         version="1",
         description="Depth, cameras and point clouds of scenes with Depth Anything 3 models, kept warm.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package, behind the token: anydepth.service.docs
+        redoc_url=None,
+        openapi_url=None,
     )
+    add_docs(app, settings.token)
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(_Methods, router=app.router)
 
     def store() -> JobStore:
         return state["store"]
@@ -244,14 +326,20 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         if not token_matches(settings.token, authorization, x_token):
             raise ServiceError(401, "missing or wrong token; send Authorization: Bearer <token>")
 
+    server_folders = [settings.data_dir, settings.exports_dir, settings.uploads_dir, *settings.allowed_roots]
+
+    def public(message: str) -> str:
+        """An error for the client: the server's folders cut out (paths inside them made relative)."""
+        return strip_folders(message, server_folders)
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        headers = {**exc.headers, **({"WWW-Authenticate": "Bearer"} if exc.status == 401 else {})}
+        return JSONResponse({"error": public(exc.message)}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(AnyDepthError)
     async def _input_error(request: Request, exc: AnyDepthError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": public(str(exc))}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -268,13 +356,13 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
 
     guarded = [Depends(require_token)]
 
-    @app.get("/health", response_model=Health, tags=["server"])
+    @app.get("/health", response_model=Health, responses=_errors(), tags=["server"])
     def health(authorization: Optional[str] = Header(None), x_token: Optional[str] = Header(None)) -> Health:
         """Liveness (no token needed); the job counts per state only with the token, when the server has one."""
         counts = store().counts() if token_matches(settings.token, authorization, x_token) else {}
         return Health(status="ok", workers=settings.workers, jobs=counts)
 
-    @app.get("/models", response_model=ModelList, dependencies=guarded, responses=_ERRORS, tags=["server"])
+    @app.get("/models", response_model=ModelList, dependencies=guarded, responses=_errors(401), tags=["server"])
     def models() -> ModelList:
         """The models this server runs, and which are warm."""
         warm = {key.model for key in cache.loaded()}
@@ -294,19 +382,24 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         """Checks a job's options before it is queued; returns them as stored (with the model named)."""
         from anydepth.export.formats import parse_export_format
 
-        options.scene(settings.exports_dir)  # the request validated into the job's own options
+        scene = options.scene(settings.exports_dir)  # the request validated into the job's own options
         chosen = options.model_dump(exclude={"inputs"})
         chosen["model"] = chosen["model"] or settings.default_model
         if chosen["model"] not in settings.models:
             served = ", ".join(settings.models)
             raise ServiceError(400, f"model {chosen['model']!r} is not served here; served: {served}")
-        depth_kind = get_preset(chosen["model"]).depth_kind
-        parse_export_format(chosen["export_format"], depth_kind=depth_kind, has_features=bool(chosen["export_feat"]))
+        preset = get_preset(chosen["model"])
+        parse_export_format(scene.export_format, depth_kind=preset.depth_kind, has_features=bool(scene.feat_layers()))
+        scene.check_against(preset)  # what the served model's architecture can give, without its weights
         return chosen
 
     def _check_queue() -> None:
         if store().counts()["queued"] >= settings.max_queued:
-            raise ServiceError(429, f"{settings.max_queued} jobs are already waiting; try again later")
+            raise ServiceError(
+                429,
+                f"{settings.max_queued} jobs are already waiting; try again in {RETRY_AFTER_SECONDS} s",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
 
     def _queue(job_id: str, options: Dict[str, Any], inputs: List[str], kind: str) -> JobOut:
         if kind == "video":  # frames are held in memory as views: never more than the server allows
@@ -319,7 +412,14 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         state["pool"].notify()
         return _job_out(job)
 
-    @app.post("/jobs", response_model=JobOut, status_code=201, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.post(
+        "/jobs",
+        response_model=JobOut,
+        status_code=201,
+        dependencies=guarded,
+        responses=_errors(400, 401, 403, 404, 413, 429),
+        tags=["jobs"],
+    )
     def submit_paths(request: PathJobRequest) -> JobOut:
         """A job on server-side files inside the allowed roots: images (views of one scene) or one video."""
         from anydepth.io.inputs import expand_inputs, is_video_path
@@ -336,8 +436,11 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
                 raise ServiceError(400, "a job takes one video, or image files; not both")
             return _queue(new_job_id(), options, [str(videos[0])], "video")
         paths: List[FsPath] = []
-        for p in resolved:
-            paths.extend(expand_inputs(p))
+        for given, p in zip(request.inputs, resolved):
+            try:
+                paths.extend(expand_inputs(p))
+            except OSError as exc:  # a .txt list naming a path the system refuses, a folder it cannot list
+                raise path_error(exc, given) from None
         if not paths:
             raise ServiceError(400, "the inputs name no images")
         check_confined_inputs(paths, settings.allowed_roots)
@@ -348,7 +451,12 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         return _queue(new_job_id(), options, [str(FsPath(p).resolve()) for p in paths], "images")
 
     @app.post(
-        "/jobs/upload", response_model=JobOut, status_code=201, dependencies=guarded, responses=_ERRORS, tags=["jobs"]
+        "/jobs/upload",
+        response_model=JobOut,
+        status_code=201,
+        dependencies=guarded,
+        responses=_errors(400, 401, 413, 415, 429),
+        tags=["jobs"],
     )
     def submit_upload(
         files: List[UploadFile] = File(..., description="Images (views of one scene) or one video."),
@@ -374,7 +482,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
-    @app.get("/jobs", response_model=JobList, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.get("/jobs", response_model=JobList, dependencies=guarded, responses=_errors(401), tags=["jobs"])
     def list_jobs(
         state: Optional[JobState] = Query(None, description="Only jobs in this state."),
         limit: int = Query(100, ge=1, le=1000),
@@ -389,25 +497,36 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(404, f"no job {job_id}")
         return job
 
-    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.get("/jobs/{job_id}", response_model=JobOut, dependencies=guarded, responses=_errors(401, 404), tags=["jobs"])
     def get_job(job_id: str = Path(..., pattern=JOB_ID)) -> JobOut:
         """One job's state, progress and error."""
         return _job_out(_job(job_id))
 
-    @app.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        response_model=JobOut,
+        dependencies=guarded,
+        responses=_errors(401, 404, 409),
+        tags=["jobs"],
+    )
     def cancel_job(job_id: str = Path(..., pattern=JOB_ID)) -> JobOut:
         """Cancels a queued job at once, a running one at its next stage; a finished job answers 409."""
         job = _job(job_id)
         if job.state in FINISHED:
             raise ServiceError(409, f"job {job_id} is already {job.state}")
-        return _job_out(store().request_cancel(job_id))
+        cancelled = store().request_cancel(job_id)
+        state["pool"].sweep(job_id)  # a queued job ends here; a running one ends in its worker, which sweeps
+        return _job_out(cancelled)
 
-    @app.delete("/jobs/{job_id}", status_code=204, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.delete(
+        "/jobs/{job_id}", status_code=204, dependencies=guarded, responses=_errors(401, 404, 409), tags=["jobs"]
+    )
     def delete_job(job_id: str = Path(..., pattern=JOB_ID)) -> Response:
         """Forgets a finished job and removes its exports; a queued or running one answers 409 (cancel it first)."""
         job = _job(job_id)
         if job.state not in FINISHED or not store().delete(job_id):
             raise ServiceError(409, f"job {job_id} is {job.state}; cancel it and wait until it stops")
+        state["pool"].sweep(job_id)
         if is_inside(FsPath(job.export_dir).resolve(), settings.exports_dir.resolve()):
             shutil.rmtree(job.export_dir, ignore_errors=True)
         return Response(status_code=204)
@@ -418,7 +537,13 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(409, f"job {job_id} is {job.state}; files exist once it is done")
         return job
 
-    @app.get("/jobs/{job_id}/files", response_model=FileList, dependencies=guarded, responses=_ERRORS, tags=["jobs"])
+    @app.get(
+        "/jobs/{job_id}/files",
+        response_model=FileList,
+        dependencies=guarded,
+        responses=_errors(401, 404, 409),
+        tags=["jobs"],
+    )
     def list_files(job_id: str = Path(..., pattern=JOB_ID)) -> FileList:
         """The exported files of a finished job, relative to its export folder."""
         root = FsPath(_done_job(job_id).export_dir)
@@ -432,7 +557,13 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
     @app.get(
         "/jobs/{job_id}/files/{file_path:path}",
         dependencies=guarded,
-        responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+        responses={
+            **_errors(400, 401, 403, 404, 409),
+            200: {
+                "description": "The file, as an attachment.",
+                "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _download_types()},
+            },
+        },
         response_class=FileResponse,
         tags=["jobs"],
     )
@@ -442,7 +573,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         target = confine(root, file_path)
         if not target.is_file():
             raise ServiceError(404, f"job {job_id} has no file {file_path!r}")
-        return FileResponse(target, filename=target.name)
+        return FileResponse(target, filename=target.name, media_type=DOWNLOAD_TYPES.get(target.suffix.lower(), _BINARY))
 
     return app
 

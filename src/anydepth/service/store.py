@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
@@ -155,6 +155,12 @@ class JobStore:
         counts = dict.fromkeys(STATES, 0)
         counts.update({r["state"]: r["n"] for r in rows})
         return counts
+
+    def unfinished_ids(self) -> Set[str]:
+        """The ids of the queued and running jobs: those whose inputs and partial exports are still needed."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchall()
+        return {r["id"] for r in rows}
 
     def claim_next(self) -> Optional[Job]:
         """The oldest queued job, atomically marked running; None when the queue is empty."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -14,10 +15,10 @@ from anydepth.jobs.options import SceneOptions
 from anydepth.jobs.scene import collect_views, run_scene
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.sizing import job_views, job_working_bytes
-from anydepth.service.store import CANCELLED, DONE, FAILED, Job, JobStore
+from anydepth.service.store import CANCELLED, DONE, FAILED, FINISHED, Job, JobStore
 from anydepth.web.budget import MemoryBudget, Reservation
 from anydepth.web.models import ModelCache, ModelKey
-from anydepth.web.security import ServiceError, check_confined_inputs
+from anydepth.web.security import ServiceError, check_confined_inputs, strip_folders
 
 logger = logging.getLogger(__name__)
 
@@ -112,24 +113,54 @@ class WorkerPool:
         except _Stopped:
             logger.info("job %s left for the next start: the server stopped while it waited for memory", job.id)
         except _Cancelled:
-            _remove(partial)
             self.store.finish(job.id, CANCELLED)
             logger.info("job %s cancelled", job.id)
         except (AnyDepthError, ServiceError) as exc:
-            _remove(partial)
             self.store.finish(job.id, FAILED, self._public_message(job, str(exc)))
             logger.info("job %s failed: %s", job.id, exc)
         except Exception as exc:
-            _remove(partial)
             logger.exception("job %s failed unexpectedly", job.id)
             self.store.finish(job.id, FAILED, f"internal error ({type(exc).__name__}); see the server log")
         finally:
-            if self._finished(job):  # uploads are kept while the job may still be re-queued
-                _remove(self.settings.uploads_dir / job.id)
+            self.sweep(job.id)  # its uploads and partial export; a job cut short by a stop is running: they stay
 
-    def _finished(self, job: Job) -> bool:
-        latest = self.store.get(job.id)
-        return latest is not None and latest.state in (DONE, FAILED, CANCELLED)
+    def sweep(self, job_id: Optional[str] = None) -> int:
+        """Removes the working files of jobs that have ended: ``uploads/<job>`` and ``exports/<job>.partial``.
+
+        A queued or running job keeps them (it is re-queued at restart); a job ended as done, failed or cancelled,
+        or deleted (no row any more), loses them. The finished exports (``exports/<job>``) are results, never
+        touched here.
+
+        Args:
+            job_id: sweep this job's files, which is what every end of a job calls. None: every entry of
+                ``uploads/`` and every ``exports/*.partial`` that no queued or running job owns, which is what the
+                server calls at start, before it takes requests (an upload has its folder before its row).
+
+        Returns:
+            How many files or folders were removed.
+        """
+        uploads, exports = self.settings.uploads_dir, self.settings.exports_dir
+        if job_id is not None:
+            if not _JOB_ID.fullmatch(job_id):  # it names folders that are removed
+                raise ValueError(f"not a job id: {job_id!r}")
+            job = self.store.get(job_id)
+            if job is not None and job.state not in FINISHED:
+                return 0
+            candidates = [uploads / job_id, exports / f"{job_id}.partial"]
+        else:
+            unfinished = self.store.unfinished_ids()
+            candidates = [p for p in _entries(uploads) if p.name not in unfinished]
+            candidates += [
+                p for p in _entries(exports) if p.name.endswith(_PARTIAL) and p.name[: -len(_PARTIAL)] not in unfinished
+            ]
+        removed = 0
+        for path in candidates:
+            if path.exists() or path.is_symlink():
+                _remove(path)
+                removed += 1
+        if removed and job_id is None:
+            logger.info("removed %d upload folder(s) and partial export(s) of ended jobs", removed)
+        return removed
 
     def _stage(self, job: Job, progress: float, stage: str) -> None:
         self._check_cancel(job)
@@ -178,13 +209,22 @@ class WorkerPool:
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""
         s = self.settings
-        for folder in (s.uploads_dir / job.id, s.exports_dir, s.data_dir, *s.allowed_roots):
-            message = message.replace(str(folder.resolve()) + os.sep, "").replace(str(folder) + os.sep, "")
-        return message
+        return strip_folders(message, (s.uploads_dir / job.id, s.exports_dir, s.data_dir, *s.allowed_roots))
+
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_PARTIAL = ".partial"
+
+
+def _entries(folder: Path) -> List[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
-        path.unlink()
+        path.unlink(missing_ok=True)  # a concurrent sweep of the same job may have removed it

@@ -354,10 +354,22 @@ def build_da3_network(name: str) -> nn.Module:
     """The network of an upstream configuration name ("da3-small", ..., "da3nested-giant-large")."""
     if name == "da3nested-giant-large":
         return NestedDepthAnything3Net(DA3_CONFIGS["da3-giant"], DA3_CONFIGS["da3metric-large"])
+    return DepthAnything3Net(da3_config(name))
+
+
+def da3_config(name: str) -> DA3NetConfig:
+    """The configuration of the network that a job of ``name`` asks for backbone features and Gaussians (the
+    any-view half of the nested model): what it can give is known from it before any weights are built.
+
+    >>> da3_config("da3-small").backbone.encoder.depth, da3_config("da3nested-giant-large").gaussian_head is None
+    (12, False)
+    """
+    if name == "da3nested-giant-large":
+        return DA3_CONFIGS["da3-giant"]
     if name not in DA3_CONFIGS:
         known = ", ".join([*DA3_CONFIGS, "da3nested-giant-large"])
         raise InputError(f"unknown DA3 configuration {name!r}; expected one of {known}")
-    return DepthAnything3Net(DA3_CONFIGS[name])
+    return DA3_CONFIGS[name]
 
 
 __all__ = [
@@ -367,5 +379,6 @@ __all__ = [
     "DepthAnything3Net",
     "NestedDepthAnything3Net",
     "build_da3_network",
+    "da3_config",
     "fill_sky",
 ]

@@ -1,0 +1,162 @@
+"""``anydepth bench``: evaluation. ``score`` scores saved predictions against ground truth, ``run`` runs a model
+over a dataset of ground-truth scenes and scores it (resumable), ``make-synthetic`` writes synthetic scenes."""
+
+# No `from __future__ import annotations` here: typer reads these annotations at runtime.
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from anydepth.cli.common import DeviceOpt, PrecisionOpt, RevisionOpt, WeightsOpt, guarded, state
+
+bench_app = typer.Typer(help="Evaluate predictions against ground truth (metrics: docs in anydepth.bench).")
+
+
+@bench_app.command("score")
+def score_cmd(
+    ctx: typer.Context,
+    pred: Path = typer.Option(..., "--pred", help="results.npz of a mini_npz / npz export, or its export folder."),
+    gt: Path = typer.Option(..., "--gt", help="Ground-truth folder: depth/<stem>.npy and cameras.npz."),
+    modes: Optional[str] = typer.Option(
+        None,
+        "--modes",
+        help="depth, pose, video, trajectory, comma-separated (default: depth, and pose where the "
+        "prediction has cameras).",
+    ),
+    alignment: str = typer.Option(
+        "median", "--alignment", help="Depth alignment: none (metric), median, scale or scale_shift_disparity."
+    ),
+    min_depth: float = typer.Option(1e-3, "--min-depth", help="Ground truth at or below this is not scored."),
+    max_depth: float = typer.Option(float("inf"), "--max-depth", help="Ground truth at or above this is not scored."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (per view) here."),
+    fscore_threshold: float = typer.Option(
+        0.05, "--fscore-threshold", help="[recon-*] F-score distance in the ground truth's units."
+    ),
+    disparity: bool = typer.Option(
+        False, "--pred-is-disparity", help="The prediction is relative disparity (V2, Video Depth Anything)."
+    ),
+) -> None:
+    """Score one scene's saved prediction against its ground truth and print the summary."""
+
+    def body() -> None:
+        from anydepth.bench.score import summary_rows
+        from anydepth.jobs.bench import score_job
+
+        chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+        result = score_job(pred, gt, chosen, alignment, min_depth, max_depth, json_out, disparity, fscore_threshold)
+        rows = summary_rows(result)
+        width = max(len(r[1]) for r in rows) if rows else 0
+        for mode, metric, value in rows:
+            typer.echo(f"{mode:5}  {metric:{width}}  {value}")
+
+    guarded(ctx, body)
+
+
+@bench_app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    root: Path = typer.Option(
+        ..., "--root", help="A folder of ground-truth scenes (each: images/, depth/, cameras.npz)."
+    ),
+    model: str = typer.Option("da3-small", "--model", "-m", help="A scene (DA3) preset."),
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    revision: Optional[str] = RevisionOpt,
+    out: Path = typer.Option(Path("workspace/bench"), "--out", help="The run's folder: predictions, per-scene JSON."),
+    modes: Optional[str] = typer.Option(None, "--modes", help="As for `bench score` (default: depth, pose)."),
+    alignment: str = typer.Option("median", "--alignment", help="Depth alignment, as for `bench score`."),
+    process_res: int = typer.Option(504, "--process-res", help="Processing resolution of the model."),
+    fscore_threshold: float = typer.Option(0.05, "--fscore-threshold", help="[recon-*] F-score distance."),
+) -> None:
+    """Run a model over every scene under --root, score each, and print the mean (scenes already scored in --out
+    are not run again)."""
+
+    def body() -> None:
+        from anydepth.jobs.bench import run_job
+        from anydepth.jobs.options import ModelSpec
+
+        chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+        spec = ModelSpec.pick(model, weights, "da3-small", revision=revision)
+        runtime = state(ctx).runtime(device, precision)
+
+        def done(name: str, result: dict) -> None:
+            typer.echo(f"scored {name}", err=True)
+
+        summary = run_job(root, spec, runtime, out, chosen, alignment, process_res, fscore_threshold, on_scene=done)
+        for mode, scores in summary["mean"].items():
+            for key, value in scores.items():
+                typer.echo(f"{mode:13}  {key:22}  {value:.4f}")
+        typer.echo(f"{len(summary['scenes'])} scene(s); summary in {out / 'summary.json'}", err=True)
+
+    guarded(ctx, body)
+
+
+@bench_app.command("make-synthetic")
+def make_synthetic_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Folder the scenes are written into."),
+    kind: str = typer.Option("indoor", "--kind", help="indoor, outdoor (multi-view), video or loop (trajectories)."),
+    scenes: int = typer.Option(4, "--scenes", min=1, help="Number of scenes."),
+    views: int = typer.Option(8, "--views", min=2, help="Views (or frames) per scene."),
+    size: str = typer.Option("256x192", "--size", help="WIDTHxHEIGHT of the images."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first scene (scene i uses seed + i)."),
+) -> None:
+    """Write synthetic scenes with exact ground truth (anydepth.bench.synthetic), deterministic from the seed."""
+
+    def body() -> None:
+        from anydepth.bench.synthetic import make_dataset
+        from anydepth.errors import InputError
+
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--size {size!r}: write WIDTHxHEIGHT, e.g. 256x192") from None
+        folders = make_dataset(out, kind, scenes, views, width, height, seed)
+        typer.echo(f"{len(folders)} scene(s) in {out}", err=True)
+
+    guarded(ctx, body)
+
+
+@bench_app.command("compare")
+def compare_cmd(
+    ctx: typer.Context,
+    runs: List[Path] = typer.Argument(..., help="Run folders of `bench run` (or their summary.json)."),
+) -> None:
+    """Print the mean scores of several runs side by side."""
+
+    def body() -> None:
+        from anydepth.jobs.bench import compare_runs
+
+        table = compare_runs(runs)
+        header = ["mode", "metric", *[Path(r).name for r in table["runs"]]]
+        cells = [header] + [[m, k, *("-" if v is None else f"{v:.4f}" for v in values)]
+                            for m, k, *values in table["rows"]]  # fmt: skip
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        for row in cells:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+    guarded(ctx, body)
+
+
+@bench_app.command("plot")
+def plot_cmd(
+    ctx: typer.Context,
+    run: Path = typer.Argument(..., help="A run folder of `bench run`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder of the PNGs (default: RUN/plots)."),
+) -> None:
+    """PNG plots of a run: per-scene bars of the main metrics, the AbsRel histogram, the camera trajectories."""
+
+    def body() -> None:
+        from anydepth.bench.plots import plot_run
+
+        written = plot_run(run, out)
+        typer.echo(f"{len(written)} plot(s) in {out or run / 'plots'}", err=True)
+
+    guarded(ctx, body)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``bench`` to the command line."""
+    app.add_typer(bench_app, name="bench")

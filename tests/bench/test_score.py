@@ -1,0 +1,117 @@
+"""Scoring saved predictions: the export layout against the ground-truth layout, through the library and
+`anydepth bench score`, with one-line errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from anydepth.bench.score import read_ground_truth, score
+from anydepth.bench.synthetic import indoor_scene, orbit, render_views, write_ground_truth
+from anydepth.cli.main import app
+from anydepth.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def gt_folder(tmp_path_factory):
+    scene = indoor_scene(4)
+    return write_ground_truth(tmp_path_factory.mktemp("gt") / "scene", render_views(scene, orbit(scene, 4), 64, 48))
+
+
+def _prediction(folder, gt, scale=2.0, cameras=True, size=(36, 48)):
+    """A prediction as the mini_npz export writes it: exports/mini_npz/results.npz at a processing size."""
+    import cv2
+
+    truth = read_ground_truth(gt)
+    depth = np.stack([cv2.resize(d, size[::-1], interpolation=cv2.INTER_NEAREST) for d in truth.depth]) * scale
+    arrays = {"depth": depth.astype(np.float32)}
+    if cameras:
+        arrays.update(extrinsics=truth.extrinsics.astype(np.float32), intrinsics=truth.intrinsics.astype(np.float32))
+    path = folder / "exports" / "mini_npz" / "results.npz"
+    path.parent.mkdir(parents=True)
+    np.savez_compressed(path, **arrays)
+    return folder
+
+
+def test_ground_truth_up_to_scale_scores_nearly_perfectly(tmp_path, gt_folder):
+    result = score(_prediction(tmp_path, gt_folder), gt_folder)
+    assert result["views"] == 4 and set(result) >= {"depth", "pose"}
+    mean = result["depth"]["mean"]
+    assert mean["abs_rel"] < 0.02 and mean["delta1"] > 0.98  # resampling at edges only
+    assert mean["scale"] == pytest.approx(0.5, rel=0.01)
+    assert result["pose"]["auc03"] == pytest.approx(1.0) and result["pose"]["pairs"] == 6
+    assert set(result["depth"]["per_view"]) == {"000000.png", "000001.png", "000002.png", "000003.png"}
+    assert result["depth"]["seconds"] >= 0 and result["depth"]["peak_rss_mib"] > 0
+
+
+def test_unaligned_scale_error_is_reported(tmp_path, gt_folder):
+    result = score(_prediction(tmp_path, gt_folder, scale=1.5), gt_folder, ["depth"], alignment="none")
+    assert result["depth"]["mean"]["abs_rel"] == pytest.approx(0.5, abs=0.02)
+    assert "pose" not in result
+
+
+def test_cli_prints_the_summary_and_writes_json(tmp_path, gt_folder):
+    pred = _prediction(tmp_path / "p", gt_folder)
+    out = tmp_path / "r" / "score.json"
+    res = CliRunner().invoke(app, ["bench", "score", "--pred", str(pred), "--gt", str(gt_folder), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "depth  abs_rel" in res.output and "pose   auc30" in res.output
+    saved = json.loads(out.read_text())
+    assert saved["pose"]["auc30"] == pytest.approx(1.0) and saved["ground_truth"] == str(gt_folder)
+
+
+def test_bad_inputs_fail_with_one_line_naming_the_file(tmp_path, gt_folder):
+    runner = CliRunner()
+    res = runner.invoke(app, ["bench", "score", "--pred", str(tmp_path / "none.npz"), "--gt", str(gt_folder)])
+    assert res.exit_code == 1 and "none.npz: no such prediction file" in res.output
+    no_cams = _prediction(tmp_path / "nc", gt_folder, cameras=False)
+    res = runner.invoke(app, ["bench", "score", "--pred", str(no_cams), "--gt", str(gt_folder), "--modes", "pose"])
+    assert res.exit_code == 1 and "no extrinsics for the pose mode" in res.output
+    empty = tmp_path / "empty_gt"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"cameras\.npz: missing"):
+        score(no_cams, empty)
+    two = tmp_path / "two"
+    np.savez(two.with_suffix(".npz"), depth=np.ones((2, 36, 48), np.float32))
+    with pytest.raises(InputError, match="2 predicted views against 4"):
+        score(two.with_suffix(".npz"), gt_folder)
+    cropped = tmp_path / "crop.npz"
+    np.savez(cropped, depth=np.ones((4, 48, 48), np.float32))
+    with pytest.raises(InputError, match="does not cover"):
+        score(cropped, gt_folder, ["depth"])
+
+
+def test_video_and_trajectory_modes(tmp_path):
+    from anydepth.bench.synthetic import walk
+
+    scene = indoor_scene(7)
+    gt = write_ground_truth(tmp_path / "gt", render_views(scene, walk(scene, 6), 48, 36))
+    pred = _prediction(tmp_path / "p", gt, size=(27, 36))
+    result = score(pred, gt, ["video", "trajectory"])
+    assert result["video"]["abs_rel"] < 0.03 and result["video"]["delta1"] > 0.97 and result["video"]["tae"] < 5
+    assert result["trajectory"]["ate_rmse"] < 1e-5 and result["trajectory"]["frames"] == 6
+
+
+def test_reconstruction_modes(tmp_path, gt_folder):
+    pytest.importorskip("scipy")
+    import cv2
+
+    truth = read_ground_truth(gt_folder)
+    # a prediction in units twice the ground truth's (depth and camera translations), at its size
+    w2c = truth.extrinsics.copy()
+    w2c[:, :, 3] *= 2.0
+    pred = tmp_path / "same.npz"
+    np.savez(pred, depth=np.stack(truth.depth) * 2.0, extrinsics=w2c, intrinsics=truth.intrinsics)
+    result = score(pred, gt_folder, ["recon-posed", "recon-unposed"], fscore_threshold=0.1)
+    assert result["recon-posed"]["fscore"] > 0.99 and result["recon-unposed"]["fscore"] > 0.99
+    # at half the size: the predicted intrinsics are at the prediction's size and are brought to the ground truth's
+    half = tmp_path / "half.npz"
+    small = np.stack([cv2.resize(d, (32, 24), interpolation=cv2.INTER_NEAREST) for d in truth.depth]) * 2.0
+    K = truth.intrinsics.copy()
+    K[:, :2] *= 0.5
+    np.savez(half, depth=small, extrinsics=w2c, intrinsics=K)
+    result = score(half, gt_folder, ["recon-unposed"], fscore_threshold=0.1)
+    assert result["recon-unposed"]["fscore"] > 0.9
