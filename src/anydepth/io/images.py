@@ -57,8 +57,9 @@ def read_image(source: ImageSource, min_size: Optional[Tuple[int, int]] = None) 
             decoded at a reduced scale (libjpeg's DCT scaling, PIL's ``draft``: 1/2, 1/4 or 1/8) when that scale
             divides both of its sides and leaves at least ``min_size``; it never allocates the full-size pixels.
             Each reduced pixel is the mean of its block as the scaled inverse DCT gives it, so the pixels differ
-            slightly (a few grey levels) from a full decode followed by an area resize. Other sources, and JPEGs
-            that no scale fits, are decoded in full. None (the default): always the full image.
+            slightly from a full decode followed by an area resize (below one grey level on average, more at
+            sharp edges). Other sources, and JPEGs that no scale fits, are decoded in full. None (the default):
+            always the full image.
 
     Returns:
         image: ``(H, W, 3)`` C-contiguous RGB; ``uint8`` for 8-bit sources, ``float32`` in [0, 1] for sources
