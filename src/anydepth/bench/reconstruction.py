@@ -4,8 +4,9 @@ Points of every valid pixel are unprojected with their view's camera and fused b
 ``voxel`` units (the mean of the points that fall in it): a NumPy point fusion, which runs everywhere (upstream's
 TSDF fusion with Open3D is not part of it; results name the fusion that ran). Two settings, as upstream DA3 evaluates:
 
-- ``"posed"``: the predicted depth placed with the ground-truth cameras, after one scale for the whole scene (the
-  median of ``gt / pred`` over the valid pixels; none for metric predictions);
+- ``"posed"``: the predicted depth placed with the ground-truth cameras, after one scale for the whole scene: as
+  upstream, the scale of the RANSAC similarity of the predicted camera centres onto the true ones where the
+  prediction has cameras, else the median of ``gt / pred`` over the valid pixels; none for metric predictions;
 - ``"unposed"``: the predicted depth (of the pixels the ground truth has) placed with the predicted cameras,
   then carried into the ground truth's frame by the similarity that best maps the predicted camera centres onto
   the true ones (RANSAC Umeyama, seeded as upstream: :func:`anydepth.geometry.sim3.ransac_umeyama`).
@@ -133,7 +134,9 @@ def reconstruction_scores(
     truth = fuse_points([unproject(g, e, k, m) for g, e, k, m in zip(gt_depth, gt_w2c, gt_intrinsics, gt_valid)], voxel)
     if setting == "posed":
         scale = 1.0
-        if not metric:
+        if not metric and pred_w2c is not None:
+            scale = _centre_similarity(pred_w2c, gt_w2c, seed)[0]
+        elif not metric:
             ratios = np.concatenate([g[m] / p[m] for p, g, m in zip(pred_depth, gt_depth, gt_valid)
                                      if np.any(m)])  # fmt: skip
             ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
@@ -142,17 +145,23 @@ def reconstruction_scores(
     else:
         if pred_w2c is None:
             raise InputError("the unposed setting needs the predicted cameras")
-        import torch
-
-        from anydepth.bench.pose_metrics import camera_centres
-        from anydepth.geometry.sim3 import ransac_umeyama, umeyama
-
         intrinsics = gt_intrinsics if pred_intrinsics is None else pred_intrinsics
-        source, target = camera_centres(pred_w2c), camera_centres(gt_w2c)
-        src, tgt = torch.from_numpy(source), torch.from_numpy(target)
-        fit = ransac_umeyama(src, tgt, seed=seed)[0] if len(source) >= 3 else umeyama(src, tgt)
-        s, R, t = float(fit.scale), fit.rotation.numpy(), fit.translation.numpy()
+        s, R, t = _centre_similarity(pred_w2c, gt_w2c, seed)
         views = zip(pred_depth, pred_w2c, intrinsics, gt_valid)  # the pixels the ground truth has, as posed
         points = [s * unproject(p, e, k, m) @ R.T + t for p, e, k, m in views]
     predicted = fuse_points(points, voxel)
     return compare_clouds(predicted, truth, threshold)
+
+
+def _centre_similarity(pred_w2c: np.ndarray, gt_w2c: np.ndarray, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, rotation, translation) of the similarity that maps the predicted camera centres onto the true ones:
+    RANSAC Umeyama from three views (seeded as upstream), plain Umeyama below."""
+    import torch
+
+    from anydepth.bench.pose_metrics import camera_centres
+    from anydepth.geometry.sim3 import ransac_umeyama, umeyama
+
+    src = torch.from_numpy(camera_centres(pred_w2c))
+    tgt = torch.from_numpy(camera_centres(gt_w2c))
+    fit = ransac_umeyama(src, tgt, seed=seed)[0] if len(src) >= 3 else umeyama(src, tgt)
+    return float(fit.scale), fit.rotation.numpy(), fit.translation.numpy()
