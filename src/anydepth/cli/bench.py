@@ -157,6 +157,31 @@ def plot_cmd(
     guarded(ctx, body)
 
 
+@bench_app.command("convert")
+def convert_cmd(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", help="7scenes (more readers to come)."),
+    root: Path = typer.Option(..., "--root", help="Where the dataset was downloaded (its own layout)."),
+    out: Path = typer.Option(..., "--out", help="Folder of the converted scenes (the ground-truth layout)."),
+    scenes: Optional[str] = typer.Option(None, "--scenes", help="Only these scenes, comma-separated."),
+    max_frames: int = typer.Option(100, "--max-frames", help="Frames per scene, sampled as upstream (<= 0: all)."),
+) -> None:
+    """Convert a public benchmark into the ground-truth layout that `bench run` and `bench score` read."""
+
+    def body() -> None:
+        from anydepth.bench.datasets import convert_7scenes
+        from anydepth.errors import InputError
+
+        readers = {"7scenes": convert_7scenes}
+        if dataset not in readers:
+            raise InputError(f"--dataset {dataset!r}: choose one of {', '.join(readers)}")
+        chosen = [v.strip() for v in scenes.split(",") if v.strip()] if scenes else None
+        folders = readers[dataset](root, out, chosen, max_frames)
+        typer.echo(f"{len(folders)} scene(s) in {out}", err=True)
+
+    guarded(ctx, body)
+
+
 def register(app: typer.Typer) -> None:
     """Adds ``bench`` to the command line."""
     app.add_typer(bench_app, name="bench")
