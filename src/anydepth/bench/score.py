@@ -168,12 +168,14 @@ def score_scene(
         raise InputError(f"{prediction['_path']}: {len(depth)} predicted views against {len(gt.names)} in "
                          f"{gt.folder / 'cameras.npz'}")  # fmt: skip
     out: Dict[str, Any] = {"views": len(gt.names)}
+    # the predicted maps at the ground truth's size, once for every mode that reads them (not for pose alone)
+    uses_depth = {"depth", "video", "recon-posed", "recon-unposed"} & set(modes)
+    resized = [_resize(p, *t.shape) for p, t in zip(depth, gt.depth)] if uses_depth else []
     if "depth" in modes:
         start = time.perf_counter()
         per_view = []
-        for name, pred, truth in zip(gt.names, depth, gt.depth):
-            resized = _resize(pred, *truth.shape)
-            scores = image_depth_scores(resized, truth, alignment, None, min_depth, max_depth, pred_is_disparity)
+        for name, pred, truth in zip(gt.names, resized, gt.depth):
+            scores = image_depth_scores(pred, truth, alignment, None, min_depth, max_depth, pred_is_disparity)
             per_view.append((name, scores))
         out["depth"] = {
             "alignment": alignment,
@@ -185,7 +187,7 @@ def score_scene(
     if "video" in modes:
         start = time.perf_counter()
         truth = np.stack(gt.depth).astype(np.float64)
-        pred = np.stack([_resize(p, *t.shape) for p, t in zip(depth, gt.depth)])
+        pred = np.stack(resized)
         metric = alignment == "none"
         if not metric and not pred_is_disparity:
             pred = 1.0 / np.maximum(pred, 1e-12)  # depth up to scale -> disparity up to scale
@@ -195,7 +197,7 @@ def score_scene(
                         "seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
     if "recon-posed" in modes:
         start = time.perf_counter()
-        scores = _reconstruction(prediction, gt, "posed", alignment, fscore_threshold)
+        scores = _reconstruction(prediction, resized, gt, "posed", alignment, fscore_threshold)
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
         out["recon-posed"] = scores
     for mode in CAMERA_MODES:
@@ -211,18 +213,23 @@ def score_scene(
         elif mode == "trajectory":
             scores = trajectory_scores(extrinsics, gt.extrinsics).as_dict()
         else:
-            scores = _reconstruction(prediction, gt, "unposed", alignment, fscore_threshold)
+            scores = _reconstruction(prediction, resized, gt, "unposed", alignment, fscore_threshold)
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
         out[mode] = scores
     return out
 
 
 def _reconstruction(
-    prediction: Dict[str, np.ndarray], gt: GroundTruth, setting: str, alignment: str, threshold: float
+    prediction: Dict[str, np.ndarray],
+    depth: List[np.ndarray],
+    gt: GroundTruth,
+    setting: str,
+    alignment: str,
+    threshold: float,
 ) -> Dict[str, Any]:
+    """``depth``: the predicted maps already at the ground truth's size."""
     from anydepth.bench.reconstruction import reconstruction_scores
 
-    depth = [_resize(p, *t.shape) for p, t in zip(prediction["depth"], gt.depth)]
     pred_w2c = prediction.get("extrinsics")
     pred_K = prediction.get("intrinsics")
     if pred_K is not None:  # the predicted intrinsics are at the prediction's size: bring them to the ground truth's
