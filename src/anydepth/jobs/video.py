@@ -370,23 +370,13 @@ def run_video_depth(
         align: windowed mode's join of windows, "overlap" or "keyframes".
         progress: show a progress bar.
     """
-    from anydepth.io.video import VideoReader
 
-    outputs.check()
-    reader = VideoReader(path, fps=sampling.fps, stride=sampling.stride, max_frames=sampling.max_frames)
-    with reader:
-        sink = VideoDepthSink(
-            outputs.outdir, Path(path).stem, outputs.raw, outputs.vis, reader.out_fps or 30.0, VDA_LAYOUT,
-            "video", metric=model.depth_kind == "metric", grayscale=outputs.grayscale, source=str(path),
-        )  # fmt: skip
-        with sink:
-            depths = model.infer_frames(
-                reader, input_size, mode=mode, align=align, progress=progress, total=reader.num_frames
-            )
-            for depth in depths:
-                sink.write(depth)
-    logger.info("%s: %d frames, %d files written to %s", path, sink.count, len(sink.written), outputs.outdir)
-    return sink.written
+    def depths(reader: Any) -> Iterator[np.ndarray]:
+        return model.infer_frames(
+            reader, input_size, mode=mode, align=align, progress=progress, total=reader.num_frames
+        )
+
+    return _whole_video(path, outputs, sampling, VDA_LAYOUT, "video", model.depth_kind == "metric", depths)
 
 
 def run_depthcrafter_video(
@@ -402,17 +392,34 @@ def run_depthcrafter_video(
     ``options`` are :meth:`~anydepth.pipelines.depthcrafter.pipeline.DepthCrafterModel.infer_frames` settings
     (steps, guidance, window, overlap, max_res, seed, align, decode_chunk_size).
     """
+
+    def depths(reader: Any) -> Iterator[np.ndarray]:
+        return model.infer_frames(reader, progress=progress, total=reader.num_frames, **options)
+
+    return _whole_video(path, outputs, sampling, DEPTHCRAFTER_LAYOUT, "unit", False, depths)
+
+
+def _whole_video(
+    path: Path,
+    outputs: VideoOutputs,
+    sampling: FrameSampling,
+    layout: VideoLayout,
+    normalise: str,
+    metric: bool,
+    depths: Callable[[Any], Iterator[np.ndarray]],
+) -> List[Path]:
+    """A video model's run: the video read lazily, ``depths(reader)`` written frame by frame through one sink.
+    Returns the files written."""
     from anydepth.io.video import VideoReader
 
     outputs.check()
-    reader = VideoReader(path, fps=sampling.fps, stride=sampling.stride, max_frames=sampling.max_frames)
-    with reader:
+    with VideoReader(path, fps=sampling.fps, stride=sampling.stride, max_frames=sampling.max_frames) as reader:
         sink = VideoDepthSink(
-            outputs.outdir, Path(path).stem, outputs.raw, outputs.vis, reader.out_fps or 30.0, DEPTHCRAFTER_LAYOUT,
-            "unit", grayscale=outputs.grayscale, source=str(path),
+            outputs.outdir, Path(path).stem, outputs.raw, outputs.vis, reader.out_fps or 30.0, layout, normalise,
+            metric=metric, grayscale=outputs.grayscale, source=str(path),
         )  # fmt: skip
         with sink:
-            for depth in model.infer_frames(reader, progress=progress, total=reader.num_frames, **options):
+            for depth in depths(reader):
                 sink.write(depth)
     logger.info("%s: %d frames, %d files written to %s", path, sink.count, len(sink.written), outputs.outdir)
     return sink.written
