@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from anydepth.service.settings import ServiceSettings
 
 from tests.helpers.paths import SRC
 
@@ -132,3 +135,13 @@ def wait_all(client, ids: Iterable[str], timeout: float = 300.0) -> Dict[str, di
         assert time.monotonic() < deadline, f"{len(pending)} job(s) unfinished"
         time.sleep(0.1)
     return finished
+
+
+def da3_settings(tmp_path: Path, weights: Path, **kw: object) -> ServiceSettings:
+    """In-process backend settings serving da3-small from ``weights`` on the CPU in float32, polling quickly."""
+    from anydepth.service.settings import ServiceSettings
+
+    kw.setdefault("poll_seconds", 0.05)
+    return ServiceSettings(
+        data_dir=tmp_path / "data", models={"da3-small": str(weights)}, device="cpu", precision="fp32", **kw
+    )

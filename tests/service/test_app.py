@@ -19,25 +19,12 @@ from fastapi.testclient import TestClient
 from anydepth.api import load_model
 from anydepth.jobs import SceneOptions, run_scene
 from anydepth.service.app import create_app
-from anydepth.service.settings import ServiceSettings
 from anydepth.service.store import JobStore
 from anydepth.web.models import ModelCache, ModelKey, default_loader
+from tests.helpers.backend import da3_settings
 from tests.helpers.inputs import scene_views
 
 OPTIONS = '{"process_res": 56, "export_format": "mini_npz"}'
-
-
-@pytest.fixture(scope="module")
-def warm_cache():
-    """One warm-model cache for the module, so each test does not load the weights again."""
-    return ModelCache()
-
-
-def _settings(tmp_path, weights, **kw) -> ServiceSettings:
-    kw.setdefault("poll_seconds", 0.05)
-    return ServiceSettings(
-        data_dir=tmp_path / "data", models={"da3-small": str(weights)}, device="cpu", precision="fp32", **kw
-    )
 
 
 def _png(view: np.ndarray) -> bytes:
@@ -72,7 +59,7 @@ def _assert_error(response, status, *needles):
 
 def test_upload_job_matches_the_cli_pipeline(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights)
+    settings = da3_settings(tmp_path, weights)
     with TestClient(create_app(settings, warm_cache)) as client:
         response = _upload(client)
         assert response.status_code == 201, response.text
@@ -117,7 +104,7 @@ def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_c
     Image.fromarray(scene_views(1)[0]).save(root / "mixed" / "a.png")
     (root / "mixed" / "b.png").symlink_to(outside)
     Image.fromarray(np.zeros((60, 81, 3), np.uint8)).save(root / "big.png")
-    settings = _settings(tmp_path, weights, allowed_roots=[root], max_pixels=80 * 60)
+    settings = da3_settings(tmp_path, weights, allowed_roots=[root], max_pixels=80 * 60)
     with TestClient(create_app(settings, warm_cache)) as client:
         body = {"inputs": ["scene"], "process_res": 56, "export_format": "mini_npz"}
         _assert_error(client.post("/jobs", json={**body, "inputs": ["big.png"]}), 413, "81x60")
@@ -146,13 +133,13 @@ def test_server_paths_inside_the_allowed_root(tmp_path, da3_small_folder, warm_c
         _assert_error(client.post("/jobs", json={**body, "inputs": ["nope.png"]}), 404, "nope.png")
         assert client.get("/jobs", params={"state": "done"}).json()["jobs"][0]["state"] == "done"
 
-    with TestClient(create_app(_settings(tmp_path / "b", weights), warm_cache)) as client:  # no roots: uploads only
+    with TestClient(create_app(da3_settings(tmp_path / "b", weights), warm_cache)) as client:  # no roots: uploads only
         _assert_error(client.post("/jobs", json=body), 403, "--allowed-root")
 
 
 def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights)
+    settings = da3_settings(tmp_path, weights)
     with TestClient(create_app(settings, warm_cache)) as client:
         job = _wait(client, _upload(client).json()["id"])
         assert job["state"] == "done"
@@ -188,7 +175,7 @@ def test_export_files_cannot_be_escaped(tmp_path, da3_small_folder, warm_cache):
 
 def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights, max_files=4, max_request_bytes=200_000, max_pixels=80 * 60, max_views=3)
+    settings = da3_settings(tmp_path, weights, max_files=4, max_request_bytes=200_000, max_pixels=80 * 60, max_views=3)
     png = _png(scene_views(1)[0])
     wide = _png(np.zeros((60, 81, 3), np.uint8))
     with TestClient(create_app(settings, warm_cache)) as client:
@@ -226,7 +213,7 @@ def test_uploads_are_validated(tmp_path, da3_small_folder, warm_cache):
 
 def test_token_auth(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    with TestClient(create_app(_settings(tmp_path, weights, token="s3cret"), warm_cache)) as client:
+    with TestClient(create_app(da3_settings(tmp_path, weights, token="s3cret"), warm_cache)) as client:
         assert client.get("/health").json() == {"status": "ok", "workers": 1, "jobs": {}}  # liveness stays open
         assert client.get("/health", headers={"X-Token": "s3cret"}).json()["jobs"]["queued"] == 0
         _assert_error(client.get("/jobs"), 401, "token")
@@ -249,7 +236,7 @@ def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):
         release.wait(30)
         return default_loader(key)
 
-    settings = _settings(tmp_path, weights, max_queued=1)
+    settings = da3_settings(tmp_path, weights, max_queued=1)
     with TestClient(create_app(settings, ModelCache(loader=slow_loader))) as client:
         running = _upload(client).json()
         assert loading.wait(30)  # the first job is now inside its model-loading stage
@@ -277,7 +264,7 @@ def test_cancel_queued_and_running_jobs(tmp_path, da3_small_folder):
 
 def test_restart_requeues_running_jobs(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights)
+    settings = da3_settings(tmp_path, weights)
     store = JobStore(settings.database)
     ids = []
     for n in range(3):
@@ -325,7 +312,7 @@ def test_failed_job_reports_a_clean_error(tmp_path, da3_small_folder, warm_cache
     root.mkdir()
     Image.fromarray(scene_views(1)[0]).save(root / "a.png")
     (root / "b.png").write_bytes(b"garbage, not a png")  # server-side files are decoded by the job itself
-    settings = _settings(tmp_path, weights, allowed_roots=[root])
+    settings = da3_settings(tmp_path, weights, allowed_roots=[root])
     with TestClient(create_app(settings, warm_cache)) as client:
         body = {"inputs": ["a.png", "b.png"], "process_res": 56, "export_format": "mini_npz"}
         job = _wait(client, client.post("/jobs", json=body).json()["id"])
@@ -336,7 +323,7 @@ def test_failed_job_reports_a_clean_error(tmp_path, da3_small_folder, warm_cache
 
 def test_openapi_schema_is_published(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    with TestClient(create_app(_settings(tmp_path, weights), warm_cache)) as client:
+    with TestClient(create_app(da3_settings(tmp_path, weights), warm_cache)) as client:
         schema = client.get("/openapi.json").json()
     assert schema["info"]["title"] == "anydepth backend"
     assert {"/jobs", "/jobs/upload", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/files"} <= set(
@@ -350,7 +337,7 @@ def test_uploaded_video_is_sampled_into_views(tmp_path, da3_small_folder, warm_c
 
     weights, _ = da3_small_folder
     clip = write_video(tmp_path / "clip.mp4", frames=12, fps=10).read_bytes()
-    with TestClient(create_app(_settings(tmp_path, weights, max_views=4), warm_cache)) as client:
+    with TestClient(create_app(da3_settings(tmp_path, weights, max_views=4), warm_cache)) as client:
         options = '{"process_res": 56, "export_format": "mini_npz", "fps": 5}'
         response = client.post(
             "/jobs/upload", files=[("files", ("clip.mp4", clip, "video/mp4"))], data={"options": options}
@@ -385,7 +372,7 @@ def test_backend_command_refuses_bad_setups(tmp_path):
 
 def test_streamed_body_over_the_limit_is_cut_off(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights, max_request_bytes=100_000)
+    settings = da3_settings(tmp_path, weights, max_request_bytes=100_000)
     boundary = "b0undary"
 
     def chunks():  # no Content-Length: the limit must hold while the body streams in

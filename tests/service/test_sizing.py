@@ -22,26 +22,13 @@ from anydepth.jobs import SceneOptions, run_scene
 from anydepth.jobs.memory import JOB_BYTES
 from anydepth.service import worker as worker_module
 from anydepth.service.app import create_app
-from anydepth.service.settings import ServiceSettings
 from anydepth.service.sizing import check_job_pixels, job_views, job_working_bytes
 from anydepth.web.budget import MemoryBudget
-from anydepth.web.models import ModelCache
 from anydepth.web.security import ServiceError
+from tests.helpers.backend import da3_settings
 from tests.helpers.inputs import scene_views, write_video
 
 OPTIONS = '{"process_res": 56, "export_format": "mini_npz"}'
-
-
-@pytest.fixture(scope="module")
-def warm_cache():
-    return ModelCache()
-
-
-def _settings(tmp_path, weights, **kw) -> ServiceSettings:
-    kw.setdefault("poll_seconds", 0.05)
-    return ServiceSettings(
-        data_dir=tmp_path / "data", models={"da3-small": str(weights)}, device="cpu", precision="fp32", **kw
-    )
 
 
 def _encoded(view: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -94,7 +81,7 @@ def test_a_job_over_the_pixel_limit_is_refused_at_submission(tmp_path, da3_small
     root.mkdir()
     for i, view in enumerate(scene_views()):  # three views of 60x80
         Image.fromarray(view).save(root / f"v{i}.png")
-    settings = _settings(tmp_path, weights, max_job_pixels=2 * 60 * 80, allowed_roots=[root])
+    settings = da3_settings(tmp_path, weights, max_job_pixels=2 * 60 * 80, allowed_roots=[root])
     with TestClient(create_app(settings, warm_cache)) as client:
         response = _upload(client, scene_views())
         assert response.status_code == 413, response.text
@@ -109,7 +96,7 @@ def test_a_job_over_the_pixel_limit_is_refused_at_submission(tmp_path, da3_small
 
 def test_a_job_that_can_never_fit_fails_with_the_figures(tmp_path, da3_small_folder, warm_cache):
     weights, _ = da3_small_folder
-    settings = _settings(tmp_path, weights, memory_budget_bytes=200 * 2**20)
+    settings = da3_settings(tmp_path, weights, memory_budget_bytes=200 * 2**20)
     with TestClient(create_app(settings, warm_cache)) as client:
         job = _wait(client, _upload(client, scene_views()).json()["id"])
     assert job["state"] == "failed" and "memory budget is 200 MiB" in job["error"]
@@ -138,7 +125,7 @@ def test_jobs_wait_for_memory_and_all_finish(tmp_path, da3_small_folder, warm_ca
             reservation.release = counted_release
             return reservation
 
-    settings = _settings(tmp_path, weights, workers=2)
+    settings = da3_settings(tmp_path, weights, workers=2)
     model_bytes = MemoryBudget(None, warm_cache).model_bytes(settings.model_key("da3-small"))
     one_job = job_working_bytes([ImageHeader(60, 80, "PNG")] * 3, False, "vits", {"process_res": 56}, True)
     settings.memory_budget_bytes = model_bytes + one_job + one_job // 2
@@ -158,7 +145,7 @@ def test_the_server_decodes_jpeg_views_reduced(tmp_path, da3_small_folder, warm_
     views = [np.stack([xx * 255 // 320, yy * 255 // 240, (xx + 9 * i) % 256], -1).astype(np.uint8) for i in range(3)]
     results = {}
     for reduce in (True, False):
-        settings = _settings(tmp_path / str(reduce), weights, reduce_on_decode=reduce)
+        settings = da3_settings(tmp_path / str(reduce), weights, reduce_on_decode=reduce)
         with TestClient(create_app(settings, warm_cache)) as client:
             job = _wait(client, _upload(client, views, "JPEG").json()["id"])
             fetched = client.get(f"/jobs/{job['id']}/files/exports/mini_npz/results.npz")
