@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from anydepth.bench.datasets import convert_7scenes, sample_frames
+from anydepth.bench.datasets import sample_frames
+from anydepth.bench.datasets.sevenscenes import convert_7scenes
 from anydepth.bench.score import read_ground_truth
 from anydepth.errors import InputError
 

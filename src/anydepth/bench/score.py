@@ -30,12 +30,13 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from anydepth.bench.datasets import read_scene_meta
 from anydepth.bench.depth_metrics import ALIGNMENTS, image_depth_scores, mean_scores
 from anydepth.bench.pose_metrics import AUC_THRESHOLDS, pose_scores, trajectory_scores
 from anydepth.bench.video_metrics import evaluate_video_depth
@@ -56,6 +57,12 @@ class GroundTruth:
     depth: List[np.ndarray]
     extrinsics: np.ndarray
     intrinsics: np.ndarray
+    meta: Dict[str, Any] = field(default_factory=dict)
+    """``scene.json`` (:func:`anydepth.bench.datasets.read_scene_meta`): the dataset's thresholds and units."""
+
+    @property
+    def has_poses(self) -> bool:
+        return bool(self.meta.get("has_poses", True))
 
 
 def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
@@ -85,7 +92,7 @@ def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
         if d.ndim != 2:
             raise InputError(f"{path}: depth of shape {d.shape}; expected (H, W)")
         depth.append(d.astype(np.float32))
-    return GroundTruth(folder, names, depth, extrinsics, intrinsics)
+    return GroundTruth(folder, names, depth, extrinsics, intrinsics, read_scene_meta(folder))
 
 
 def read_prediction(path: Union[str, Path]) -> Dict[str, np.ndarray]:
@@ -161,6 +168,11 @@ def score_scene(
         (0.0, 1.0)
     """
     check_modes(modes, prediction)
+    if not gt.has_poses:
+        posed = [m for m in modes if m in ("pose", "trajectory", "recon-posed", "recon-unposed")]
+        if posed:
+            raise InputError(f"{gt.folder / 'scene.json'}: the dataset has no ground-truth cameras; the "
+                             f"{', '.join(posed)} mode(s) need them")  # fmt: skip
     if alignment not in ALIGNMENTS:
         raise InputError(f"unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
     depth = prediction["depth"]
@@ -245,6 +257,13 @@ def _reconstruction(
     return scores.as_dict()
 
 
+def _setting(given: Optional[float], dataset: Optional[float], default: float) -> float:
+    """The caller's value, else the dataset's, else the default."""
+    if given is not None:
+        return float(given)
+    return float(dataset) if dataset is not None else default
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
@@ -276,17 +295,24 @@ def score(
     gt: Union[str, Path],
     modes: Optional[Sequence[str]] = None,
     alignment: str = "median",
-    min_depth: float = 1e-3,
-    max_depth: float = np.inf,
+    min_depth: Optional[float] = None,
+    max_depth: Optional[float] = None,
     pred_is_disparity: bool = False,
-    fscore_threshold: float = 0.05,
+    fscore_threshold: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Read a prediction and a ground-truth folder, check them, and score the requested modes (default: depth,
-    and pose where the prediction has cameras)."""
+    and pose where the prediction has cameras and the ground truth has poses).
+
+    The depth range and the F-score threshold left at None come from the scene's ``scene.json`` (the values of
+    the dataset's evaluation), else 1e-3, no cap and 0.05.
+    """
     prediction = read_prediction(pred)
     truth = read_ground_truth(gt)
     if modes is None:
-        modes = ["depth", "pose"] if "extrinsics" in prediction else ["depth"]
+        modes = ["depth", "pose"] if "extrinsics" in prediction and truth.has_poses else ["depth"]
+    min_depth = _setting(min_depth, truth.meta.get("min_depth"), 1e-3)
+    max_depth = _setting(max_depth, truth.meta.get("max_depth"), np.inf)
+    fscore_threshold = _setting(fscore_threshold, truth.meta.get("fscore_threshold"), 0.05)
     result = score_scene(
         prediction, truth, modes, alignment, min_depth, max_depth, AUC_THRESHOLDS, pred_is_disparity, fscore_threshold
     )

@@ -27,11 +27,17 @@ def score_cmd(
     alignment: str = typer.Option(
         "median", "--alignment", help="Depth alignment: none (metric), median, scale or scale_shift_disparity."
     ),
-    min_depth: float = typer.Option(1e-3, "--min-depth", help="Ground truth at or below this is not scored."),
-    max_depth: float = typer.Option(float("inf"), "--max-depth", help="Ground truth at or above this is not scored."),
+    min_depth: Optional[float] = typer.Option(
+        None, "--min-depth", help="Ground truth at or below this is not scored (default: the dataset's, else 1e-3)."
+    ),
+    max_depth: Optional[float] = typer.Option(
+        None, "--max-depth", help="Ground truth at or above this is not scored (default: the dataset's, else none)."
+    ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (per view) here."),
-    fscore_threshold: float = typer.Option(
-        0.05, "--fscore-threshold", help="[recon-*] F-score distance in the ground truth's units."
+    fscore_threshold: Optional[float] = typer.Option(
+        None,
+        "--fscore-threshold",
+        help="[recon-*] F-score distance in the ground truth's units (default: the dataset's, else 0.05).",
     ),
     disparity: bool = typer.Option(
         False, "--pred-is-disparity", help="The prediction is relative disparity (V2, Video Depth Anything)."
@@ -57,18 +63,37 @@ def score_cmd(
 def run_cmd(
     ctx: typer.Context,
     root: Path = typer.Option(
-        ..., "--root", help="A folder of ground-truth scenes (each: images/, depth/, cameras.npz)."
+        ...,
+        "--root",
+        help="A folder of ground-truth scenes (each: images/, depth/, cameras.npz); with --dataset, "
+        "the dataset as downloaded.",
     ),
-    model: str = typer.Option("da3-small", "--model", "-m", help="A scene (DA3) preset."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="Convert --root with this reader first (`anydepth bench datasets` lists them)."
+    ),
+    scenes: Optional[str] = typer.Option(None, "--scenes", help="Only these scenes, comma-separated."),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", help="[--dataset] Frames per scene (default: the reader's, as upstream)."
+    ),
+    model: str = typer.Option(
+        "da3-small", "--model", "-m", help="Any preset: scene models see the views together, video models in order."
+    ),
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     revision: Optional[str] = RevisionOpt,
     out: Path = typer.Option(Path("workspace/bench"), "--out", help="The run's folder: predictions, per-scene JSON."),
-    modes: Optional[str] = typer.Option(None, "--modes", help="As for `bench score` (default: depth, pose)."),
+    modes: Optional[str] = typer.Option(
+        None, "--modes", help="As for `bench score` (default: the dataset's, else depth, and pose with cameras)."
+    ),
     alignment: str = typer.Option("median", "--alignment", help="Depth alignment, as for `bench score`."),
     process_res: int = typer.Option(504, "--process-res", help="Processing resolution of the model."),
-    fscore_threshold: float = typer.Option(0.05, "--fscore-threshold", help="[recon-*] F-score distance."),
+    fscore_threshold: Optional[float] = typer.Option(
+        None, "--fscore-threshold", help="[recon-*] F-score distance (default: the dataset's, else 0.05)."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes scoring scenes while the model runs (scores do not depend on it)."
+    ),
 ) -> None:
     """Run a model over every scene under --root, score each, and print the mean (scenes already scored in --out
     are not run again)."""
@@ -84,7 +109,9 @@ def run_cmd(
         def done(name: str, result: dict) -> None:
             typer.echo(f"scored {name}", err=True)
 
-        summary = run_job(root, spec, runtime, out, chosen, alignment, process_res, fscore_threshold, on_scene=done)
+        only = [v.strip() for v in scenes.split(",") if v.strip()] if scenes else None
+        summary = run_job(root, spec, runtime, out, chosen, alignment, process_res, fscore_threshold, on_scene=done,
+                          dataset=dataset, scenes=only, max_frames=max_frames, workers=workers)  # fmt: skip
         for mode, scores in summary["mean"].items():
             for key, value in scores.items():
                 typer.echo(f"{mode:13}  {key:22}  {value:.4f}")
@@ -160,26 +187,33 @@ def plot_cmd(
 @bench_app.command("convert")
 def convert_cmd(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", help="7scenes (more readers to come)."),
+    dataset: str = typer.Option(..., "--dataset", help="A reader's name (`anydepth bench datasets` lists them)."),
     root: Path = typer.Option(..., "--root", help="Where the dataset was downloaded (its own layout)."),
     out: Path = typer.Option(..., "--out", help="Folder of the converted scenes (the ground-truth layout)."),
     scenes: Optional[str] = typer.Option(None, "--scenes", help="Only these scenes, comma-separated."),
-    max_frames: int = typer.Option(100, "--max-frames", help="Frames per scene, sampled as upstream (<= 0: all)."),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", help="Frames per scene (default: the reader's, as upstream; <= 0: all)."
+    ),
 ) -> None:
     """Convert a public benchmark into the ground-truth layout that `bench run` and `bench score` read."""
 
     def body() -> None:
-        from anydepth.bench.datasets import convert_7scenes
-        from anydepth.errors import InputError
+        from anydepth.bench.datasets import convert
 
-        readers = {"7scenes": convert_7scenes}
-        if dataset not in readers:
-            raise InputError(f"--dataset {dataset!r}: choose one of {', '.join(readers)}")
         chosen = [v.strip() for v in scenes.split(",") if v.strip()] if scenes else None
-        folders = readers[dataset](root, out, chosen, max_frames)
+        folders = convert(dataset, root, out, chosen, max_frames)
         typer.echo(f"{len(folders)} scene(s) in {out}", err=True)
 
     guarded(ctx, body)
+
+
+@bench_app.command("datasets")
+def datasets_cmd() -> None:
+    """List the benchmark readers: name, kind, the modes scored, and what they reproduce."""
+    from anydepth.bench.datasets import DATASETS
+
+    for d in DATASETS.values():
+        typer.echo(f"{d.name:10} {d.kind:6} {','.join(d.modes):38} {d.summary}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -17,13 +17,14 @@ def score_job(
     gt: Union[str, Path],
     modes: Optional[Sequence[str]] = None,
     alignment: str = "median",
-    min_depth: float = 1e-3,
-    max_depth: float = np.inf,
+    min_depth: Optional[float] = None,
+    max_depth: Optional[float] = None,
     json_out: Optional[Union[str, Path]] = None,
     pred_is_disparity: bool = False,
-    fscore_threshold: float = 0.05,
+    fscore_threshold: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """Score one scene's prediction; with ``json_out``, the result is also written there (atomically)."""
+    """Score one scene's prediction; with ``json_out``, the result is also written there (atomically). Settings
+    left at None come from the scene's ``scene.json`` (see :func:`anydepth.bench.score.score`)."""
     result = score(pred, gt, modes, alignment, min_depth, max_depth, pred_is_disparity, fscore_threshold)
     if json_out is not None:
         json_out = Path(json_out)
@@ -49,6 +50,49 @@ def ground_truth_scenes(root: Union[str, Path]) -> list:
     return scenes
 
 
+def predict_views(model: Any, views: List[str], out: Path, process_res: int) -> Path:
+    """Run ``model`` on one scene's views and save the prediction as ``<out>/results.npz`` (``depth`` (N, H, W),
+    ``depth_kind``, and the cameras where the model predicts them); returns that file.
+
+    Scene models (DA3) see the views together (the ``mini_npz`` export of the scene job); image models (V2) see
+    each view alone; video models (Video Depth Anything, DepthCrafter) see the views as one video, in order.
+    """
+    from anydepth.families import family_of
+    from anydepth.io.atomic import atomic_path
+    from anydepth.jobs.options import SceneOptions
+    from anydepth.jobs.scene import run_scene
+
+    task = family_of(model.preset).task
+    target = out / "results.npz"
+    if task == "scene":
+        run_scene(model, views, SceneOptions(export_dir=out, export_format="mini_npz", process_res=process_res))
+        source = out / "exports" / "mini_npz" / "results.npz"
+        with np.load(source) as data:
+            arrays = {k: data[k] for k in data.files}
+    elif task == "image":
+        maps = [p.depth[0] for p in model.infer_iter(views, input_size=process_res, output="input")]
+        arrays = {"depth": np.stack(maps)}
+    else:
+        import inspect
+
+        frames = np.stack([_rgb(v) for v in views])
+        # Video Depth Anything takes a processing size; DepthCrafter has its own (max_res)
+        sized = "input_size" in inspect.signature(model.infer).parameters
+        arrays = {"depth": model.infer(frames, input_size=process_res).depth if sized else model.infer(frames).depth}
+    arrays["depth_kind"] = np.array(model.preset.depth_kind)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return target
+
+
+def _rgb(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def run_job(
     root: Union[str, Path],
     spec: Any,
@@ -57,59 +101,107 @@ def run_job(
     modes: Optional[Sequence[str]] = None,
     alignment: str = "median",
     process_res: int = 504,
-    fscore_threshold: float = 0.05,
+    fscore_threshold: Optional[float] = None,
     loader: Any = None,
     on_scene: Any = None,
+    dataset: Optional[str] = None,
+    scenes: Optional[Sequence[str]] = None,
+    max_frames: Optional[int] = None,
+    workers: int = 1,
 ) -> Dict[str, Any]:
-    """Inference, then scoring, for every scene under ``root``; resumable: a scene whose ``<out>/<scene>.json``
-    exists is not run again. Writes the per-scene JSON and ``<out>/summary.json`` (the mean of every numeric
-    score over the scenes) and returns the summary.
+    """Inference, then scoring, for every scene; resumable: a scene whose ``<out>/<scene>.json`` exists is not
+    run again. Writes the per-scene JSON and ``<out>/summary.json`` (the mean of every numeric score over the
+    scenes) and returns the summary.
 
     Args:
-        root: a folder of ground-truth scenes (:func:`ground_truth_scenes`).
-        spec, runtime: the model (a scene model: DA3) and how it runs (:mod:`anydepth.jobs.options`).
+        root: a folder of ground-truth scenes (:func:`ground_truth_scenes`); with ``dataset``, the dataset as
+            downloaded, converted first into ``<out>/ground-truth`` (:func:`anydepth.bench.datasets.convert`).
+        spec, runtime: the model and how it runs (:mod:`anydepth.jobs.options`); any task (:func:`predict_views`).
         out: the run's folder (predictions under ``<out>/<scene>/``).
-        modes, alignment, fscore_threshold: as for :func:`score_job`.
-        process_res: the processing size of the scene job.
+        modes: the modes scored (default: the dataset's, else depth, and pose where the model predicts cameras).
+        alignment, fscore_threshold: as for :func:`score_job`.
+        process_res: the model's processing size.
         loader: builds the model (default :func:`anydepth.jobs.loader.load`); loaded once, on the first scene
             that runs.
         on_scene: called with (scene name, result) after each scene.
+        dataset, scenes, max_frames: which dataset reader, which of its scenes, and its frame sampling.
+        workers: processes that score scenes while the model runs on the next (1: scoring in this process). The
+            scores do not depend on it, nor on the order of the scenes.
     """
     from anydepth.jobs.loader import load
-    from anydepth.jobs.options import SceneOptions
-    from anydepth.jobs.scene import run_scene
 
-    scenes = ground_truth_scenes(root)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if dataset is not None:
+        from anydepth.bench.datasets import convert
+        from anydepth.bench.datasets import dataset as reader
+
+        modes = modes or list(reader(dataset).modes)
+        folders = convert(dataset, root, out / "ground-truth", scenes, max_frames)
+    else:
+        folders = ground_truth_scenes(root)
+        if scenes:
+            folders = [f for f in folders if f.name in set(scenes)]
     model = None
     results: Dict[str, Dict[str, Any]] = {}
-    for folder in scenes:
-        name = folder.name
-        result_path = out / f"{name}.json"
-        if result_path.is_file():
-            results[name] = json.loads(result_path.read_text())
-            continue
-        if model is None:
-            model = (loader or load)(spec, runtime)
-        names = [str(n) for n in np.load(folder / "cameras.npz")["image_names"]]
-        views = [str(folder / "images" / n) for n in names]
-        options = SceneOptions(export_dir=out / name, export_format="mini_npz", process_res=process_res)
-        run_scene(model, views, options)
-        results[name] = score_job(out / name, folder, modes, alignment, json_out=result_path,
-                                  fscore_threshold=fscore_threshold)  # fmt: skip
-        if on_scene is not None:
-            on_scene(name, results[name])
+    pending: Dict[str, Any] = {}
+    pool = _scoring_pool(workers)
+    try:
+        for folder in folders:
+            name = folder.name
+            result_path = out / f"{name}.json"
+            if result_path.is_file():
+                results[name] = json.loads(result_path.read_text())
+                continue
+            if model is None:
+                model = (loader or load)(spec, runtime)
+            names = [str(n) for n in np.load(folder / "cameras.npz")["image_names"]]
+            prediction = predict_views(model, [str(folder / "images" / n) for n in names], out / name, process_res)
+            chosen = modes or _default_modes(prediction, folder)
+            disparity = model.preset.depth_kind == "disparity"
+            args = (prediction, folder, chosen, alignment, None, None, result_path, disparity, fscore_threshold)
+            if pool is None:
+                results[name] = score_job(*args)
+                if on_scene is not None:
+                    on_scene(name, results[name])
+            else:
+                pending[name] = pool.submit(score_job, *args)
+        for name, future in sorted(pending.items()):
+            results[name] = future.result()
+            if on_scene is not None:
+                on_scene(name, results[name])
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     summary = summarise(results)
     with atomic_path(out / "summary.json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=1, default=float))
     return summary
 
 
+def _default_modes(prediction: Path, folder: Path) -> List[str]:
+    from anydepth.bench.datasets import read_scene_meta
+
+    with np.load(prediction) as data:
+        cameras = "extrinsics" in data.files
+    return ["depth", "pose"] if cameras and read_scene_meta(folder).get("has_poses", True) else ["depth"]
+
+
+def _scoring_pool(workers: int) -> Any:
+    """A process pool for scoring, or None for ``workers <= 1``. Started with "spawn": the parent holds a model
+    and its threads, which a forked child must not inherit."""
+    if workers <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def summarise(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """The mean over scenes of every numeric score of each mode (per-view details left out), and the scenes."""
     modes: Dict[str, Dict[str, list]] = {}
-    for result in results.values():
+    for _, result in sorted(results.items()):  # one order of summation whatever the order of the scenes
         for mode, scores in result.items():
             if not isinstance(scores, dict):
                 continue

@@ -1,50 +1,20 @@
-"""Readers of public benchmarks: each converts a dataset, under a root the user downloaded, into the ground-truth
-layout :mod:`anydepth.bench.score` reads (``images/``, ``depth/<stem>.npy``, ``cameras.npz``), one folder per
-scene, with the frame sampling of upstream's evaluation written down and seeded.
-
-- :func:`convert_7scenes`: Microsoft 7-Scenes as upstream DA3 evaluates it.
-
-Frame sampling (:func:`sample_frames`), as upstream DA3's evaluator: a scene with more than ``max_frames`` frames
-(upstream's default 100) keeps ``sorted(shuffled[:max_frames])`` of its frame indices, shuffled by Python's
-``random`` seeded with 42.
-"""
+"""Microsoft 7-Scenes as upstream DA3 evaluates it (:func:`convert_7scenes`)."""
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+from anydepth.bench.datasets import sample_frames, write_scene_meta
 from anydepth.errors import InputError
 
 SEVEN_SCENES = ("chess", "fire", "heads", "office", "pumpkin", "redkitchen", "stairs")
 SEVEN_SCENES_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
 SEVEN_SCENES_INVALID = 65535
-
-
-def sample_frames(count: int, max_frames: int, seed: int = 42) -> List[int]:
-    """The frame indices upstream DA3 evaluates: all of them when ``count <= max_frames`` (or ``max_frames <= 0``),
-    else ``max_frames`` of them, as its evaluator draws them.
-
-    Example:
-        >>> sample_frames(5, 10)
-        [0, 1, 2, 3, 4]
-        >>> len(sample_frames(1000, 100)), sample_frames(1000, 100) == sample_frames(1000, 100)
-        (100, True)
-    """
-    if max_frames <= 0 or count <= max_frames:
-        return list(range(count))
-    state = random.getstate()  # the caller's generator is left as it was
-    try:
-        random.seed(seed)
-        indices = list(range(count))
-        random.shuffle(indices)
-    finally:
-        random.setstate(state)
-    return sorted(indices[:max_frames])
+SEVEN_SCENES_FSCORE = 0.05  # upstream's precision / recall distance (metres)
 
 
 def _has_image_and_pose(sequence: Path, index: int) -> bool:
@@ -108,5 +78,12 @@ def convert_7scenes(
             np.save(folder / "depth" / f"{stem}.npy", depth)
             names.append(f"{stem}.png")
         intrinsics = np.repeat(SEVEN_SCENES_K[None], len(names), axis=0)
+        reference = None
+        mesh = base / "meshes" / f"{scene}.ply"
+        if mesh.is_file():  # upstream scores reconstruction against the scene's mesh
+            shutil.copyfile(mesh, folder / "reference.ply")
+            reference = "reference.ply"
+        write_scene_meta(folder, "7scenes", scene, "m", SEVEN_SCENES_FSCORE, has_poses=True, reference=reference,
+                         source=str(source), frames=[int(i) for i in chosen])  # fmt: skip
         np.savez(folder / "cameras.npz", extrinsics=np.stack(extrinsics), intrinsics=intrinsics, image_names=names)
     return folders
