@@ -4,7 +4,9 @@ independent of the order scenes are listed in."""
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -115,3 +117,54 @@ def test_plots_of_a_run(tmp_path):
     for name in names:
         with Image.open(run / "plots" / name) as image:
             assert image.format == "PNG" and image.width >= 300
+
+
+def test_an_image_model_runs_over_the_scenes_and_is_scored_as_disparity(dataset, tmp_path, vits_weights):
+    spec, runtime = ModelSpec("dav2-small", str(vits_weights)), RuntimeOptions("cpu", "fp32")
+    summary = run_job(dataset, spec, runtime, tmp_path / "v2", process_res=42, alignment="scale_shift_disparity")
+    # no cameras: depth only, scored per view as disparity
+    assert list(summary["mean"]) == ["depth"] and 0.0 < summary["mean"]["depth"]["abs_rel"] < 10.0
+    with np.load(tmp_path / "v2" / "indoor-0000" / "results.npz") as data:
+        assert data["depth"].shape == (3, 42, 56) and str(data["depth_kind"]) == "disparity"
+
+
+def test_scores_do_not_depend_on_workers_nor_on_scene_order(dataset, tmp_path, da3_small_folder):
+    folder, _ = da3_small_folder
+    spec, runtime = ModelSpec("da3-small", str(folder)), RuntimeOptions("cpu", "fp32")
+    one = run_job(dataset, spec, runtime, tmp_path / "one", ["depth", "pose"], process_res=56)
+    reverse = tmp_path / "reverse"  # the same scenes, listed (and created) in the other order
+    for name in ("indoor-0001", "indoor-0000"):
+        shutil.copytree(dataset / name, reverse / name)
+    two = run_job(reverse, spec, runtime, tmp_path / "two", ["depth", "pose"], process_res=56, workers=2)
+    assert two == one
+    for name in ("indoor-0000", "indoor-0001"):
+        a = json.loads((tmp_path / "one" / f"{name}.json").read_text())
+        b = json.loads((tmp_path / "two" / f"{name}.json").read_text())
+        assert _without_timings(a) == _without_timings(b)
+
+
+def _without_timings(result):
+    if isinstance(result, dict):
+        return {k: _without_timings(v) for k, v in result.items()
+                if k not in ("seconds", "peak_rss_mib", "prediction", "ground_truth")}  # fmt: skip
+    return result
+
+
+def test_run_with_a_dataset_reader_converts_then_scores(tmp_path, da3_small_folder):
+    from tests.bench.test_datasets import _seven_scenes
+
+    folder, _ = da3_small_folder
+    _seven_scenes(tmp_path / "raw", frames=3)
+    spec, runtime = ModelSpec("da3-small", str(folder)), RuntimeOptions("cpu", "fp32")
+    summary = run_job(tmp_path / "raw", spec, runtime, tmp_path / "run", ["depth", "pose"], process_res=56,
+                      dataset="7scenes", scenes=["chess"])  # fmt: skip
+    assert summary["scenes"] == ["7scenes-chess"]
+    meta = json.loads((tmp_path / "run" / "ground-truth" / "7scenes-chess" / "scene.json").read_text())
+    assert meta["dataset"] == "7scenes" and meta["fscore_threshold"] == 0.05
+
+
+def test_cli_lists_the_dataset_readers():
+    res = CliRunner().invoke(app, ["bench", "datasets"])
+    assert res.exit_code == 0
+    names = [line.split()[0] for line in res.output.splitlines()]
+    assert names[:2] == ["7scenes", "eth3d"] and "sintel" in names and "dtu64" in names

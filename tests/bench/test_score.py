@@ -115,3 +115,23 @@ def test_reconstruction_modes(tmp_path, gt_folder):
     np.savez(half, depth=small, extrinsics=w2c, intrinsics=K)
     result = score(half, gt_folder, ["recon-unposed"], fscore_threshold=0.1)
     assert result["recon-unposed"]["fscore"] > 0.9
+
+
+def test_the_datasets_settings_in_scene_json_are_the_defaults(tmp_path, gt_folder):
+    import shutil
+
+    from anydepth.bench.datasets import write_scene_meta
+
+    folder = shutil.copytree(gt_folder, tmp_path / "gt")
+    pred = _prediction(tmp_path / "p", folder, scale=1.3)
+    plain = score(pred, folder, ["depth"], alignment="none")
+    capped = score(pred, folder, ["depth"], alignment="none", max_depth=3.0)
+    assert capped["depth"]["mean"] != plain["depth"]["mean"]  # the cap changes which pixels are scored
+    write_scene_meta(folder, "test", "scene", max_depth=3.0, fscore_threshold=0.2)
+    assert score(pred, folder, ["depth"], alignment="none")["depth"]["mean"] == capped["depth"]["mean"]
+    # the caller's value wins over the dataset's
+    assert score(pred, folder, ["depth"], alignment="none", max_depth=np.inf)["depth"]["mean"] == plain["depth"]["mean"]
+    write_scene_meta(folder, "test", "scene", has_poses=False)
+    assert set(score(pred, folder)) >= {"depth"} and "pose" not in score(pred, folder)  # default modes follow
+    with pytest.raises(InputError, match="no ground-truth cameras; the pose mode"):
+        score(pred, folder, ["depth", "pose"])
