@@ -64,6 +64,11 @@ class GroundTruth:
     def has_poses(self) -> bool:
         return bool(self.meta.get("has_poses", True))
 
+    @property
+    def has_depth(self) -> bool:
+        """False for a pose-only dataset (DTU-64), whose ``depth/`` maps are all-zero placeholders."""
+        return bool(self.meta.get("has_depth", True))
+
 
 def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
     """Read a ground-truth folder; a missing or malformed part is one :class:`InputError` naming it."""
@@ -173,6 +178,11 @@ def score_scene(
         if posed:
             raise InputError(f"{gt.folder / 'scene.json'}: the dataset has no ground-truth cameras; the "
                              f"{', '.join(posed)} mode(s) need them")  # fmt: skip
+    if not gt.has_depth:
+        needs_depth = [m for m in modes if m in ("depth", "video", "recon-posed", "recon-unposed")]
+        if needs_depth:
+            raise InputError(f"{gt.folder / 'scene.json'}: the dataset has no ground-truth depth; the "
+                             f"{', '.join(needs_depth)} mode(s) need it")  # fmt: skip
     if alignment not in ALIGNMENTS:
         raise InputError(f"unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
     depth = prediction["depth"]
@@ -310,6 +320,7 @@ def score(
     truth = read_ground_truth(gt)
     if modes is None:
         modes = ["depth", "pose"] if "extrinsics" in prediction and truth.has_poses else ["depth"]
+        modes = modes if truth.has_depth else ["pose"]
     min_depth = _setting(min_depth, truth.meta.get("min_depth"), 1e-3)
     max_depth = _setting(max_depth, truth.meta.get("max_depth"), np.inf)
     fscore_threshold = _setting(fscore_threshold, truth.meta.get("fscore_threshold"), 0.05)
