@@ -184,7 +184,9 @@ def _default_modes(prediction: Path, folder: Path) -> List[str]:
 
     with np.load(prediction) as data:
         cameras = "extrinsics" in data.files
-    return ["depth", "pose"] if cameras and read_scene_meta(folder).get("has_poses", True) else ["depth"]
+    meta = read_scene_meta(folder)
+    modes = ["depth"] if meta.get("has_depth", True) else []
+    return modes + (["pose"] if cameras and meta.get("has_poses", True) else [])
 
 
 def _scoring_pool(workers: int) -> Any:

@@ -15,6 +15,9 @@ SEVEN_SCENES = ("chess", "fire", "heads", "office", "pumpkin", "redkitchen", "st
 SEVEN_SCENES_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
 SEVEN_SCENES_INVALID = 65535
 SEVEN_SCENES_FSCORE = 0.05  # upstream's precision / recall distance (metres)
+# upstream's TSDF fusion and evaluation sampling for 7-Scenes (metres; no depth truncation)
+SEVEN_SCENES_FUSION = {"voxel_length": 4.0 / 512.0, "sdf_trunc": 0.04, "fusion_max_depth": 1e6,
+                       "sampling_number": 1_000_000, "down_sample": 4.0 / 512.0}  # fmt: skip
 
 
 def _has_image_and_pose(sequence: Path, index: int) -> bool:
@@ -84,6 +87,6 @@ def convert_7scenes(
             shutil.copyfile(mesh, folder / "reference.ply")
             reference = "reference.ply"
         write_scene_meta(folder, "7scenes", scene, "m", SEVEN_SCENES_FSCORE, has_poses=True, reference=reference,
-                         source=str(source), frames=[int(i) for i in chosen])  # fmt: skip
+                         source=str(source), frames=[int(i) for i in chosen], **SEVEN_SCENES_FUSION)  # fmt: skip
         np.savez(folder / "cameras.npz", extrinsics=np.stack(extrinsics), intrinsics=intrinsics, image_names=names)
     return folders
