@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anydepth.bench.datasets.bonn import BONN_K, convert_bonn, quaternion_to_rotation
+from anydepth.bench.datasets.bonn import BONN_K, convert_bonn
 from anydepth.bench.score import read_ground_truth
 from anydepth.errors import InputError
 
@@ -44,7 +44,7 @@ def test_bonn_takes_frames_30_to_140_with_associated_poses(tmp_path):
     assert gt.names[0] == f"{T0 + 3.0:.6f}.png"
     assert gt.depth[0][1, 1] == pytest.approx(1.3) and gt.depth[0][0, 0] == 0.0  # /5000; 0 = none
     np.testing.assert_array_equal(gt.intrinsics[2], BONN_K)
-    R = quaternion_to_rotation(0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4))
+    R = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # camera-to-world: 90 degrees about z
     c2w_t = np.array([3.0, 1.0, 2.0])  # the sample at the frame's timestamp
     np.testing.assert_allclose(gt.extrinsics[0][:, :3], R.T, atol=1e-9)
     np.testing.assert_allclose(gt.extrinsics[0][:, 3], -R.T @ c2w_t, atol=1e-6)

@@ -36,22 +36,6 @@ LAYOUT = ("rgbd_bonn_<scene>/rgb/<timestamp>.png, rgbd_bonn_<scene>/depth/<times
           "and rgbd_bonn_<scene>/groundtruth.txt (TUM: timestamp tx ty tz qx qy qz qw)")  # fmt: skip
 
 
-def quaternion_to_rotation(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
-    """(3, 3) rotation of a unit quaternion (x, y, z, w), normalised first.
-
-    Example:
-        >>> np.allclose(quaternion_to_rotation(0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)) @ [1, 0, 0], [0, 1, 0])
-        True
-    """
-    q = np.array([qx, qy, qz, qw], np.float64)
-    x, y, z, w = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-
-
 def read_tum_trajectory(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """(timestamps (M,), camera-to-world (M, 4, 4)) of a TUM trajectory file (``#`` lines are comments)."""
     try:
@@ -60,10 +44,13 @@ def read_tum_trajectory(path: Path) -> Tuple[np.ndarray, np.ndarray]:
         raise InputError(f"{path}: missing or unreadable (expected {LAYOUT})") from None
     if rows.shape[1] != 8 or len(rows) == 0:
         raise InputError(f"{path}: {rows.shape[1]} columns; expected timestamp tx ty tz qx qy qz qw")
+    import torch
+
+    from anydepth.geometry.rotations import quaternion_to_rotation_matrix
+
     poses = np.repeat(np.eye(4)[None], len(rows), axis=0)
-    for pose, row in zip(poses, rows):
-        pose[:3, :3] = quaternion_to_rotation(*row[4:8])
-        pose[:3, 3] = row[1:4]
+    poses[:, :3, :3] = quaternion_to_rotation_matrix(torch.from_numpy(rows[:, 4:8].copy())).numpy()
+    poses[:, :3, 3] = rows[:, 1:4]
     return rows[:, 0], poses
 
 
