@@ -18,7 +18,7 @@ resize methods of ``--process-res-method`` or ``--export-at-input-res``, not the
 - ``pose``: :func:`~anydepth.bench.pose_metrics.pose_scores` over all pairs of views;
 - ``video``: the views as one sequence, :func:`~anydepth.bench.video_metrics.evaluate_video_depth` (one scale and
   shift in disparity for the whole sequence, unless the alignment is "none": metric; TAE with the ground truth's
-  cameras);
+  cameras, None where ``scene.json`` says ``has_poses: false``);
 - ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE);
 - ``recon-posed``, ``recon-unposed``: :func:`~anydepth.bench.reconstruction.reconstruction_scores` (fused point
   clouds: accuracy, completeness, F-score at ``fscore_threshold``), with the ground truth's or the predicted
@@ -213,7 +213,9 @@ def score_scene(
         metric = alignment == "none"
         if not metric and not pred_is_disparity:
             pred = 1.0 / np.maximum(pred, 1e-12)  # depth up to scale -> disparity up to scale
-        video = evaluate_video_depth(pred, truth, gt.extrinsics, gt.intrinsics, max_depth,
+        # without ground-truth cameras (KITTI, NYUv2) there is no TAE: None, not a number from identity poses
+        extrinsics, intrinsics = (gt.extrinsics, gt.intrinsics) if gt.has_poses else (None, None)
+        video = evaluate_video_depth(pred, truth, extrinsics, intrinsics, max_depth,
                                      pred_kind="metric" if metric else "disparity")  # fmt: skip
         out["video"] = {"abs_rel": video.abs_rel, "delta1": video.delta1, "tae": video.tae,
                         "seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
