@@ -22,7 +22,9 @@ resize methods of ``--process-res-method`` or ``--export-at-input-res``, not the
 - ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE);
 - ``recon-posed``, ``recon-unposed``: :func:`~anydepth.bench.reconstruction.reconstruction_scores` (fused point
   clouds: accuracy, completeness, F-score at ``fscore_threshold``), with the ground truth's or the predicted
-  cameras. Needs SciPy (``pip install 'anydepth[bench]'``).
+  cameras; against the ``reference`` geometry, with the fusion settings, and by DTU's protocol where the scene's
+  ``scene.json`` says so. Needs SciPy and plyfile (``pip install 'anydepth[bench]'``); Open3D's TSDF fusion where
+  Open3D is installed.
 """
 
 from __future__ import annotations
@@ -239,8 +241,11 @@ def _reconstruction(
     alignment: str,
     threshold: float,
 ) -> Dict[str, Any]:
-    """``depth``: the predicted maps already at the ground truth's size."""
-    from anydepth.bench.reconstruction import reconstruction_scores
+    """``depth``: the predicted maps already at the ground truth's size; the fusion settings, the reference
+    geometry and DTU's protocol come from the scene's ``scene.json``."""
+    from anydepth.bench.reconstruction import reconstruction_scores, scene_inputs
+
+    settings, reference, dtu = scene_inputs(gt.folder, gt.meta)
 
     pred_w2c = prediction.get("extrinsics")
     pred_K = prediction.get("intrinsics")
@@ -252,7 +257,7 @@ def _reconstruction(
             k[1] *= truth.shape[0] / ph
     scores = reconstruction_scores(
         depth, gt.depth, gt.extrinsics, gt.intrinsics, setting, pred_w2c, pred_K, threshold,
-        metric=alignment == "none",
+        metric=alignment == "none", settings=settings, reference=reference, dtu=dtu,
     )  # fmt: skip
     return scores.as_dict()
 
@@ -283,7 +288,9 @@ def summary_rows(result: Dict[str, Any]) -> List[List[str]]:
                  if result["video"][key] is not None]  # fmt: skip
     for mode in ("recon-posed", "recon-unposed"):
         if mode in result:
-            rows += [[mode, key, f"{result[mode][key]:.4f}"] for key in ("accuracy", "completeness", "fscore")]
+            dtu = result[mode].get("protocol") == "dtu"  # no F-score; upstream reports DTU's overall
+            keys = ("accuracy", "completeness", "overall" if dtu else "fscore")
+            rows += [[mode, key, f"{result[mode][key]:.4f}"] for key in keys]
     if "trajectory" in result:
         rows += [["traj", key, f"{result['trajectory'][key]:.4f}"]
                  for key in ("ate_rmse", "rpe_translation_rmse", "rpe_rotation_deg")]  # fmt: skip
