@@ -119,21 +119,6 @@ def _world_map(depth: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
     return ((cam - t) @ R).astype(np.float32)
 
 
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(M, C) bilinear reads of an (H, W, C) image at index coordinates, zero outside (``grid_sample`` with zero
-    padding and aligned corners)."""
-    H, W = image.shape[:2]
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    out = np.zeros((len(x), image.shape[2]))
-    for dx in (0, 1):
-        for dy in (0, 1):
-            xi, yi = x0 + dx, y0 + dy
-            weight = (1.0 - np.abs(x - xi)) * (1.0 - np.abs(y - yi))
-            inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H)
-            out[inside] += weight[inside, None] * image[yi[inside], xi[inside]]
-    return out
-
-
 def consistent_points(
     depths: Sequence[np.ndarray],
     w2c: np.ndarray,
@@ -143,31 +128,45 @@ def consistent_points(
 ) -> np.ndarray:
     """(M, 3) points of upstream's consistency fusion (module docstring), views in order, pixels row by row.
 
+    The reads are torch's ``grid_sample`` (bilinear, zero padding, aligned corners: upstream's call) in float32 on
+    the CPU, which gives the same points on every run.
+
     Args:
         depths: per view (H, W) z-depth, 0 where there is none.
         w2c, intrinsics: (N, 3, 4) and (N, 3, 3) cameras.
     """
-    maps = [_world_map(d, e, k) for d, e, k in zip(depths, w2c, intrinsics)]
+    import torch
+    import torch.nn.functional as F
+
+    if len(depths) == 0:
+        return np.zeros((0, 3))
+    H, W = np.shape(depths[0])
+    maps = torch.from_numpy(np.stack([_world_map(d, e, k) for d, e, k in zip(depths, w2c, intrinsics)]))
+    images = maps.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W): what grid_sample reads
+    projections = [torch.from_numpy(np.asarray(k, np.float64) @ np.asarray(e, np.float64)[:3]).float()
+                   for e, k in zip(w2c, intrinsics)]  # fmt: skip
     fused: List[np.ndarray] = []
     for ref, depth in zip(maps, depths):
-        valid = np.isfinite(depth) & (depth > 0)
-        points = ref[valid].astype(np.float64)  # (M, 3)
-        total, count = np.zeros_like(points), np.zeros(len(points))
-        for src, e, k in zip(maps, w2c, intrinsics):
-            cam = points @ e[:3, :3].T + e[:3, 3]
-            z = cam[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = (k[0, 0] * cam[:, 0] + k[0, 1] * cam[:, 1]) / z + k[0, 2] - 0.5
-                y = k[1, 1] * cam[:, 1] / z + k[1, 2] - 0.5
-            front = (z > 0) & np.isfinite(x) & np.isfinite(y)
-            read = np.zeros_like(points)
-            read[front] = _bilinear(src, x[front], y[front])
-            agree = front & (np.linalg.norm(points - read, axis=1) < dist_thresh)
+        valid = torch.from_numpy(np.isfinite(depth) & (depth > 0))
+        points = ref[valid]  # (M, 3)
+        total, count = torch.zeros_like(points), torch.zeros(len(points))
+        homogeneous = torch.cat([points, torch.ones(len(points), 1)], dim=1)
+        for image, P in zip(images, projections):
+            uvw = homogeneous @ P.T
+            front = uvw[:, 2] > 0
+            # pixel centres at +0.5: index coordinates are the projection minus a half
+            x = uvw[:, 0] / uvw[:, 2] - 0.5
+            y = uvw[:, 1] / uvw[:, 2] - 0.5
+            grid = torch.stack([x / ((W - 1) / 2) - 1, y / ((H - 1) / 2) - 1], dim=-1)
+            grid = torch.where(front[:, None], grid, torch.full_like(grid, -3.0))  # behind: read outside (zero)
+            read = F.grid_sample(image[None], grid[None, None], mode="bilinear", padding_mode="zeros",
+                                 align_corners=True)[0, :, 0].T  # fmt: skip
+            agree = front & (torch.linalg.norm(points - read, dim=1) < dist_thresh)
             total[agree] += read[agree]
             count[agree] += 1
         keep = count >= num_consist
-        fused.append(total[keep] / count[keep, None])
-    return np.concatenate(fused, axis=0) if fused else np.zeros((0, 3))
+        fused.append((total[keep] / count[keep, None]).double().numpy())
+    return np.concatenate(fused, axis=0)
 
 
 def backprojected_points(depths: Sequence[np.ndarray], w2c: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
@@ -184,7 +183,7 @@ def cap_points(points: np.ndarray, max_points: int, seed: int = 42) -> np.ndarra
     return points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
 
 
-def radius_downsample(points: np.ndarray, radius: float, seed: int = 42) -> np.ndarray:
+def radius_downsample(points: np.ndarray, radius: float, seed: int = 42, chunk: int = 65536) -> np.ndarray:
     """The points left after shuffling (seeded) and greedy thinning: each point still kept, in the shuffled order,
     removes the others within ``radius``.
 
@@ -197,12 +196,15 @@ def radius_downsample(points: np.ndarray, radius: float, seed: int = 42) -> np.n
     np.random.default_rng(seed).shuffle(points, axis=0)
     if len(points) == 0:
         return points
-    neighbours = spatial.cKDTree(points).query_ball_point(points, r=radius)
+    tree = spatial.cKDTree(points)
     keep = np.ones(len(points), bool)
-    for index, near in enumerate(neighbours):
-        if keep[index]:
-            keep[near] = False
-            keep[index] = True
+    for start in range(0, len(points), chunk):  # neighbour lists of a chunk at a time: bounded memory
+        indices = np.arange(start, min(start + chunk, len(points)))
+        indices = indices[keep[indices]]  # the points already removed remove nothing
+        for index, near in zip(indices, tree.query_ball_point(points[indices], r=radius)):
+            if keep[index]:
+                keep[near] = False
+                keep[index] = True
     return points[keep]
 
 
