@@ -135,3 +135,97 @@ def test_the_datasets_settings_in_scene_json_are_the_defaults(tmp_path, gt_folde
     assert set(score(pred, folder)) >= {"depth"} and "pose" not in score(pred, folder)  # default modes follow
     with pytest.raises(InputError, match="no ground-truth cameras; the pose mode"):
         score(pred, folder, ["depth", "pose"])
+
+
+def _scene_copy(folder, gt_folder, unit=1.0, **meta):
+    """The ground truth of ``gt_folder`` in ``unit`` per scene unit, with a reference cloud of its own points (plyfile)
+    and ``meta`` in its scene.json; returns the folder and the truth read back."""
+    from plyfile import PlyData, PlyElement
+
+    from anydepth.bench.datasets import write_scene_meta
+    from anydepth.bench.reconstruction import unproject
+
+    truth = read_ground_truth(gt_folder)
+    (folder / "depth").mkdir(parents=True)
+    w2c = truth.extrinsics.copy()
+    w2c[:, :, 3] *= unit
+    for name, depth in zip(truth.names, truth.depth):
+        np.save(folder / "depth" / (name[:-4] + ".npy"), depth * unit)
+    points = np.concatenate([unproject(d * unit, e, k) for d, e, k in zip(truth.depth, w2c, truth.intrinsics)])
+    vertex = np.array([tuple(p) for p in points], dtype=[("x", "f8"), ("y", "f8"), ("z", "f8")])
+    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / "reference.ply"))
+    write_scene_meta(folder, "test", "scene", reference="reference.ply", **meta)
+    np.savez(folder / "cameras.npz", extrinsics=w2c, intrinsics=truth.intrinsics, image_names=truth.names)
+    pred = folder / "pred.npz"
+    np.savez(pred, depth=np.stack(truth.depth) * unit, extrinsics=w2c, intrinsics=truth.intrinsics)
+    return folder, pred, points
+
+
+def test_reconstruction_reads_the_reference_and_the_fusion_settings_of_scene_json(tmp_path, gt_folder):
+    pytest.importorskip("scipy")
+    folder, pred, _ = _scene_copy(tmp_path / "s", gt_folder, fscore_threshold=0.1, voxel_length=0.04,
+                                  down_sample=0.05, sampling_number=20_000)  # fmt: skip
+    result = score(pred, folder, ["recon-posed", "recon-unposed"], alignment="none")
+    for mode in ("recon-posed", "recon-unposed"):
+        assert result[mode]["ground_truth"] == "reference-points" and result[mode]["threshold"] == 0.1
+        # 1.0 by the NumPy point fusion; Open3D's TSDF (where installed) rounds the surface off at depth edges
+        assert result[mode]["fscore"] > 0.95 and result[mode]["accuracy"] < 0.05 and result[mode]["seconds"] >= 0
+
+
+def test_dtu_scenes_are_scored_by_dtu_protocol_in_millimetres(tmp_path, gt_folder):
+    io = pytest.importorskip("scipy.io")
+    from anydepth.bench.score import summary_rows
+
+    folder = tmp_path / "dtu"
+    folder.mkdir()
+    # the observation volume: every 500 mm voxel of the scene's box observed; the plane below everything
+    bb = np.array([[-20_000.0, -20_000, -20_000], [20_000, 20_000, 20_000]])
+    io.savemat(
+        folder / "ObsMask.mat", {"ObsMask": np.ones((81, 81, 81), np.uint8), "BB": bb, "Res": np.array([[500.0]])}
+    )
+    io.savemat(folder / "Plane.mat", {"P": np.array([[0.0], [0.0], [0.0], [1.0]])})
+    dtu = {"obs_mask": "ObsMask.mat", "ground_plane": "Plane.mat", "max_dist": 20, "patch_size": 60,
+           "down_dense": 0.2, "dist_thresh": 5.0, "num_consist": 2}  # fmt: skip
+    folder, pred, points = _scene_copy(folder, gt_folder, unit=1000.0, units="mm", dtu=dtu)
+    result = score(pred, folder, ["recon-posed", "recon-unposed"], alignment="none")
+    posed, unposed = result["recon-posed"], result["recon-unposed"]
+    assert (posed["protocol"], posed["fusion"], unposed["fusion"]) == ("dtu", "dtu-consistency", "dtu-backprojection")
+    assert posed["fscore"] is None and posed["accuracy"] < 1.0 and unposed["accuracy"] < 1e-3
+    assert unposed["completeness"] < 1e-3 and unposed["ground_truth_points"] == len(points)
+    rows = summary_rows(result)
+    assert ["recon-posed", "accuracy", f"{posed['accuracy']:.4f}"] in rows
+    assert ["recon-unposed", "overall", f"{unposed['overall']:.4f}"] in rows
+    assert not any(row[1] == "fscore" for row in rows)
+
+
+def test_a_scene_without_depth_but_with_masks_and_a_reference_scores_reconstruction_only(tmp_path, gt_folder):
+    """DTU as upstream ships it: masks of where to score, the reference cloud, no depth maps."""
+    pytest.importorskip("scipy")
+    import cv2
+
+    from anydepth.bench.datasets import read_scene_meta, write_scene_meta
+
+    folder, pred, _ = _scene_copy(tmp_path / "s", gt_folder, fscore_threshold=0.1, sampling_number=20_000)
+    truth = read_ground_truth(folder)
+    (folder / "masks").mkdir()
+    meta = read_scene_meta(folder)
+    meta.update(has_depth=False, masks="masks")
+    write_scene_meta(folder, **meta)
+    recall = {}
+    for part in ("whole", "right half"):
+        for name, depth in zip(truth.names, truth.depth):
+            mask = depth > 0
+            if part == "right half":
+                mask[:, : depth.shape[1] // 2] = False
+            cv2.imwrite(str(folder / "masks" / name), mask.astype(np.uint8) * 255)
+            np.save(folder / "depth" / (name[:-4] + ".npy"), np.zeros_like(depth))
+        result = score(pred, folder, ["recon-posed"], alignment="none")["recon-posed"]
+        assert result["accuracy"] < 0.02 and result["precision"] > 0.95  # what is scored is exact
+        recall[part] = result["recall"]
+    # the left halves left out of the prediction leave part of the reference uncovered
+    assert recall["whole"] > 0.97 and recall["right half"] < recall["whole"] - 0.1
+    with pytest.raises(InputError, match="no ground-truth depth; the depth mode"):
+        score(pred, folder, ["depth", "recon-posed"])
+    (folder / "masks" / truth.names[1]).unlink()
+    with pytest.raises(InputError, match="a validity mask PNG"):
+        score(pred, folder, ["recon-posed"])

@@ -22,7 +22,9 @@ resize methods of ``--process-res-method`` or ``--export-at-input-res``, not the
 - ``trajectory``: :func:`~anydepth.bench.pose_metrics.trajectory_scores` (ATE after Sim(3), RPE);
 - ``recon-posed``, ``recon-unposed``: :func:`~anydepth.bench.reconstruction.reconstruction_scores` (fused point
   clouds: accuracy, completeness, F-score at ``fscore_threshold``), with the ground truth's or the predicted
-  cameras. Needs SciPy (``pip install 'anydepth[bench]'``).
+  cameras; against the ``reference`` geometry, with the fusion settings, and by DTU's protocol where the scene's
+  ``scene.json`` says so. Needs SciPy and plyfile (``pip install 'anydepth[bench]'``); Open3D's TSDF fusion where
+  Open3D is installed.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class GroundTruth:
     extrinsics: np.ndarray
     intrinsics: np.ndarray
     meta: Dict[str, Any] = field(default_factory=dict)
+    valid: Optional[List[np.ndarray]] = None
+    """Per view (H, W) bool validity masks where ``scene.json`` names a ``masks`` folder (DTU): the pixels scored
+    in reconstruction; None: where the depth is."""
     """``scene.json`` (:func:`anydepth.bench.datasets.read_scene_meta`): the dataset's thresholds and units."""
 
     @property
@@ -97,7 +102,27 @@ def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
         if d.ndim != 2:
             raise InputError(f"{path}: depth of shape {d.shape}; expected (H, W)")
         depth.append(d.astype(np.float32))
-    return GroundTruth(folder, names, depth, extrinsics, intrinsics, read_scene_meta(folder))
+    meta = read_scene_meta(folder)
+    return GroundTruth(folder, names, depth, extrinsics, intrinsics, meta, _read_masks(folder, meta, names, depth))
+
+
+def _read_masks(folder: Path, meta: Dict[str, Any], names: List[str], depth: List[np.ndarray]) -> Optional[list]:
+    """The validity masks ``<folder>/<meta["masks"]>/<stem>.png`` (non-zero = scored), or None without the key."""
+    import cv2
+
+    sub = meta.get("masks")
+    if not sub:
+        return None
+    if not isinstance(sub, str) or Path(sub).name != sub:
+        raise InputError(f"{folder / 'scene.json'}: masks {sub!r} is not a folder name in the scene folder")
+    masks = []
+    for name, d in zip(names, depth):
+        path = folder / sub / (Path(name).stem + ".png")
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is None or mask.shape != d.shape:
+            raise InputError(f"{path}: missing, unreadable or not {d.shape[1]}x{d.shape[0]} (a validity mask PNG)")
+        masks.append(mask > 0)
+    return masks
 
 
 def read_prediction(path: Union[str, Path]) -> Dict[str, np.ndarray]:
@@ -179,7 +204,9 @@ def score_scene(
             raise InputError(f"{gt.folder / 'scene.json'}: the dataset has no ground-truth cameras; the "
                              f"{', '.join(posed)} mode(s) need them")  # fmt: skip
     if not gt.has_depth:
-        needs_depth = [m for m in modes if m in ("depth", "video", "recon-posed", "recon-unposed")]
+        # reconstruction against a reference needs only where to score: masks stand in for depth there
+        recon = () if gt.valid is not None and gt.meta.get("reference") else ("recon-posed", "recon-unposed")
+        needs_depth = [m for m in modes if m in ("depth", "video", *recon)]
         if needs_depth:
             raise InputError(f"{gt.folder / 'scene.json'}: the dataset has no ground-truth depth; the "
                              f"{', '.join(needs_depth)} mode(s) need it")  # fmt: skip
@@ -251,8 +278,11 @@ def _reconstruction(
     alignment: str,
     threshold: float,
 ) -> Dict[str, Any]:
-    """``depth``: the predicted maps already at the ground truth's size."""
-    from anydepth.bench.reconstruction import reconstruction_scores
+    """``depth``: the predicted maps already at the ground truth's size; the fusion settings, the reference
+    geometry and DTU's protocol come from the scene's ``scene.json``."""
+    from anydepth.bench.reconstruction import reconstruction_scores, scene_inputs
+
+    settings, reference, dtu = scene_inputs(gt.folder, gt.meta)
 
     pred_w2c = prediction.get("extrinsics")
     pred_K = prediction.get("intrinsics")
@@ -264,7 +294,7 @@ def _reconstruction(
             k[1] *= truth.shape[0] / ph
     scores = reconstruction_scores(
         depth, gt.depth, gt.extrinsics, gt.intrinsics, setting, pred_w2c, pred_K, threshold,
-        metric=alignment == "none",
+        metric=alignment == "none", settings=settings, reference=reference, dtu=dtu, gt_valid=gt.valid,
     )  # fmt: skip
     return scores.as_dict()
 
@@ -295,7 +325,9 @@ def summary_rows(result: Dict[str, Any]) -> List[List[str]]:
                  if result["video"][key] is not None]  # fmt: skip
     for mode in ("recon-posed", "recon-unposed"):
         if mode in result:
-            rows += [[mode, key, f"{result[mode][key]:.4f}"] for key in ("accuracy", "completeness", "fscore")]
+            dtu = result[mode].get("protocol") == "dtu"  # no F-score; upstream reports DTU's overall
+            keys = ("accuracy", "completeness", "overall" if dtu else "fscore")
+            rows += [[mode, key, f"{result[mode][key]:.4f}"] for key in keys]
     if "trajectory" in result:
         rows += [["traj", key, f"{result['trajectory'][key]:.4f}"]
                  for key in ("ate_rmse", "rpe_translation_rmse", "rpe_rotation_deg")]  # fmt: skip

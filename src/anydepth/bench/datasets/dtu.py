@@ -183,7 +183,7 @@ def _convert_scene(root: Path, scene: str, folder: Path, max_frames: int) -> Pat
     protocol = {"obs_mask": present.get("obs_mask.mat"), "ground_plane": present.get("ground_plane.mat"),
                 "masks": "masks", **DTU_PROTOCOL}  # fmt: skip
     write_scene_meta(folder, "dtu", scene, "mm", None, has_poses=True, reference=present.get("reference.ply"),
-                     has_depth=with_depth > 0, source=str(root), frames=files, dtu=protocol)  # fmt: skip
+                     has_depth=with_depth > 0, masks="masks", source=str(root), frames=files, dtu=protocol)  # fmt: skip
     np.savez(folder / "cameras.npz", extrinsics=np.stack(extrinsics), intrinsics=np.stack(intrinsics),
              image_names=files)  # fmt: skip
     return folder

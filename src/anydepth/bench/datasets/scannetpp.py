@@ -25,7 +25,7 @@ SCANNETPP_RECONSTRUCTION = {
     "sampling_number": 1_000_000,  # SCANNETPP_SAMPLING_NUMBER
     "down_sample": 0.02,  # SCANNETPP_DOWN_SAMPLE (evaluation voxel, metres)
     # upstream's eval3d keeps the predicted points inside the reference's bounding box grown by 0.1 m
-    "reference_crop_margin": 0.1,
+    "crop_to_reference": 0.1,
 }
 _MODEL = Path("merge_dslr_iphone") / "colmap" / "sparse_render_rgb"
 _LAYOUT = ("<root>/<scene>/merge_dslr_iphone/{colmap/sparse_render_rgb/ (COLMAP model), images/iphone/*.jpg, "
