@@ -27,7 +27,8 @@ def cpu_model() -> str:
 
 
 def make_scene(root: Path, views: int, width: int, height: int) -> Path:
-    """Ground truth and a prediction of it: 0.7 x depth with 2 % noise, cameras perturbed by about a degree."""
+    """Ground truth and a prediction of it up to scale: depth and camera translations x 0.7, depth with 2 % noise,
+    camera rotations perturbed by about a degree."""
     import cv2
 
     from anydepth.bench.score import read_ground_truth
@@ -39,6 +40,7 @@ def make_scene(root: Path, views: int, width: int, height: int) -> Path:
     rng = np.random.default_rng(0)
     depth = np.stack(truth.depth) * 0.7 * (1 + 0.02 * rng.standard_normal((views, height, width)))
     extrinsics = truth.extrinsics.copy()
+    extrinsics[:, :, 3] *= 0.7
     for e in extrinsics:
         e[:, :3] = cv2.Rodrigues(rng.standard_normal(3) * np.radians(1.0) / np.sqrt(3))[0] @ e[:, :3]
     pred = root / "pred" / "results.npz"

@@ -118,10 +118,15 @@ def voxel_downsample(points: np.ndarray, voxel: Optional[float]) -> np.ndarray:
     if len(points) == 0 or voxel is None or voxel <= 0:
         return points
     keys = np.floor((points - (points.min(axis=0) - voxel / 2)) / voxel).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    extent = keys.max(axis=0) + 1
+    if np.prod(extent.astype(np.float64)) < 2.0**62:
+        # one int64 per voxel, x most significant: the same order as unique rows, and a 1-D sort (far faster)
+        packed = (keys[:, 0] * extent[1] + keys[:, 1]) * extent[2] + keys[:, 2]
+        _, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
-    sums = np.zeros((len(counts), 3))
-    np.add.at(sums, inverse, points)
+    sums = np.stack([np.bincount(inverse, points[:, axis], len(counts)) for axis in range(3)], axis=1)
     return sums / counts[:, None]
 
 
