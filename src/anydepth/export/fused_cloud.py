@@ -12,8 +12,8 @@ from anydepth.io.atomic import PathLike, atomic_open
 
 logger = logging.getLogger(__name__)
 
-_BITS = 21  # per axis in the packed key: +-2^20 voxels
-_OFFSET = 1 << (_BITS - 1)
+_BITS = 21  # per axis in the packed key: 2^20 voxels either side of the first points' median
+_HALF = 1 << (_BITS - 1)
 
 
 class VoxelCloud:
@@ -21,6 +21,9 @@ class VoxelCloud:
 
     Memory grows with the occupied voxels, not with the frames: a long video of one place stays the size of that
     place. Each voxel's centroid and colour are exact running means of the points that fell into it, in any order.
+    Voxels are keyed by one packed integer (fast to sort): the grid reaches 2^20 voxels either side of the median of
+    the first points added, and points beyond are left out with a warning (a voxel of 1% of the depth reaches ten
+    thousand depths away).
 
     Args:
         voxel_size: the voxel edge, in the points' units.
@@ -40,6 +43,7 @@ class VoxelCloud:
         self._sums = np.zeros((0, 3), np.float64)
         self._colors = np.zeros((0, 3), np.float64)
         self._counts = np.zeros(0, np.int64)
+        self._origin: np.ndarray = np.zeros(3, np.int64)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -52,10 +56,13 @@ class VoxelCloud:
         points, colors = points[finite], colors[finite]
         if not len(points):
             return
-        cells = np.floor(points / self.voxel_size).astype(np.int64) + _OFFSET
+        cells = np.floor(points / self.voxel_size).astype(np.int64)
+        if not len(self._keys):
+            self._origin = np.median(cells, axis=0).astype(np.int64) - _HALF
+        cells -= self._origin
         inside = ((cells >= 0) & (cells < (1 << _BITS))).all(axis=1)
         if not inside.all():
-            logger.warning("%d point(s) beyond %g voxels from the origin left out", int((~inside).sum()), _OFFSET)
+            logger.warning("%d point(s) beyond %d voxels from the cloud's centre left out", int((~inside).sum()), _HALF)
             cells, points, colors = cells[inside], points[inside], colors[inside]
         keys = (cells[:, 0] << (2 * _BITS)) | (cells[:, 1] << _BITS) | cells[:, 2]
         all_keys = np.concatenate((self._keys, keys))

@@ -82,7 +82,7 @@ def write_trajectory(
         written.append(folder / name)
 
     text(POSES_TXT, [" ".join(repr(float(v)) for v in pose.reshape(-1)) for pose in c2w])
-    text(INTRINSICS_TXT, [f"{K[0, 0]!r} {K[1, 1]!r} {K[0, 2]!r} {K[1, 2]!r}" for K in intrinsics])
+    text(INTRINSICS_TXT, [" ".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])) for K in intrinsics])
     text(TUM_TXT, [" ".join(repr(float(v)) for v in (s, *c[:3, 3], *q)) for s, c, q in zip(stamps, c2w, quats)])
     text(KITTI_TXT, [" ".join(repr(float(v)) for v in pose[:3, :4].reshape(-1)) for pose in c2w])
     for name, array in (("w2c.npy", w2c), ("c2w.npy", c2w), ("intrinsics.npy", intrinsics)):
