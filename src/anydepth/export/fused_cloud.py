@@ -65,20 +65,14 @@ class VoxelCloud:
             logger.warning("%d point(s) beyond %d voxels from the cloud's centre left out", int((~inside).sum()), _HALF)
             cells, points, colors = cells[inside], points[inside], colors[inside]
         keys = (cells[:, 0] << (2 * _BITS)) | (cells[:, 1] << _BITS) | cells[:, 2]
-        all_keys = np.concatenate((self._keys, keys))
-        unique, inverse = np.unique(all_keys, return_inverse=True)
+        unique, inverse = np.unique(np.concatenate((self._keys, keys)), return_inverse=True)
         inverse = inverse.reshape(-1)
-        sums = np.zeros((len(unique), 3))
-        color_sums = np.zeros((len(unique), 3))
-        counts = np.zeros(len(unique), np.int64)
-        old = len(self._keys)
-        np.add.at(sums, inverse[:old], self._sums)
-        np.add.at(color_sums, inverse[:old], self._colors)
-        np.add.at(counts, inverse[:old], self._counts)
-        np.add.at(sums, inverse[old:], points)
-        np.add.at(color_sums, inverse[old:], colors.astype(np.float64))
-        np.add.at(counts, inverse[old:], 1)
-        self._keys, self._sums, self._colors, self._counts = unique, sums, color_sums, counts
+        weights = np.concatenate((self._counts, np.ones(len(keys), np.int64)))
+        values = np.concatenate((np.concatenate((self._sums, self._colors), axis=1),
+                                 np.concatenate((points, colors.astype(np.float64)), axis=1)))  # fmt: skip
+        sums = np.stack([np.bincount(inverse, values[:, c], len(unique)) for c in range(6)], axis=1)
+        self._keys, self._sums, self._colors = unique, sums[:, :3], sums[:, 3:]
+        self._counts = np.bincount(inverse, weights, len(unique)).astype(np.int64)
 
     def points(self) -> np.ndarray:
         """(V, 3) float32 voxel centroids."""

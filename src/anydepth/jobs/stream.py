@@ -168,12 +168,13 @@ def write_outputs(result: Any, options: StreamJobOptions, fps: Optional[float] =
             median = float(np.median(positive)) if positive.size else 1.0
             cloud = VoxelCloud(options.voxel_size or 0.01 * median)
         threshold = options.cloud_conf_ratio * float(np.mean(pred.conf))
+        chunk_points, chunk_colors = [], []  # one add per chunk: each add sorts the grid's keys once
         for v in range(count):
             keep = (pred.conf[v] >= threshold) & (pred.conf[v] > 1e-5) & (pred.depth[v] > 0)
             if keep.any():
-                points = _view_points(pred, v)
+                chunk_points.append(_view_points(pred, v)[keep])
                 colors = pred.images[v][keep] if pred.images is not None else np.full((int(keep.sum()), 3), 128)
-                cloud.add(points[keep], colors)
+                chunk_colors.append(colors)
             if options.save_frames:
                 arrays = {"depth": pred.depth[v], "conf": pred.conf[v], "intrinsics": pred.intrinsics[v],
                           "extrinsics": pred.extrinsics[v, :3, :4]}  # fmt: skip
@@ -181,6 +182,8 @@ def write_outputs(result: Any, options: StreamJobOptions, fps: Optional[float] =
                     arrays["image"] = pred.images[v]
                 with atomic_open(folder / "results_output" / f"frame_{start + v}.npz", "wb") as handle:
                     np.savez_compressed(handle, **arrays)
+        if chunk_points:
+            cloud.add(np.concatenate(chunk_points), np.concatenate(chunk_colors))
     timestamps = np.arange(n) / fps if fps else None
     for path in write_trajectory(folder, w2c, intrinsics, timestamps):
         files[path.name] = path

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from anydepth.errors import InputError, OptionError
-from anydepth.geometry.cameras import unproject_depth
 from anydepth.geometry.sim3 import ALIGN_METHODS, Sim3, robust_sim3, weighted_median_ratio
 from anydepth.pipelines.streaming.predictors import ChunkPrediction
 
@@ -71,10 +70,17 @@ class Alignment:
 
 
 def _view_points(pred: ChunkPrediction, view: int, pixels: np.ndarray) -> np.ndarray:
-    depth = torch.from_numpy(np.ascontiguousarray(pred.depth[view], dtype=np.float64))
-    K = torch.from_numpy(np.asarray(pred.intrinsics[view], np.float64))
-    w2c = torch.from_numpy(np.asarray(pred.extrinsics[view, :3, :4], np.float64))
-    return unproject_depth(depth, K, w2c).reshape(-1, 3)[torch.from_numpy(pixels)].numpy()
+    """World points of the given flat pixel indices of one view, in float64 (only those pixels are unprojected:
+    the same as :func:`~anydepth.geometry.cameras.unproject_depth` at them, at a fraction of the cost)."""
+    W = pred.depth.shape[2]
+    v, u = np.divmod(pixels, W)
+    rays = (
+        np.stack((u, v, np.ones_like(u)), axis=1).astype(np.float64)
+        @ np.linalg.inv(np.asarray(pred.intrinsics[view], np.float64)).T
+    )
+    camera = rays * pred.depth[view].reshape(-1)[pixels].astype(np.float64)[:, None]
+    w2c = np.asarray(pred.extrinsics[view, :3, :4], np.float64)
+    return (camera - w2c[:, 3]) @ w2c[:, :3]  # R^T (x - t), row by row
 
 
 def _pairs(
