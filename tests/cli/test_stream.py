@@ -75,3 +75,32 @@ def test_stream_unreadable_video_one_line(tmp_path):
     code, output = run_cli("stream", video, "--export-dir", tmp_path / "out", "--no-loop")
     assert_one_line_error(code, output, "x.mp4")
     assert not (tmp_path / "out").exists()
+
+
+def test_stream_a_colmap_dataset_in_its_cameras(tmp_path, da3_small_folder):
+    """Every chunk is conditioned on the dataset's cameras and reported in them: the trajectory is the dataset's."""
+    pytest.importorskip("pycolmap")
+    from PIL import Image
+
+    from anydepth.export.colmap import export_colmap
+    from anydepth.prediction import Prediction
+    from tests.helpers.inputs import scene_cameras, scene_views
+
+    weights, _ = da3_small_folder
+    root = tmp_path / "dataset"
+    (root / "images").mkdir(parents=True)
+    paths = [root / "images" / f"view{i}.png" for i in range(3)]
+    for path, view in zip(paths, scene_views()):
+        Image.fromarray(view).save(path)
+    ext, K = scene_cameras()
+    pred = Prediction(depth=np.full((3, 60, 80), 4.0, np.float32), depth_kind="depth", extrinsics=ext[:, :3],
+                      intrinsics=K, processed_images=np.stack(scene_views()))  # fmt: skip
+    export_colmap(pred, root / "sparse" / "0", image_paths=[str(p) for p in paths])
+    out = tmp_path / "out"
+    code, output = run_cli(
+        "stream", root, "--weights", weights, "--export-dir", out, "--chunk-size", "2", "--overlap", "1",
+        "--process-res", "56", "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "3 frames in 2 chunk(s), 0 loop(s)" in output
+    assert np.allclose(np.load(out / "w2c.npy")[:, :3], ext[:, :3], atol=1e-4)

@@ -106,6 +106,16 @@ def test_an_interrupted_job_resumes(tmp_path, sequence, frames_folder):
     assert len(list((tmp_path / "out" / "results_output").iterdir())) == FRAMES
 
 
+def test_the_work_folder_is_emptied_of_the_runs_files_only(tmp_path, sequence, frames_folder):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me")
+    options = _options(tmp_path, loop=False, work_dir=work, save_frames=False, glb=False)
+    stream_job(SPEC, RUNTIME, str(frames_folder), options, _never_load, NoisyTruth(sequence), False)
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "out" / "results_output").exists() and not (tmp_path / "out" / "pointcloud.glb").exists()
+
+
 def _colmap_without_images(root):
     model = root / "sparse" / "0"
     model.mkdir(parents=True)

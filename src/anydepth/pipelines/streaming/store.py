@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -80,8 +79,16 @@ class WorkDir:
         (self.folder / "state.json").unlink(missing_ok=True)
 
     def remove(self) -> None:
-        """Delete the work folder (after a successful run)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the run's files (after a successful run), and the folder if that leaves it empty: never anything
+        else a user's ``--work-dir`` may hold."""
+        self.clear()
+        for pattern in ("chunk_*.tmp-*", "state.tmp-*"):  # temporary files of an interrupted write
+            for leftover in self.folder.glob(pattern):
+                leftover.unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            logger.info("%s holds other files; left in place", self.folder)
 
     # -- chunks ----------------------------------------------------------------------------------------------------
     def finished_chunks(self) -> List[int]:
