@@ -1,7 +1,9 @@
-"""Similarity transforms: Umeyama fit (weighted, RANSAC), DA3 extrinsics normalisation and alignment to input poses."""
+"""Similarity transforms: Umeyama fit (weighted, RANSAC, robust IRLS), composition, DA3 extrinsics normalisation and
+alignment to input poses."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -49,6 +51,32 @@ class Sim3:
         bottom = torch.zeros_like(top[..., :1, :])
         bottom[..., 0, 3] = 1.0
         return torch.cat((top, bottom), dim=-2)
+
+    def compose(self, other: Sim3) -> Sim3:
+        """``self ∘ other``: first ``other``, then ``self`` (the matrix product ``self.matrix() @ other.matrix()``).
+
+        Example:
+            >>> a = Sim3(torch.tensor(2.0), torch.eye(3), torch.tensor([1.0, 0.0, 0.0]))
+            >>> a.compose(a.inverse()).matrix().allclose(torch.eye(4))
+            True
+        """
+        rotation = self.rotation @ other.rotation
+        translation = self.scale[..., None] * (self.rotation @ other.translation[..., None])[..., 0] + self.translation
+        return Sim3(self.scale * other.scale, rotation, translation)
+
+    @staticmethod
+    def identity(dtype: torch.dtype = torch.float64) -> Sim3:
+        """The identity similarity (batch shape ``()``)."""
+        return Sim3(torch.ones((), dtype=dtype), torch.eye(3, dtype=dtype), torch.zeros(3, dtype=dtype))
+
+    @staticmethod
+    def from_matrix(matrix: Tensor) -> Sim3:
+        """From a (..., 4, 4) (or (..., 3, 4)) matrix ``[[s R, t], [0, 1]]`` with s > 0; the inverse of
+        :meth:`matrix`. The scale is the cube root of the determinant of the linear part."""
+        check_tensor(matrix, "matrix", ((3, 4), 4))
+        linear = matrix[..., :3, :3]
+        scale = torch.linalg.det(linear).clamp_min(torch.finfo(matrix.dtype).tiny) ** (1.0 / 3.0)
+        return Sim3(scale, linear / scale[..., None, None], matrix[..., :3, 3])
 
 
 def umeyama(source: Tensor, target: Tensor, weights: Optional[Tensor] = None, with_scale: bool = True) -> Sim3:
@@ -183,6 +211,149 @@ def ransac_umeyama(
         best_inliers = torch.ones(n, dtype=torch.bool, device=x.device)
     dtype = source.dtype
     return Sim3(best.scale.to(dtype), best.rotation.to(dtype), best.translation.to(dtype)), best_inliers
+
+
+ALIGN_METHODS = ("sim3", "se3", "scale+se3")
+"""Chunk alignment models, named as DA3-Streaming's ``align_method``: a similarity, a rigid motion, or a rigid
+motion after a scale fixed beforehand (from depth ratios, :func:`weighted_median_ratio`)."""
+
+
+@dataclass(frozen=True)
+class RobustFit:
+    """Result of :func:`robust_sim3`.
+
+    Attributes:
+        sim3: the fitted transform (batch shape ``()``), ``target ≈ s R source + t``.
+        weights: (N,) the final combined weights (confidence x Huber), summing to 1.
+        iterations: IRLS re-weightings done after the initial fit.
+        residual: weighted mean distance after the fit (confidence weights only), in the target's units.
+    """
+
+    sim3: Sim3
+    weights: Tensor
+    iterations: int
+    residual: float
+
+
+def robust_sim3(
+    source: Tensor,
+    target: Tensor,
+    weights: Optional[Tensor] = None,
+    method: str = "sim3",
+    delta: float = 0.1,
+    max_iters: int = 5,
+    tol: float = 1e-9,
+    scale: Optional[float] = None,
+) -> RobustFit:
+    """Confidence-weighted similarity (or rigid motion) made robust by iteratively re-weighted least squares.
+
+    DA3-Streaming's alignment of one chunk onto the next: fit with the confidence weights, then up to
+    ``max_iters`` times re-weight each point by ``confidence x huber(residual)`` (Huber weight 1 within ``delta``,
+    ``delta / r`` beyond) and refit, stopping once the parameters stop moving (scale and translation change under
+    ``tol`` and rotation under 0.1 degree) or the Huber cost changes by less than ``tol`` relatively. Unlike
+    upstream, each fit is the weighted Umeyama optimum (upstream takes the scale as a ratio of RMS spreads, which is
+    biased when the point sets are noisy), and ``scale+se3`` keeps the given scale throughout (upstream refits a
+    scale inside the loop and then overwrites it). Deterministic: no sampling.
+
+    Args:
+        source: (N, 3) points to move.
+        target: (N, 3) corresponding points.
+        weights: (N,) non-negative confidence weights; None: uniform.
+        method: "sim3" (scale, rotation, translation), "se3" (rotation, translation) or "scale+se3" (``scale``
+            given, then rotation and translation).
+        delta: Huber threshold, in the target's units (upstream: 0.1).
+        max_iters: IRLS iterations (upstream: 5).
+        tol: convergence tolerance (upstream: 1e-9).
+        scale: the fixed scale of "scale+se3".
+
+    Returns:
+        a :class:`RobustFit`, computed in float64.
+
+    Example:
+        >>> src = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> dst = 3.0 * src + torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+        >>> dst[0] += 100.0  # one gross outlier
+        >>> round(float(robust_sim3(src, dst, delta=0.05, max_iters=20).sim3.scale), 2)  # plain Umeyama: 3.17
+        3.0
+    """
+    if method not in ALIGN_METHODS:
+        raise ShapeError(f"unknown alignment method {method!r}; choose one of {', '.join(ALIGN_METHODS)}")
+    if method == "scale+se3" and (scale is None or not scale > 0):
+        raise ShapeError("method 'scale+se3' needs a positive scale")
+    check_tensor(source, "source", (None, 3))
+    check_tensor(target, "target", (None, 3))
+    if source.ndim != 2 or source.shape != target.shape:
+        raise ShapeError(f"source and target must both be (N, 3), got {tuple(source.shape)} and {tuple(target.shape)}")
+    x, y = source.double(), target.double()
+    if weights is None:
+        confidence = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
+    else:
+        check_tensor(weights, "weights", (x.shape[0],), min_ndim=1)
+        confidence = weights.double().clamp_min(0.0)
+    if float(confidence.sum()) <= 0:
+        raise ShapeError("weights must not be all zero")
+    confidence = confidence / confidence.sum()
+    fixed = float(scale) if method == "scale+se3" else 1.0
+    x_scaled = x * fixed
+
+    def fit(w: Tensor) -> Sim3:
+        return umeyama(x_scaled, y, w, with_scale=method == "sim3")
+
+    def huber_cost(r: Tensor) -> float:
+        return float((confidence * torch.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta))).sum())
+
+    current = fit(confidence)
+    combined = confidence
+    previous_cost = float("inf")
+    iterations = 0
+    for _ in range(max_iters):
+        residual = (current.apply(x_scaled) - y).norm(dim=-1)
+        huber = torch.where(residual > delta, delta / residual.clamp_min(1e-300), torch.ones_like(residual))
+        combined = confidence * huber
+        combined = combined / combined.sum().clamp_min(1e-300)
+        candidate = fit(combined)
+        iterations += 1
+        cost = huber_cost(residual)
+        moved = float((candidate.scale - current.scale).abs() + (candidate.translation - current.translation).norm())
+        cos = ((candidate.rotation @ current.rotation.transpose(-1, -2)).diagonal().sum() - 1.0) / 2.0
+        angle = float(torch.arccos(cos.clamp(-1.0, 1.0)))
+        current = candidate
+        if (moved < tol and angle < math.radians(0.1)) or abs(previous_cost - cost) < tol * previous_cost:
+            break
+        previous_cost = cost
+    if method == "scale+se3":  # fold the fixed scale back in: y ≈ R (s x) + t
+        current = Sim3(current.scale * fixed, current.rotation, current.translation)
+    residual = float((confidence * (current.apply(x) - y).norm(dim=-1)).sum())
+    return RobustFit(current, combined, iterations, residual)
+
+
+def weighted_median_ratio(numerator: Tensor, denominator: Tensor, weights: Optional[Tensor] = None) -> float:
+    """The weighted median of ``numerator / denominator`` over entries where both are positive and finite.
+
+    The scale of "scale+se3" alignment: depth of the same pixels seen by two chunks, weighted by their
+    confidences. A median ignores the pixels where one chunk's depth is wrong, which a least-squares scale does not.
+
+    Args:
+        numerator, denominator: (...) depths of the same pixels.
+        weights: (...) non-negative weights; None: uniform.
+
+    Returns:
+        the ratio; 1.0 where no entry is usable.
+
+    Example:
+        >>> weighted_median_ratio(torch.tensor([2.0, 4.0, 6.0, 100.0]), torch.tensor([1.0, 2.0, 3.0, 1.0]))
+        2.0
+    """
+    a, b = numerator.double().reshape(-1), denominator.double().reshape(-1)
+    w = torch.ones_like(a) if weights is None else weights.double().reshape(-1).clamp_min(0.0)
+    usable = torch.isfinite(a) & torch.isfinite(b) & (a > 0) & (b > 0) & (w > 0)
+    if not bool(usable.any()):
+        return 1.0
+    ratio, w = a[usable] / b[usable], w[usable]
+    order = torch.argsort(ratio)
+    cumulative = torch.cumsum(w[order], dim=0)
+    index = int(torch.searchsorted(cumulative, 0.5 * cumulative[-1]))
+    return float(ratio[order][min(index, ratio.numel() - 1)])
 
 
 def apply_sim3_to_extrinsics(sim3: Sim3, extrinsics: Tensor) -> Tensor:

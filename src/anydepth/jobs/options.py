@@ -310,3 +310,104 @@ class FrameSampling:
 def check_input_size(input_size: int) -> None:
     if input_size < 14:
         raise OptionError("input_size", input_size, "is too small; use at least 14")
+
+
+@dataclass
+class StreamJobOptions:
+    """What a stream job (long-video reconstruction) does, with DA3-Streaming's names and defaults where it has them
+    (``chunk_size``, ``overlap``, ``loop``, ``align_method``, the IRLS and loop settings).
+
+    Attributes:
+        export_dir: the output folder.
+        chunk_size, overlap: frames per chunk and frames shared by consecutive chunks (120, 60).
+        align_method: "sim3", "se3" or "scale+se3" (upstream's ``align_method``; ``--align`` on the command line).
+        loop: detect and close loops (needs pypose: ``pip install 'anydepth[stream]'``).
+        loop_threshold, loop_top_k, loop_min_gap, loop_nms, loop_chunk_size: loop detection (0.85, 5, 10, 25, 20).
+        irls_delta, irls_max_iters: the robust alignment (0.1, 5).
+        align_max_points: point pairs per alignment at most.
+        process_res, process_res_method, ref_view_strategy: the model's processing, as for scene jobs.
+        fps, max_frames: video sampling and a cap on the frames.
+        sparse_subdir, images_subdir: where a COLMAP dataset keeps its model and images.
+        work_dir: the resumable work folder (default ``export_dir/_work``).
+        keep_work: keep the work folder after a successful run.
+        disk_budget: most GiB the work folder may hold (None: no limit).
+        voxel_size: voxel edge of the fused cloud, in the output's units (None: 1% of the first chunk's median depth).
+        cloud_conf_ratio: points whose confidence is below this fraction of their chunk's mean are left out (0.75).
+        save_frames: write each frame's depth and confidence (``results_output/frame_<i>.npz``).
+        glb, plot: also write ``pointcloud.glb`` and ``trajectory.png``.
+    """
+
+    export_dir: Path
+    chunk_size: int = 120
+    overlap: int = 60
+    align_method: str = "sim3"
+    loop: bool = True
+    loop_threshold: float = 0.85
+    loop_top_k: int = 5
+    loop_min_gap: int = 10
+    loop_nms: int = 25
+    loop_chunk_size: int = 20
+    irls_delta: float = 0.1
+    irls_max_iters: int = 5
+    align_max_points: int = 200_000
+    process_res: int = 504
+    process_res_method: str = "upper_bound_resize"
+    ref_view_strategy: str = "saddle_balanced"
+    fps: Optional[float] = None
+    max_frames: Optional[int] = None
+    sparse_subdir: str = ""
+    images_subdir: str = "images"
+    work_dir: Optional[Path] = None
+    keep_work: bool = False
+    disk_budget: Optional[float] = None
+    voxel_size: Optional[float] = None
+    cloud_conf_ratio: float = 0.75
+    save_frames: bool = True
+    glb: bool = True
+    plot: bool = True
+
+    def check(self) -> None:
+        """Refuse values no run takes, before any input is read."""
+        self.pipeline_options().check()
+        if self.fps is not None and not self.fps > 0:
+            raise OptionError("fps", self.fps, "must be positive")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise OptionError("max_frames", self.max_frames, "take at least one frame")
+        if self.disk_budget is not None and not self.disk_budget > 0:
+            raise OptionError("disk_budget", self.disk_budget, "give GiB, more than 0")
+        if self.voxel_size is not None and not self.voxel_size > 0:
+            raise OptionError("voxel_size", self.voxel_size, "must be positive")
+        if int(self.process_res) < 14:
+            raise OptionError("process_res", self.process_res, "use at least 14 (the patch size)")
+        if self.process_res_method not in PROCESS_RES_METHODS:
+            raise OptionError(
+                "process_res_method", self.process_res_method, f"choose one of {', '.join(PROCESS_RES_METHODS)}"
+            )
+        if self.ref_view_strategy not in REF_VIEW_STRATEGIES:
+            raise OptionError(
+                "ref_view_strategy", self.ref_view_strategy, f"choose one of {', '.join(REF_VIEW_STRATEGIES)}"
+            )
+
+    def pipeline_options(self) -> Any:
+        """The :class:`~anydepth.pipelines.streaming.StreamOptions` these options give."""
+        from anydepth.pipelines.streaming import AlignOptions, LoopOptions, StreamOptions
+
+        return StreamOptions(
+            chunk_size=int(self.chunk_size),
+            overlap=int(self.overlap),
+            align=AlignOptions(
+                self.align_method, self.irls_delta, int(self.irls_max_iters), max_points=self.align_max_points
+            ),
+            loop=self.loop,
+            loops=LoopOptions(
+                self.loop_threshold,
+                int(self.loop_top_k),
+                int(self.loop_min_gap),
+                int(self.loop_nms),
+                int(self.loop_chunk_size),
+            ),
+        )
+
+    @property
+    def work_folder(self) -> Path:
+        return Path(self.work_dir) if self.work_dir is not None else Path(self.export_dir) / "_work"
