@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-from tests.helpers.networks import random_net, tiny_config, tiny_da3, tiny_vda
-from tests.helpers.random_weights import fill_
 
 import anydepth
 from anydepth.checkpoints import convert_da3_state_dict, read_state_dict
 from anydepth.families import build_network, load_network_weights
 from anydepth.presets import get_preset
 from anydepth.train.weights import official_da3_state_dict, save_official_weights
+from tests.helpers.networks import random_net, tiny_config, tiny_da3, tiny_vda
+from tests.helpers.random_weights import fill_
 
 
 def _same_outputs(a, b, x):

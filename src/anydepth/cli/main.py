@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from anydepth.cli import bench, deploy, gallery, service, webapp
+from anydepth.cli import bench, deploy, gallery, service, train, webapp
 from anydepth.cli.common import (
     BackendOpt,
     BackendUrlOpt,
@@ -541,6 +541,7 @@ gallery.register(app)
 webapp.register(app)  # app, gradio
 deploy.register(app)  # export
 bench.register(app)  # bench score
+train.register(app)  # train
 
 
 def main(argv: Optional[list] = None) -> None:

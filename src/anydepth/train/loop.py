@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -357,7 +358,9 @@ class Trainer:
             logger.warning("step %d: the loss is not finite; no update", self.step + 1)
             self.optimizer.zero_grad(set_to_none=True)
             total = float("nan")
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped update still advances the schedule, as the step counter
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
         self.step += 1
         self.history.append({"step": self.step, "loss": total, "lr": lr, **terms})
         return TrainProgress(self.step, config.steps, total, lr, terms, time.perf_counter() - start)
