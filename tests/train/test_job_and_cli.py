@@ -4,6 +4,7 @@ like official ones."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,18 @@ def test_job_trains_a_folder_of_images_with_depth(tmp_path, vits_weights, one_th
     report = train_job(options)
     assert Path(report.weights).is_file() and report.summary["evaluations"]
     assert report.summary["data"] == "DepthFolderSource: 1 sequence(s), 3 frame(s)"
+
+
+def test_command_defaults_are_the_options_defaults():
+    import typer.main
+
+    from anydepth.cli.main import app
+
+    command = typer.main.get_command(app).commands["train"]
+    cli = {p.name: p.default for p in command.params}
+    defaults = {
+        f.name: f.default for f in fields(TrainOptions) if f.name in cli and f.name not in ("model", "data", "out")
+    }
+    assert len(defaults) > 20
+    for name, value in defaults.items():
+        assert cli[name] == value, name

@@ -47,7 +47,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, one_thread):
     result = second.fit(resume=True)
     assert result.steps == 6 and len(result.history) == 6
     got = parameters_of(second.net)
-    assert max((got[k] - expected[k]).abs().max().item() for k in expected) <= 1e-6
+    assert max((got[k] - expected[k]).abs().max().item() for k in expected) <= 1e-6  # 0.0 on this CPU
     assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in straight.history], abs=1e-6)
 
 
