@@ -48,7 +48,7 @@ def test_cli_refuses_a_bad_option_in_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_tiny_run_writes_official_weights_that_load(tmp_path, vits_weights, one_thread):
+def test_cli_tiny_run_writes_official_weights_that_load(tmp_path, vits_weights):
     out = tmp_path / "run"
     code, output = run_cli(
         "train", "--model", "dav2-small", "--weights", vits_weights, "--data", "synthetic", "--out", out,
@@ -78,7 +78,7 @@ def test_cli_tiny_run_writes_official_weights_that_load(tmp_path, vits_weights, 
     assert json.loads((out / "train.json").read_text())["steps"] == 2
 
 
-def test_job_trains_a_folder_of_images_with_depth(tmp_path, vits_weights, one_thread):
+def test_job_trains_a_folder_of_images_with_depth(tmp_path, vits_weights):
     import cv2
     import numpy as np
 
@@ -111,3 +111,12 @@ def test_command_defaults_are_the_options_defaults():
     assert len(defaults) > 20
     for name, value in defaults.items():
         assert cli[name] == value, name
+
+
+def test_a_clip_longer_than_the_video_model_attends_over_is_refused(tmp_path):
+    from anydepth.jobs.train import train_job
+
+    options = TrainOptions(model="vda-small", data="synthetic", out=tmp_path / "run", from_scratch=True, frames=33,
+                           steps=1, size="28x28", device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(OptionError, match="at most 32 frames"):
+        train_job(options)

@@ -27,7 +27,7 @@ def _v2_run(tmp_path, net=None, **config):
     return Trainer(net, objective_for(preset, net), train, TrainConfig(**{**defaults, **config}), out=tmp_path)
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path, one_thread):
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     straight = _v2_run(tmp_path / "straight", accum=2, save_every=3)
     straight.fit()
     expected = parameters_of(straight.net)
@@ -114,7 +114,7 @@ def test_bad_configuration_is_refused_before_any_work(option, value):
         TrainConfig(**{option: value}).check()
 
 
-def test_tiny_fine_tune_lowers_the_loss_and_the_held_out_error(one_thread):
+def test_tiny_fine_tune_lowers_the_loss_and_the_held_out_error():
     """A six-block DA3 mono network (random official-layout weights) on synthetic rooms: the loss on a fixed
     training batch and the affine-aligned AbsRel on held-out rooms (seeds no training scene uses) both drop.
 

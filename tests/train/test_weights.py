@@ -65,7 +65,7 @@ def test_tiny_networks_round_trip_through_the_family_loader(tmp_path, preset, ma
 
 
 @pytest.mark.parametrize("name", ["dav2-small", "da3-small", "vda-small"])
-def test_official_sizes_load_with_load_model(tmp_path, name, one_thread):
+def test_official_sizes_load_with_load_model(tmp_path, name):
     """Every CLI command and export loads weights through load_model: the written files must pass it."""
     preset = get_preset(name)
     net = fill_(build_network(preset), seed=21).eval()

@@ -209,6 +209,9 @@ def train_job(options: TrainOptions, on_progress: Optional[Callable[[Any], None]
         logger.info("starting from %s", path)
     objective = objective_for(preset, net)
     if options.frames is not None:
+        limit = getattr(getattr(net, "cfg", None), "num_frames", None)  # Video Depth Anything's temporal positions
+        if objective.clip and limit is not None and options.frames > limit:
+            raise OptionError("frames", options.frames, f"{preset.name} attends over at most {limit} frames")
         objective.frames = options.frames
     max_depth = options.max_depth if options.max_depth is not None else preset.max_depth
     synthetic = dict(seed=options.seed, scenes=options.synthetic_scenes, views=max(options.synthetic_views,

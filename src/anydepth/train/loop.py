@@ -57,7 +57,7 @@ class TrainConfig:
         precision: "fp32", "bf16" (CPU with native bf16, CUDA), "fp16" (CUDA, with a gradient scaler) or "auto".
         grad_clip: largest gradient norm (None: no clipping).
         eval_every: evaluate on the held-out data every this many steps (0: only at the start and the end).
-        eval_items: held-out samples scored per evaluation.
+        eval_items: held-out samples scored per evaluation (0: all of them).
         save_every: write the checkpoint every this many steps (0: only at the end).
         seed: seed of torch, numpy and Python's RNGs and of the samples.
         progress: show a tqdm bar with the loss.
@@ -177,7 +177,7 @@ def lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
     """The learning-rate multiplier of optimizer step ``step`` (0-based).
 
     >>> [round(lr_factor(s, 10, 2, "poly"), 3) for s in (0, 1, 2, 9)]
-    [0.5, 1.0, 1.0, 0.155]
+    [0.5, 1.0, 1.0, 0.154]
     """
     if step < warmup:
         return (step + 1) / warmup
