@@ -151,7 +151,8 @@ def _read_exr(path: Path) -> np.ndarray:
         except Exception as exc:  # OpenEXR raises plain RuntimeErrors on corrupt files
             raise InputError(f"{path}: unreadable EXR ({exc})") from None
         raise InputError(f"{path}: no Z, Y, R or depth channel in the EXR ({', '.join(channels)})")
-    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    # IMREAD_UNCHANGED keeps float32 samples (vermin reads `a | b` of two names as a union type: one flag only)
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if depth is None:
         require("OpenEXR", "export")  # raises with the extra to install
         raise InputError(f"{path}: unreadable EXR")
