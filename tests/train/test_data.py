@@ -201,3 +201,13 @@ def test_ground_truth_folders(tmp_path):
     sample = _dataset(source, frames=2, seed=0).sample(3)
     assert sample.extrinsics.shape == (2, 3, 4)
     assert _reprojection_agreement(sample)[0] > 0.8
+
+
+def test_depth_beyond_max_depth_is_not_valid():
+    far = SyntheticSource(seed=1, scenes=2, views=2, width=64, height=48, kind="outdoor")
+    near = SyntheticSource(seed=1, scenes=2, views=2, width=64, height=48, kind="outdoor", max_depth=10.0)
+    a, b = far.load(1, 0), near.load(1, 0)
+    assert a.depth[a.valid].max() > 10.0
+    assert b.depth[b.valid].max() < 10.0 and (b.depth[~b.valid] == 0).all()
+    assert (b.valid == (a.valid & (a.depth < 10.0))).all()
+    assert near.held_out(1).max_depth == 10.0

@@ -95,3 +95,18 @@ def test_families_that_cannot_be_fine_tuned_say_so():
     torch.nn.Module.__init__(nested)
     with pytest.raises(InputError, match="two networks"):
         objective_for(get_preset("da3nested-giant-large"), nested)
+
+
+def test_from_scratch_relu_heads_start_alive():
+    from anydepth.models.depth_anything_v2 import DepthAnythingV2Net
+    from anydepth.models.video_depth_anything import VideoDepthAnythingNet
+
+    torch.manual_seed(0)
+    v2 = DepthAnythingV2Net(tiny_config())
+    vda = VideoDepthAnythingNet(tiny_vda().cfg)
+    x = torch.randn(2, 3, 42, 56)
+    with torch.no_grad():
+        assert (v2.eval()(x) > 0).float().mean() < 0.9  # PyTorch's initialisation clips many pixels to zero
+        objective_for(get_preset("dav2-small"), v2).prepare_from_scratch(v2)
+        objective_for(get_preset("vda-small"), vda).prepare_from_scratch(vda)
+        assert (v2(x) > 0).all() and (vda.eval()(x[None]) > 0).all()

@@ -208,6 +208,8 @@ def train_job(options: TrainOptions, on_progress: Optional[Callable[[Any], None]
         load_network_weights(net, preset, path)
         logger.info("starting from %s", path)
     objective = objective_for(preset, net)
+    if options.from_scratch:
+        objective.prepare_from_scratch(net)
     if options.frames is not None:
         limit = getattr(getattr(net, "cfg", None), "num_frames", None)  # Video Depth Anything's temporal positions
         if objective.clip and limit is not None and options.frames > limit:

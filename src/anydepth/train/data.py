@@ -376,18 +376,20 @@ class SyntheticSource(FrameSource):
         width, height: rendered size (samples are then resized and cropped).
         kind: one of :data:`SYNTHETIC_KINDS`.
         cache_frames: rendered frames kept in memory.
+        max_depth: depth at or beyond this is not valid (None: the generator's own range; outdoors 80).
     """
 
     has_cameras = True
 
     def __init__(self, seed: int = 0, scenes: int = 64, views: int = 8, width: int = 160, height: int = 120,
-                 kind: str = "mixed", cache_frames: int = 1024) -> None:  # fmt: skip
+                 kind: str = "mixed", cache_frames: int = 1024, max_depth: Optional[float] = None) -> None:  # fmt: skip
         if kind not in SYNTHETIC_KINDS:
             raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}")
         if scenes < 1 or views < 1 or width < PATCH or height < PATCH:
             raise InputError(f"a synthetic source needs scenes, views >= 1 and a size of at least {PATCH} px")
         self.seed, self.scenes, self.views = int(seed), int(scenes), int(views)
         self.width, self.height, self.kind = int(width), int(height), kind
+        self.max_depth = max_depth
         self.skipped = []
         self._scenes: Dict[int, Tuple[Any, List[np.ndarray]]] = {}
         self._cache: OrderedDict = OrderedDict()
@@ -395,7 +397,8 @@ class SyntheticSource(FrameSource):
 
     def held_out(self, scenes: int = 8) -> SyntheticSource:
         """The same kind of source on scenes whose seeds no training run of this source uses (seed + 10^6)."""
-        return SyntheticSource(self.seed + 1_000_000, scenes, self.views, self.width, self.height, self.kind)
+        return SyntheticSource(self.seed + 1_000_000, scenes, self.views, self.width, self.height, self.kind,
+                               max_depth=self.max_depth)  # fmt: skip
 
     def sequence_lengths(self) -> List[int]:
         return [self.views] * self.scenes
@@ -426,8 +429,12 @@ class SyntheticSource(FrameSource):
             if len(self._cache) > self._cache_frames:
                 self._cache.popitem(last=False)
         f = self._cache[key]
-        return RawFrame(f.image.astype(np.float32) / 255.0, f.depth.copy(), f.valid.copy(), f.extrinsics.copy(),
-                        f.intrinsics.copy(), f"synthetic scene {self.seed + sequence} view {frame}")  # fmt: skip
+        valid = f.valid if self.max_depth is None else f.valid & (f.depth < self.max_depth)
+        depth = np.where(valid, f.depth, 0).astype(np.float32)
+        name = f"synthetic scene {self.seed + sequence} view {frame}"
+        return RawFrame(
+            f.image.astype(np.float32) / 255.0, depth, valid, f.extrinsics.copy(), f.intrinsics.copy(), name
+        )
 
 
 def open_source(spec: PathLike, depth_scale: float = 1000.0, max_depth: Optional[float] = None,
@@ -435,7 +442,7 @@ def open_source(spec: PathLike, depth_scale: float = 1000.0, max_depth: Optional
     """The source ``spec`` names: ``"synthetic"``, a ground-truth folder (or a folder of them), or a plain
     folder of images with depth. ``synthetic`` keywords go to :class:`SyntheticSource`."""
     if str(spec) == "synthetic":
-        return SyntheticSource(**synthetic)
+        return SyntheticSource(max_depth=max_depth, **synthetic)
     root = Path(spec)
     if not root.is_dir():
         raise InputError(f"{spec}: no such data folder (give a folder, or 'synthetic')")

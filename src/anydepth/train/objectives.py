@@ -79,9 +79,24 @@ class Objective:
         """The training loss of a batch, and its named terms (floats, for logs)."""
         raise NotImplementedError
 
+    def prepare_from_scratch(self, net: nn.Module) -> None:
+        """Adjust a network with untrained weights before training starts (nothing by default)."""
+
     def predict(self, net: nn.Module, batch: Batch) -> Tuple[Tensor, str]:
         """(B * V, H, W) maps of a batch's frames and their kind (one of :data:`PREDICTION_KINDS`)."""
         raise NotImplementedError
+
+
+def _alive_relu_output(net: nn.Module, layer: str) -> None:
+    """Set the bias of the convolution before a ReLU output to 1.
+
+    With PyTorch's initialisation that convolution's outputs are small and about as often negative as positive,
+    so the ReLU clips most pixels to zero; under an affine-invariant loss (which does nothing to hold the output's
+    scale up) such a head dies and stops learning. A bias of 1 starts every pixel alive, with the small variations
+    the loss then amplifies. Trained checkpoints do not need it.
+    """
+    with torch.no_grad():
+        net.get_submodule(layer).bias.fill_(1.0)
 
 
 @dataclass
@@ -97,6 +112,10 @@ class V2Objective(Objective):
     metric: bool = False
     gradient_weight: float = 2.0
     silog_lambda: float = 0.5
+
+    def prepare_from_scratch(self, net: nn.Module) -> None:
+        if not self.metric:  # the metric head ends in a sigmoid, alive everywhere
+            _alive_relu_output(net, "depth_head.scratch.output_conv2.2")
 
     def predict(self, net: nn.Module, batch: Batch) -> Tuple[Tensor, str]:
         out = net(batch.images.flatten(0, 1)).float()  # (B * V, H, W)
@@ -128,6 +147,9 @@ class VDAObjective(Objective):
     temporal_weight: float = 1.0
     gradient_weight: float = 0.0
     silog_lambda: float = 0.5
+
+    def prepare_from_scratch(self, net: nn.Module) -> None:
+        _alive_relu_output(net, "head.scratch.output_conv2.2")  # relative and metric checkpoints: one ReLU head
 
     def predict(self, net: nn.Module, batch: Batch) -> Tuple[Tensor, str]:
         out = net(batch.images).float()  # (B, T, H, W)
