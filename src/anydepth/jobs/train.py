@@ -93,8 +93,8 @@ class TrainOptions:
         """Refuse, before any weights load or data is read, every option that cannot be used."""
         from anydepth.families import family_of
         from anydepth.presets import get_preset
-        from anydepth.train.data import SYNTHETIC_KINDS
         from anydepth.train.objectives import OBJECTIVES
+        from anydepth.train.sources import SYNTHETIC_KINDS
 
         preset = get_preset(self.model)
         if preset.family not in OBJECTIVES:
@@ -139,7 +139,8 @@ class TrainOptions:
     def training_size(self) -> Tuple[int, int]:
         """The crop ``(h, w)``: ``size``, or the preset's processing size (square, a multiple of 14)."""
         from anydepth.presets import get_preset
-        from anydepth.train.data import PATCH, parse_size
+        from anydepth.train.data import parse_size
+        from anydepth.train.sources import PATCH
 
         if self.size is not None:
             return parse_size(self.size)
@@ -192,9 +193,10 @@ def train_job(options: TrainOptions, on_progress: Optional[Callable[[Any], None]
     from anydepth.hub import resolve_weights
     from anydepth.pipelines.runtime import resolve_device, set_cpu_threads
     from anydepth.presets import get_preset
-    from anydepth.train.data import SyntheticSource, TrainingDataset, open_source
+    from anydepth.train.data import TrainingDataset
     from anydepth.train.loop import Trainer
     from anydepth.train.objectives import objective_for
+    from anydepth.train.sources import SyntheticSource, open_source
     from anydepth.train.weights import save_official_weights
 
     options.check()

@@ -3,8 +3,9 @@ data, a resumable training loop, and final weights in each family's official che
 
 - :mod:`~anydepth.train.losses`: SSI and gradient matching (MiDaS, Depth Anything V2), SILog (metric), DA3's
   depth-ray objective, Video Depth Anything's temporal gradient matching;
-- :mod:`~anydepth.train.data`: frame sources (ground-truth folders, plain image + depth folders, the synthetic
-  generator) and the seeded samples drawn from them;
+- :mod:`~anydepth.train.sources`: frames with depth from ground-truth folders, plain image + depth folders and
+  the synthetic generator;
+- :mod:`~anydepth.train.data`: the seeded samples drawn from them, and their batches;
 - :mod:`~anydepth.train.objectives`: what training means for each family (forward, loss, scored prediction);
 - :mod:`~anydepth.train.loop`: :class:`Trainer` and :class:`TrainConfig`;
 - :mod:`~anydepth.train.weights`: :func:`save_official_weights`.
@@ -12,17 +13,10 @@ data, a resumable training loop, and final weights in each family's official che
 The command line (``anydepth train``) and :func:`anydepth.jobs.train.train_job` build on these.
 """
 
-from anydepth.train.data import (
-    Batch,
-    DepthFolderSource,
-    GroundTruthSource,
-    SyntheticSource,
-    TrainingDataset,
-    TrainingSample,
-    open_source,
-)
+from anydepth.train.data import Batch, TrainingDataset, TrainingSample
 from anydepth.train.loop import TrainConfig, Trainer, TrainProgress, TrainResult
 from anydepth.train.objectives import DA3Objective, Objective, V2Objective, VDAObjective, objective_for
+from anydepth.train.sources import DepthFolderSource, GroundTruthSource, SyntheticSource, open_source
 from anydepth.train.weights import save_official_weights
 
 __all__ = [
