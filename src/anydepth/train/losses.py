@@ -84,7 +84,7 @@ def _aligned(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Scale-and-shift-invariant mean absolute error (MiDaS, Ranftl et al. 2020, eq. 5 with the MAE trimming off).
+    """Scale-and-shift-invariant mean absolute error (MiDaS, Ranftl et al. 2020, without its trimming).
 
     Each image's prediction is aligned to its target by the least-squares scale and shift over its valid pixels
     (:func:`scale_and_shift`), then the absolute residuals are averaged over all valid pixels of the batch
@@ -119,7 +119,7 @@ def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 def gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor, scales: int = 4) -> Tensor:
-    """MiDaS's multi-scale gradient matching term on the aligned prediction (Ranftl et al. 2020, eq. 11).
+    """MiDaS's multi-scale gradient matching term on the aligned prediction (Ranftl et al. 2020).
 
     With ``R = s * pred + t - target`` (per image, :func:`scale_and_shift`) and ``R^k`` the residual at scale
     ``k`` (every ``2^k``-th pixel in both directions)::
@@ -159,7 +159,7 @@ def gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor, scales: i
 def relative_depth_loss(pred: Tensor, target: Tensor, mask: Tensor, gradient_weight: float = 2.0) -> Tensor:
     """Depth Anything V2's loss of its relative models: ``L_ssi + gradient_weight * L_gm`` on disparity.
 
-    The V2 paper (Sec. 4) keeps V1's two terms and sets their weights 1 : 2, which made depth edges sharper.
+    The V2 paper keeps V1's two terms and sets their weights 1 : 2, which made depth edges sharper.
 
     Args:
         pred, target, mask: (B, H, W) predicted disparity, target disparity, valid pixels.
@@ -207,7 +207,7 @@ def silog_loss(pred: Tensor, target: Tensor, mask: Tensor, lam: float = 0.5, eps
 def confidence_depth_loss(
     depth: Tensor, confidence: Tensor, target: Tensor, mask: Tensor, conf_weight: float = 1.0
 ) -> Tensor:
-    """DA3's confidence-weighted depth loss (Depth Anything 3, Sec. 3; the form VGGT's depth loss has too)::
+    """DA3's confidence-weighted depth loss (Depth Anything 3; VGGT's depth loss has the same form)::
 
         L_D = 1 / |M| * sum_{p in M} (c_p * |D_p - D*_p| - conf_weight * log c_p)
 
@@ -326,7 +326,7 @@ def ray_loss(pred_rays: Tensor, target_rays: Tensor, valid: Optional[Tensor] = N
 
 
 def temporal_gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Video Depth Anything's temporal gradient matching loss (Chen et al. 2025, eq. 3).
+    """Video Depth Anything's temporal gradient matching loss (Chen et al. 2025).
 
     The prediction of each clip is first aligned to its target by one least-squares scale and shift over all of
     its frames (:func:`scale_and_shift` per clip, as the evaluation of video depth does), then the change between
