@@ -228,8 +228,10 @@ class Trainer:
         self.precision = resolve_precision(config.precision, self.device)
         seed_everything(config.seed)
         self.net = net.to(self.device)
-        # the plain twin of every fast path: they are inference kernels (several skip themselves under grad anyway)
-        self.policy = PrecisionPolicy.for_precision(self.precision, fast_paths=False)
+        # the fast paths may stay on: each is differentiable (scaled_dot_product_attention, the addcmul residual)
+        # or steps aside while grad is enabled (the oneDNN fused kernels, cached bf16 weights, the patch matmul,
+        # the partial RoPE, the position and UV-embedding caches); tests/train/test_objectives.py trains through them
+        self.policy = PrecisionPolicy.for_precision(self.precision)
         self.policy.apply(self.net)
         encoder, decoder = self._split_parameters()
         for p in encoder:
