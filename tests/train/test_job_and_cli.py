@@ -120,3 +120,10 @@ def test_a_clip_longer_than_the_video_model_attends_over_is_refused(tmp_path):
                            steps=1, size="28x28", device="cpu", progress=False)  # fmt: skip
     with pytest.raises(OptionError, match="at most 32 frames"):
         train_job(options)
+
+
+def test_weights_of_another_family_are_refused_before_training(tmp_path, vits_weights):
+    code, output = run_cli("train", "--model", "vda-small", "--weights", vits_weights, "--data", "synthetic",
+                           "--out", tmp_path / "run", "--steps", "1", "--device", "cpu")  # fmt: skip
+    assert_one_line_error(code, output, str(vits_weights), "does not match")
+    assert not (tmp_path / "run").exists()
