@@ -164,3 +164,12 @@ def test_tiny_v2_from_scratch_learns_once_its_head_starts_alive():
     result = Trainer(net, objective, train, config, val_data=held_out).fit()
     start, end = result.evaluations[0], result.evaluations[-1]
     assert end["abs_rel"] < start["abs_rel"] - 0.015, (start, end)
+
+
+def test_batches_prepared_by_a_worker_give_the_same_run(tmp_path):
+    inline = _v2_run(tmp_path / "inline", steps=3, accum=2)
+    inline.fit()
+    worker = _v2_run(tmp_path / "worker", steps=3, accum=2, workers=1)
+    worker.fit()
+    a, b = parameters_of(inline.net), parameters_of(worker.net)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -64,6 +64,9 @@ def train_cmd(
     synthetic_scenes: int = typer.Option(
         _DEFAULTS["synthetic_scenes"], "--synthetic-scenes", help="[synthetic] Number of training scenes."
     ),
+    workers: int = typer.Option(
+        _DEFAULTS["workers"], "--workers", help="Processes preparing batches ahead of the training (0: none)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fine-tune a model (V2 relative or metric, DA3, Video Depth Anything) and write its weights in the official
@@ -79,7 +82,7 @@ def train_cmd(
             threads=state(ctx).threads, eval_every=eval_every, eval_items=eval_items, save_every=save_every,
             seed=seed, resume=resume, size=size, frames=frames, warmup_steps=warmup_steps, schedule=schedule,
             weight_decay=weight_decay, grad_clip=grad_clip, depth_scale=depth_scale, max_depth=max_depth,
-            synthetic_kind=synthetic_kind, synthetic_scenes=synthetic_scenes, progress=not quiet,
+            synthetic_kind=synthetic_kind, synthetic_scenes=synthetic_scenes, workers=workers, progress=not quiet,
         )  # fmt: skip
         report = train_job(options)
         evaluations = report.summary["evaluations"]

@@ -45,6 +45,7 @@ class TrainOptions:
         precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "fp32", "bf16" or "fp16" (CUDA).
         device: "auto", "cpu", "cuda", "cuda:N".
         threads: CPU threads (None: torch's default).
+        workers: processes that prepare batches ahead of the training (0: none).
         resume: continue from ``<out>/checkpoints/last.pt`` when it exists.
         size: training crop ``WIDTHxHEIGHT`` (multiples of 14); None: the preset's processing size, square.
         frames: frames per sample: views of a scene (DA3 any-view) or clip length (video); None: the family's.
@@ -75,6 +76,7 @@ class TrainOptions:
     precision: str = "auto"
     device: str = "auto"
     threads: Optional[int] = None
+    workers: int = 0
     eval_every: int = 0
     eval_items: int = 16
     save_every: int = 100
@@ -156,7 +158,7 @@ class TrainOptions:
             freeze_encoder=self.freeze_encoder, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
             schedule=self.schedule, accum=self.accum, precision=self.precision, grad_clip=self.grad_clip,
             eval_every=self.eval_every, eval_items=self.eval_items, save_every=self.save_every, seed=self.seed,
-            progress=self.progress,
+            workers=self.workers, progress=self.progress,
         )  # fmt: skip
 
 

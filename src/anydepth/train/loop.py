@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from anydepth.errors import InputError, OptionError, WeightsError
 from anydepth.io.atomic import atomic_path
 from anydepth.layers.precision import PrecisionPolicy
 from anydepth.pipelines.runtime import resolve_precision
-from anydepth.train.data import TrainingDataset
+from anydepth.train.data import Batch, TrainingDataset, collate
 from anydepth.train.objectives import Objective
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class TrainConfig:
         eval_items: held-out samples scored per evaluation (0: all of them).
         save_every: write the checkpoint every this many steps (0: only at the end).
         seed: seed of torch, numpy and Python's RNGs and of the samples.
+        workers: processes that prepare the next batches while the network trains (0: prepared in turn, in this
+            process). Samples depend on their keys only, so the result is the same either way.
         progress: show a tqdm bar with the loss.
     """
 
@@ -78,6 +80,7 @@ class TrainConfig:
     eval_items: int = 16
     save_every: int = 0
     seed: int = 0
+    workers: int = 0
     progress: bool = True
 
     def check(self) -> None:
@@ -85,7 +88,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "accum"):
             if getattr(self, name) < 1:
                 raise OptionError(name, getattr(self, name), "must be at least 1")
-        for name in ("warmup_steps", "eval_every", "save_every", "eval_items"):
+        for name in ("warmup_steps", "eval_every", "save_every", "eval_items", "workers"):
             if getattr(self, name) < 0:
                 raise OptionError(name, getattr(self, name), "must not be negative")
         if not self.lr > 0 or not math.isfinite(self.lr):
@@ -330,21 +333,40 @@ class Trainer:
         first = (step * self.config.accum + micro) * B
         return list(range(first, first + B))
 
-    def train_step(self) -> TrainProgress:
+    def _batches(self) -> Iterator[Batch]:
+        """The training batches from the current step on: built in turn, or by ``config.workers`` processes."""
+        config = self.config
+        keys = (self._keys(step, micro) for step in range(self.step, config.steps) for micro in range(config.accum))
+        if not config.workers:
+            return (self.train_data.batch(k) for k in keys)
+        loader = torch.utils.data.DataLoader(
+            self.train_data, batch_sampler=list(keys), collate_fn=collate, num_workers=config.workers
+        )
+        return iter(loader)
+
+    def train_step(self, batches: Optional[Iterator[Batch]] = None) -> TrainProgress:
         """One optimizer step (``accum`` batches); the step counter advances even when the loss is not finite
-        (then nothing is updated), so the samples of later steps stay where an uninterrupted run has them."""
+        (then nothing is updated), so the samples of later steps stay where an uninterrupted run has them.
+
+        Args:
+            batches: where this step's ``accum`` batches come from (:meth:`fit` passes its prefetching iterator);
+                None: built here from the step's keys.
+        """
         config = self.config
         start = time.perf_counter()
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         total, terms, finite = 0.0, {}, True
         for micro in range(config.accum):
-            batch = self.train_data.batch(self._keys(self.step, micro)).to(self.device)
+            keys = self._keys(self.step, micro)
+            batch = (next(batches) if batches is not None else self.train_data.batch(keys)).to(self.device)
+            if not finite:
+                continue  # the step is lost; its remaining batches are still taken, so later steps keep theirs
             with self.policy.autocast(self.device):
                 loss, parts = self.objective.loss(self.net, batch)
             if not torch.isfinite(loss):
                 finite = False
-                break
+                continue
             self.scaler.scale(loss / config.accum).backward()
             total += float(loss.detach()) / config.accum
             for k, v in parts.items():
@@ -436,10 +458,11 @@ class Trainer:
         if self.step == 0 and self.val_data is not None and not self.evaluations:
             self._record_evaluation()  # the starting point, to compare the end with
         start_step, start = self.step, time.perf_counter()
+        batches = self._batches()
         bar = tqdm(total=config.steps, initial=self.step, disable=not config.progress, desc="train", unit="step")
         try:
             while self.step < config.steps:
-                progress = self.train_step()
+                progress = self.train_step(batches)
                 last = self.step == config.steps
                 if self.val_data is not None and ((config.eval_every and self.step % config.eval_every == 0) or last):
                     progress.evaluation = self._record_evaluation()
