@@ -358,8 +358,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, terms, finite = 0.0, {}, True
         for micro in range(config.accum):
-            keys = self._keys(self.step, micro)
-            batch = (next(batches) if batches is not None else self.train_data.batch(keys)).to(self.device)
+            batch = next(batches) if batches is not None else self.train_data.batch(self._keys(self.step, micro))
+            batch = batch.to(self.device)
             if not finite:
                 continue  # the step is lost; its remaining batches are still taken, so later steps keep theirs
             with self.policy.autocast(self.device):
