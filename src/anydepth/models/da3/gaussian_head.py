@@ -113,6 +113,38 @@ class Gaussians:
     opacities: Tensor
 
 
+def scale_gaussians(gaussians: Gaussians, scale: Tensor) -> Gaussians:
+    """The same Gaussians in units ``scale`` times larger: centres and axis lengths scaled, about the world origin.
+
+    A world scaled by ``s`` about its origin (every camera centre and depth times ``s``, as the nested model's
+    metric step does to depth and camera translations) carries each Gaussian's centre to ``s`` times it and its
+    covariance to ``s^2`` times it, i.e. its axis lengths times ``s``; rotations, colours and opacities stay.
+    Upstream scales depth and cameras but not the Gaussians, which then look about 40 times too large (or small)
+    against the metric cameras.
+
+    Args:
+        gaussians: B scenes of Gaussians.
+        scale: (B,) factors.
+
+    Returns:
+        New :class:`Gaussians`; the input is not modified.
+
+    Example:
+        >>> g = Gaussians(torch.ones(1, 2, 3), torch.ones(1, 2, 3), torch.ones(1, 2, 4), torch.ones(1, 2, 3, 1),
+        ...               torch.ones(1, 2))
+        >>> scale_gaussians(g, torch.tensor([2.0])).means[0, 0].tolist()
+        [2.0, 2.0, 2.0]
+    """
+    factor = scale.reshape(-1, 1, 1).to(gaussians.means)
+    return Gaussians(
+        means=gaussians.means * factor,
+        scales=gaussians.scales * factor.to(gaussians.scales),
+        rotations=gaussians.rotations,
+        harmonics=gaussians.harmonics,
+        opacities=gaussians.opacities,
+    )
+
+
 class GaussianDPTHead(DPTTrunk):
     """GS-DPT: a DPT whose fused map is enriched with image features, predicting raw Gaussians per pixel.
 

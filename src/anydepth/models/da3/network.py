@@ -30,6 +30,7 @@ from anydepth.models.da3.gaussian_head import (
     GaussianDPTConfig,
     GaussianDPTHead,
     Gaussians,
+    scale_gaussians,
 )
 from anydepth.models.da3.heads import (
     DEFAULT_CHUNK_SIZE,
@@ -334,7 +335,7 @@ class NestedDepthAnything3Net(nn.Module):
         ray_decomposition: str = "qr",
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
     ) -> DA3Output:
-        """As :meth:`DepthAnything3Net.forward`; depth and camera translations come out in metres."""
+        """As :meth:`DepthAnything3Net.forward`; depth, camera translations and Gaussians come out in metres."""
         out = self.da3(
             images, extrinsics, intrinsics, export_feat_layers=export_feat_layers, infer_gs=infer_gs,
             use_ray_pose=use_ray_pose, ref_view_strategy=ref_view_strategy, ray_decomposition=ray_decomposition,
@@ -346,6 +347,8 @@ class NestedDepthAnything3Net(nn.Module):
                                       metric.sky)  # fmt: skip
         out.depth, out.depth_conf = aligned.depth, aligned.depth_conf
         out.extrinsics, out.metric_scale = aligned.extrinsics[..., :3, :], aligned.scale
+        if out.gaussians is not None:  # the Gaussians live in the same world: metres too (upstream leaves them)
+            out.gaussians = scale_gaussians(out.gaussians, aligned.scale)
         out.sky = metric.sky
         return out
 
