@@ -33,7 +33,7 @@ def pixel_gaussians(
     sh_degree: int = 2, seed: int = 0,
 ) -> Gaussians:  # fmt: skip
     """Gaussians of the adapter for depth maps and cameras: no offsets, axes ``footprint`` pixels wide, opacities
-    ``opacity``, random colours (the view-dependent bands small)."""
+    ``opacity``, smooth colours with some noise (and random view-dependent bands)."""
     cfg = GaussianAdapterConfig(sh_degree=sh_degree)
     S, H, W = depth.shape
     raw = torch.zeros(1, S, H, W, cfg.raw_dim)
@@ -42,7 +42,11 @@ def pixel_gaussians(
     raw[..., 2:5] = math.log(target / (1 - target))
     raw[..., 5:9] = torch.tensor([0.0, 0.0, 0.0, 1.0])
     g = torch.Generator().manual_seed(seed)
-    colours = torch.randn(1, S, H, W, 3, cfg.sh_coefficients, generator=g)
+    colours = 0.3 * torch.randn(1, S, H, W, 3, cfg.sh_coefficients, generator=g)
+    # smooth base colours (red across, green down, blue on the diagonals), so that a lossy video of them stays close
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
+    base = torch.stack([xx, yy, xx * yy], -1).expand(S, H, W, 3)
+    colours[..., 0] = 1.5 * base + 0.05 * colours[..., 0]
     raw[..., 9 : 9 + 3 * cfg.sh_coefficients] = colours.reshape(1, S, H, W, -1)
     return GaussianAdapter(cfg)(
         torch.from_numpy(extrinsics)[None], torch.from_numpy(intrinsics)[None], torch.from_numpy(depth)[None],
