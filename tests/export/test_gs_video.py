@@ -168,3 +168,21 @@ def test_scene_job_options(gs_model, tmp_path):
         SceneOptions(tmp_path, export_format="gs_video").check_against(get_preset("da3-small"))
     SceneOptions(tmp_path, export_format="gs_video").check_against(get_preset("da3nested-giant-large"))
     assert "render_exts" not in SceneOptions(tmp_path).request_fields()
+
+
+def test_command_line_refuses_in_one_line_before_weights(tmp_path):
+    from typer.testing import CliRunner
+
+    from anydepth.cli.main import app
+
+    runner = CliRunner()
+    for model, extra, needle in (
+        ("da3-giant", ["--gs-trajectory", "orbit"], "--gs-trajectory 'orbit': choose one of original"),
+        ("da3-giant", ["--gs-video-quality", "best"], "--gs-video-quality 'best'"),
+        ("da3-small", [], "gs_video needs a Gaussian head, which da3-small has not"),
+    ):
+        args = ["auto", str(tmp_path), "--model", model, "--export-format", "gs_video", "--export-dir",
+                str(tmp_path / "out"), *extra]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0 and needle in result.output
+        assert len(result.output.strip().splitlines()) == 1

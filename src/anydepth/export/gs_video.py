@@ -202,6 +202,8 @@ def export_gs_video(
             ks = ks[:1].expand(len(w2c), 3, 3)
     else:
         raise InputError("gs_video needs intrinsics: the prediction has none; pass render_ixts")
+    if len(ks) != len(w2c):
+        raise ShapeError(f"render_ixts has {len(ks)} cameras for {len(w2c)} views; give one or one per view")
     path_c2w, path_ks = camera_path(trj_mode, affine_inverse(w2c.float()), ks.float())
     frames_w2c = affine_inverse(path_c2w)
     render = _pick_renderer(renderer, device)
