@@ -129,6 +129,7 @@ def test_matches_the_per_pixel_reference(degree):
         t["means"], t["quats"], t["scales"], t["opacities"], t["harmonics"],
         torch.tensor(np.stack(cams), dtype=torch.float32), torch.tensor(np.stack([K, K]), dtype=torch.float32),
         width, height, sh_degree=degree, background=torch.tensor(background, dtype=torch.float32), budget=50,
+        depth_chunk=9,
     )  # fmt: skip
     assert out.colors.shape == (2, height, width, 3) and out.depth.shape == out.alpha.shape == (2, height, width)
     for v, cam in enumerate(cams):
@@ -140,12 +141,12 @@ def test_matches_the_per_pixel_reference(degree):
         np.testing.assert_allclose(out.depth[v].numpy()[hit], depth[hit], rtol=2e-5, atol=2e-5)
 
 
-def test_the_memory_budget_does_not_change_the_image():
+def test_the_memory_budget_and_depth_chunks_do_not_change_the_image():
     t = _tensors(_scene(n=120, seed=3))
     cam = torch.tensor(_look_at([0, 0, 0], [0, 0, 3]), dtype=torch.float32)[None]
     K = torch.tensor([[[40.0, 0, 32.0], [0, 40.0, 24.0], [0, 0, 1]]])
     args = (t["means"], t["quats"], t["scales"], t["opacities"], t["harmonics"], cam, K, 64, 48)
-    a = render_gaussians(*args, budget=1)  # one tile per run
+    a = render_gaussians(*args, budget=1, depth_chunk=5)  # one overlap per run, five Gaussians per chunk
     b = render_gaussians(*args)
     torch.testing.assert_close(a.colors, b.colors, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a.alpha, b.alpha, atol=1e-5, rtol=1e-5)
@@ -178,8 +179,8 @@ def test_opaque_stack_stops_early_and_near_plane_culls():
     colours = torch.rand(11, 3, generator=torch.Generator().manual_seed(0))
     out = render_gaussians(
         means, torch.tensor([[1.0, 0, 0, 0]]).repeat(11, 1), torch.full((11, 3), 100.0), torch.ones(11), colours,
-        torch.eye(4)[None], torch.tensor([[[10.0, 0, 4.0], [0, 10.0, 4.0], [0, 0, 1]]]), 8, 8,
-    )  # fmt: skip
+        torch.eye(4)[None], torch.tensor([[[10.0, 0, 4.0], [0, 10.0, 4.0], [0, 0, 1]]]), 8, 8, depth_chunk=2,
+    )  # fmt: skip  # the tile is done after the first chunk: the rest is skipped
     np.testing.assert_allclose(out.alpha[0].numpy(), 0.999, rtol=1e-6)
     np.testing.assert_allclose(out.colors[0].numpy(), 0.999 * colours[1].numpy()[None, None].repeat(8, 0).repeat(8, 1),
                                rtol=1e-5)  # fmt: skip

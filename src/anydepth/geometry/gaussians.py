@@ -44,8 +44,10 @@ SH_C0 = 0.28209479177387814
 
 PROJECTION_CHUNK = 1 << 20
 """Gaussians projected at once (bounds the memory of the per-Gaussian 3x3 products)."""
-COMPOSITE_BUDGET = 1 << 22
+COMPOSITE_BUDGET = 1 << 21
 """Pixel-Gaussian terms evaluated at once while compositing (a run of whole tiles; about 100 bytes each)."""
+DEPTH_CHUNK = 1 << 17
+"""Gaussians composited per front-to-back chunk; tiles saturated by the chunks in front skip the rest."""
 
 
 def quaternion_scale_to_covariance(quaternions: Tensor, scales: Tensor) -> Tensor:
@@ -261,6 +263,7 @@ def render_gaussians(
     far_plane: float = 1e10,
     tile_size: int = TILE_SIZE,
     budget: int = COMPOSITE_BUDGET,
+    depth_chunk: int = DEPTH_CHUNK,
 ) -> RenderedViews:
     """Render 3D Gaussians from V pinhole cameras (what gsplat's ``rasterization`` gives in "RGB+ED" mode).
 
@@ -278,6 +281,7 @@ def render_gaussians(
         near_plane, far_plane: camera z range rendered.
         tile_size: side of the square tiles Gaussians are binned into.
         budget: pixel-Gaussian terms composited at once (bounds the memory; the image does not depend on it).
+        depth_chunk: Gaussians composited per front-to-back chunk (the image does not depend on it either).
 
     Returns:
         :class:`RenderedViews` in float32 on the device of ``means``.
@@ -328,7 +332,7 @@ def render_gaussians(
         features = torch.cat([rgb, view.depths[:, None]], dim=-1)
         image, alpha = composite(
             view.means2d, view.conics, opacities[view.indices], features, view.depths, view.radii,
-            width, height, tile_size, budget,
+            width, height, tile_size, budget, depth_chunk,
         )  # fmt: skip
         colors.append(image[..., :3] + (1.0 - alpha)[..., None] * bg[v])
         depths.append(image[..., 3] / alpha.clamp_min(1e-10))
@@ -379,17 +383,22 @@ def composite(
     height: int,
     tile_size: int = TILE_SIZE,
     budget: int = COMPOSITE_BUDGET,
+    depth_chunk: int = DEPTH_CHUNK,
 ) -> Tuple[Tensor, Tensor]:
     """Front-to-back alpha compositing of projected Gaussians over 16x16 tiles, with gsplat's thresholds.
 
     gsplat evaluates every pixel of every tile a Gaussian's square touches; a pixel-aligned DA3 Gaussian is a few
     pixels wide, so most of those evaluations are below ``ALPHA_MIN``. Here each (tile, Gaussian) overlap only
     visits the pixels of the tile inside the box where ``alpha >= ALPHA_MIN`` is possible (``sigma <=
-    log(255 opacity)``): the same terms gsplat adds, a fraction of the work. The overlaps come from
-    :func:`bin_to_tiles`, front to back within each tile; a stable sort by pixel keeps that order per pixel, and the
-    transmittance is a per-pixel cumulative product, taken as a float64 running sum of ``log(1 - alpha)``. The early
-    stop is a mask on it (the transmittance only falls, so the terms kept are a prefix). Runs of consecutive tiles
-    are composited together, each run holding at most about ``budget`` pixel-Gaussian terms.
+    log(255 opacity)``): the same terms gsplat adds, a fraction of the work.
+
+    Gaussians go front to back in chunks of ``depth_chunk``; within a chunk the overlaps come from
+    :func:`bin_to_tiles` (per tile, front to back) and a stable sort by pixel keeps that order per pixel. The
+    transmittance is a per-pixel cumulative product, taken as a float64 running sum of ``log(1 - alpha)`` carried
+    from chunk to chunk; the early stop is a mask on it (the transmittance only falls, so the terms kept are a
+    prefix) and marks the pixel done. Tiles whose pixels are all done drop out of later chunks, which is where
+    dense scenes (many views of the same surfaces) save most of their work. The overlaps of a chunk are
+    composited in runs of about ``budget`` pixel-Gaussian terms, in order, so a pixel's terms may span runs.
 
     Args:
         means2d, conics, opacities, depths, radii: (M, ...) as :class:`ProjectedGaussians`, opacities (M,).
@@ -404,8 +413,8 @@ def composite(
     num_tiles, tile_pixels = tiles_x * tiles_y, tile_size * tile_size
     accumulated = torch.zeros(num_tiles * tile_pixels, C, device=device)
     log_transmittance = torch.zeros(num_tiles * tile_pixels, dtype=torch.float64, device=device)
+    done = torch.zeros(num_tiles * tile_pixels, dtype=torch.bool, device=device)
     if len(means2d):
-        gaussian_ids, tile_starts, tile_counts = bin_to_tiles(means2d, radii, depths, tiles_x, tiles_y, tile_size)
         # half sizes of the box holding sigma <= log(255 opacity), from the 2D covariance (the conic's inverse)
         a, b, c = conics.unbind(-1)
         det = (a * c - b * b).clamp_min(1e-30)
@@ -414,31 +423,41 @@ def composite(
         # pixels whose centres (index + 0.5) lie in mean +- half, x and y: [low, high)
         low = torch.floor(means2d - half - 0.5).long()
         high = torch.floor(means2d + half - 0.5).long() + 1
-        # pixels each overlap visits: its box clipped to its tile
-        tile_of = torch.repeat_interleave(torch.arange(num_tiles, device=device), tile_counts)
-        tile_x0, tile_y0 = (tile_of % tiles_x) * tile_size, (tile_of // tiles_x) * tile_size
-        x0 = torch.maximum(low[gaussian_ids, 0], tile_x0)
-        x1 = torch.minimum(high[gaussian_ids, 0], tile_x0 + tile_size)
-        y0 = torch.maximum(low[gaussian_ids, 1], tile_y0)
-        y1 = torch.minimum(high[gaussian_ids, 1], tile_y0 + tile_size)
-        span_x = (x1 - x0).clamp_min(0)
-        visits = span_x * (y1 - y0).clamp_min(0)
         # one contiguous column per attribute: gathers by a 1D index are the cheap kind
         columns = [v.contiguous() for v in (*means2d.unbind(-1), *conics.unbind(-1), opacities)]
-        # runs of whole tiles holding about `budget` visits each
-        per_tile = torch.zeros(num_tiles, dtype=torch.long, device=device).index_add_(0, tile_of, visits)
-        ends = torch.cumsum(per_tile, 0)
-        first_tile = 0
-        while first_tile < num_tiles:
-            limit = (ends[first_tile - 1] if first_tile else 0) + budget
-            last_tile = max(first_tile + 1, int(torch.searchsorted(ends, limit, right=True)))
-            last_tile = min(last_tile, num_tiles)
-            lo, hi = int(tile_starts[first_tile]), int(tile_starts[last_tile - 1] + tile_counts[last_tile - 1])
-            _composite_run(
-                gaussian_ids[lo:hi], x0[lo:hi], y0[lo:hi], span_x[lo:hi], visits[lo:hi], tile_of[lo:hi],
-                columns, features, tiles_x, tile_size, accumulated, log_transmittance,
-            )  # fmt: skip
-            first_tile = last_tile
+        buffers = (accumulated, log_transmittance, done)
+        front_to_back = torch.argsort(depths, stable=True)
+        for chunk in front_to_back.split(depth_chunk):
+            tile_done = done.view(num_tiles, tile_pixels).all(dim=1)
+            if bool(tile_done.all()):
+                break
+            order, _, tile_counts = bin_to_tiles(
+                means2d[chunk], radii[chunk], depths[chunk], tiles_x, tiles_y, tile_size
+            )
+            gaussian_ids = chunk[order]
+            tile_of = torch.repeat_interleave(torch.arange(num_tiles, device=device), tile_counts)
+            live = torch.nonzero(~tile_done[tile_of]).squeeze(1)
+            gaussian_ids, tile_of = gaussian_ids[live], tile_of[live]
+            # pixels each overlap visits: its box clipped to its tile
+            tile_x0, tile_y0 = (tile_of % tiles_x) * tile_size, (tile_of // tiles_x) * tile_size
+            x0 = torch.maximum(low[gaussian_ids, 0], tile_x0)
+            x1 = torch.minimum(high[gaussian_ids, 0], tile_x0 + tile_size)
+            y0 = torch.maximum(low[gaussian_ids, 1], tile_y0)
+            y1 = torch.minimum(high[gaussian_ids, 1], tile_y0 + tile_size)
+            span_x = (x1 - x0).clamp_min(0)
+            visits = span_x * (y1 - y0).clamp_min(0)
+            # runs of about `budget` visits: a pixel's terms may span runs, which go front to back like the chunks
+            ends = torch.cumsum(visits, 0)
+            first = 0
+            while first < len(visits):
+                limit = (int(ends[first - 1]) if first else 0) + budget
+                last = max(first + 1, int(torch.searchsorted(ends, limit, right=True)))
+                run = slice(first, last)
+                _composite_run(
+                    gaussian_ids[run], x0[run], y0[run], span_x[run], visits[run], tile_of[run], columns, features,
+                    tiles_x, tile_size, buffers,
+                )  # fmt: skip
+                first = last
 
     # tile-major pixels back to the image, cropping the partial tiles at the right and bottom
     def to_image(values: Tensor) -> Tensor:
@@ -460,28 +479,28 @@ def _composite_run(
     features: Tensor,
     tiles_x: int,
     tile_size: int,
-    accumulated: Tensor,
-    log_transmittance: Tensor,
+    buffers: Tuple[Tensor, Tensor, Tensor],
 ) -> None:
-    """Composite the overlaps of a run of whole tiles (front to back within each tile) into the tile-major pixel
-    buffers ``accumulated`` (tiles * 256, C) and ``log_transmittance`` (tiles * 256,), where these pixels are
-    still untouched (a pixel belongs to one tile, and a tile to one run)."""
+    """Composite a run of overlaps (front to back within each tile, behind everything composited before) into
+    the tile-major pixel buffers ``(accumulated (P, C), log_transmittance (P,), done (P,))``."""
+    accumulated, log_transmittance, done = buffers
     device = gaussian_ids.device
     owner = torch.repeat_interleave(torch.arange(len(visits), device=device), visits)
     local = torch.arange(len(owner), device=device) - (torch.cumsum(visits, 0) - visits)[owner]
     px = x0[owner] + local % span_x[owner]
     py = y0[owner] + local // span_x[owner]
-    ids = gaussian_ids[owner]
+    tile = tile_of[owner]
+    pixel = tile * (tile_size * tile_size) + (py - (tile // tiles_x) * tile_size) * tile_size
+    pixel += px - (tile % tiles_x) * tile_size
+    open_pixel = torch.nonzero(~done[pixel]).squeeze(1)  # terms of stopped pixels cost nothing further
+    pixel, px, py, ids = pixel[open_pixel], px[open_pixel], py[open_pixel], gaussian_ids[owner[open_pixel]]
     mean_x, mean_y, conic_a, conic_b, conic_c, opacity = (column.index_select(0, ids) for column in columns)
     dx = mean_x - (px + 0.5)
     dy = mean_y - (py + 0.5)
     sigma = 0.5 * (conic_a * dx * dx + conic_c * dy * dy) + conic_b * dx * dy
     alpha = torch.clamp_max(opacity * torch.exp(-sigma), ALPHA_MAX)
     use = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
-    tile = tile_of[owner[use]]
-    pixel = tile * (tile_size * tile_size) + (py[use] - (tile // tiles_x) * tile_size) * tile_size
-    pixel += px[use] - (tile % tiles_x) * tile_size
-    pixel, order = torch.sort(pixel, stable=True)  # per pixel, still front to back
+    pixel, order = torch.sort(pixel[use], stable=True)  # per pixel, still front to back
     use = use[order]
     alpha, ids = alpha[use], ids[use]
     log_keep = torch.log1p(-alpha.double())
@@ -490,8 +509,10 @@ def _composite_run(
     new_pixel[1:] = pixel[1:] != pixel[:-1]
     starts = torch.nonzero(new_pixel).squeeze(1)
     segment = torch.cumsum(new_pixel, 0) - 1
-    after = running - (running - log_keep)[starts][segment]  # log transmittance after each term
+    # log transmittance after each term: the pixel's earlier chunks, then this run's terms up to it
+    after = log_transmittance[pixel] + running - (running - log_keep)[starts][segment]
     kept = after > math.log(TRANSMITTANCE_MIN)  # a prefix of each pixel's terms
     weights = torch.where(kept, alpha * torch.exp(after - log_keep).float(), torch.zeros_like(alpha))
     accumulated.index_add_(0, pixel, weights[:, None] * features[ids])
     log_transmittance.index_add_(0, pixel, torch.where(kept, log_keep, torch.zeros_like(log_keep)))
+    done[pixel[~kept]] = True  # stopped before a term: nothing behind it counts
