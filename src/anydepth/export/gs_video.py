@@ -215,10 +215,10 @@ def export_gs_video(
     for start in progress:
         c, d = _render_frames(render, gaussians, frames_w2c[start : start + step], path_ks[start : start + step],
                               width, height, color_mode)  # fmt: skip
-        colors.append(c)
+        colors.append((c.clamp(0, 1) * 255).to(torch.uint8))  # 1 byte per value until the video is written
         depths.append(d)
-    color = torch.cat(colors)  # (F, H, W, 3) in [0, 1]
-    depth = torch.cat(depths)  # (F, H, W)
+    rgb = torch.cat(colors).numpy()  # (F, H, W, 3) uint8
+    depth = torch.cat(depths)  # (F, H, W); its colours need the whole video's range
 
     from anydepth.io.video import VideoWriter
 
@@ -228,7 +228,6 @@ def export_gs_video(
     path = Path(export_dir) / GS_VIDEO_DIR / f"{name}.mp4"
     crf, speed = VIDEO_QUALITY[video_quality]
     depth_colors = _depth_colors(depth) if show != "rgb" else None
-    rgb = (color.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
     with VideoWriter(path, fps=float(fps), quality=crf, speed=speed) as writer:
         for i in range(len(rgb)):
             if show == "rgb":
