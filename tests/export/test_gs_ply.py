@@ -142,3 +142,38 @@ def test_scene_job_turns_gaussians_on_for_gs_ply(gs_model, tmp_path):
     views = scene_views()
     pred = run_scene(gs_model, views, SceneOptions(export_dir=tmp_path, export_format="gs_ply", process_res=56))
     assert "gaussians" in pred.aux and (tmp_path / "gs_ply" / "0000.ply").is_file()
+
+
+def test_posed_gaussians_sit_on_the_reported_cameras(gs_model, monkeypatch):
+    """With given cameras, the Gaussians are reported in the given frame like the depth: from each reported camera
+    they are as far, relative to the network's own camera, as the reported depth is relative to the network's
+    (two views, so the fitted similarity carries the camera centres exactly). Upstream keeps them in the
+    network's frame, off the cameras it reports."""
+    captured = []
+    forward = gs_model.net.forward
+
+    def spy(*args, **kwargs):
+        captured.append(forward(*args, **kwargs))
+        return captured[-1]
+
+    monkeypatch.setattr(gs_model.net, "forward", spy)
+    ext, K = scene_cameras(2)
+    ext[:, :3, 3] *= 4.0  # the given world in other units than the network's
+    pred = gs_model.infer(scene_views(2), extrinsics=ext, intrinsics=K, process_res=56, infer_gs=True)
+    out = captured[-1]
+    S, H, W = pred.depth.shape
+    ratio = pred.depth / out.depth[0].numpy()  # reported over network depth: 1 / the fitted scale
+    assert np.allclose(ratio, ratio.flat[0], rtol=1e-4)
+
+    def distances(means, w2c):
+        centres = -np.einsum("sji,sj->si", w2c[:, :3, :3], w2c[:, :3, 3])
+        return np.linalg.norm(means.reshape(S, H * W, 3) - centres[:, None], axis=-1)
+
+    network = out.gaussians.means[0].numpy()
+    if out.gaussian_pose_scale is not None:
+        network = network / float(out.gaussian_pose_scale)
+    reported = distances(pred.gaussians.means[0].numpy(), pred.extrinsics)
+    own = distances(network, out.extrinsics[0].numpy())
+    np.testing.assert_allclose(reported / own, ratio.flat[0], rtol=1e-3)
+    scales = pred.gaussians.scales[0].numpy() / (out.gaussians.scales[0].numpy() / float(out.gaussian_pose_scale or 1))
+    np.testing.assert_allclose(scales, ratio.flat[0], rtol=1e-4)

@@ -65,3 +65,47 @@ def test_nested_network_scales_its_gaussians_with_its_depth():
     torch.testing.assert_close(out.gaussians.scales, branch.gaussians.scales * scale, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(out.gaussians.rotations, branch.gaussians.rotations)
     torch.testing.assert_close(out.gaussians.opacities, branch.gaussians.opacities)
+
+
+def test_a_similarity_of_gaussians_and_cameras_renders_the_same_image():
+    """Turning, scaling and moving the Gaussians (anisotropic, turned, with view-dependent colour) and the cameras
+    by one similarity gives the same colours and the depth times the scale: centres, axes, quaternions in
+    (w, x, y, z) and the SH bands all move together."""
+    from anydepth.geometry.sim3 import Sim3, apply_sim3_to_extrinsics
+    from anydepth.models.da3.gaussian_head import Gaussians, transform_gaussians
+
+    g = torch.Generator().manual_seed(4)
+    n = 60
+    gaussians = Gaussians(
+        means=(torch.rand(1, n, 3, generator=g) - 0.5) * torch.tensor([2.0, 1.5, 1.0]) + torch.tensor([0, 0, 3.0]),
+        scales=0.05 + 0.2 * torch.rand(1, n, 3, generator=g),
+        rotations=torch.nn.functional.normalize(torch.randn(1, n, 4, generator=g), dim=-1),
+        harmonics=torch.randn(1, n, 3, 9, generator=g),
+        opacities=0.3 + 0.6 * torch.rand(1, n, generator=g),
+    )
+    ext = torch.eye(4)[:3].repeat(2, 1, 1)
+    ext[1, 0, 3] = -0.4
+    K = torch.tensor([[40.0, 0, 24], [0, 40.0, 16], [0, 0, 1]]).repeat(2, 1, 1)
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=g))[0]
+    rotation = rotation * torch.det(rotation)
+    sim3 = Sim3(scale=torch.tensor(1.7), rotation=rotation, translation=torch.tensor([0.3, -2.0, 5.0]))
+    moved = transform_gaussians(gaussians, sim3.scale.reshape(1), rotation[None], sim3.translation[None])
+    moved_ext = apply_sim3_to_extrinsics(sim3, ext)
+
+    def render(gs, cams):
+        return render_gaussians(gs.means[0], gs.rotations[0], gs.scales[0], gs.opacities[0], gs.harmonics[0], cams,
+                                K, 48, 32)  # fmt: skip
+
+    before, after = render(gaussians, ext), render(moved, moved_ext)
+    assert (before.alpha > 0.5).float().mean() > 0.3
+    torch.testing.assert_close(after.colors, before.colors, atol=2e-4, rtol=0)
+    torch.testing.assert_close(after.alpha, before.alpha, atol=2e-4, rtol=0)
+    hit = before.alpha > 0.01
+    torch.testing.assert_close(after.depth[hit], 1.7 * before.depth[hit], atol=1e-3, rtol=1e-4)
+    # turning them as if they were stored scalar last would turn the splats the wrong way: the image changes
+    as_xyzw = Gaussians(gaussians.means, gaussians.scales, gaussians.rotations[..., [3, 0, 1, 2]],
+                        gaussians.harmonics, gaussians.opacities)  # fmt: skip
+    wrong = transform_gaussians(gaussians, torch.ones(1), rotation[None])
+    wrong.rotations = transform_gaussians(as_xyzw, torch.ones(1), rotation[None]).rotations[..., [1, 2, 3, 0]]
+    unscaled = apply_sim3_to_extrinsics(Sim3(torch.tensor(1.0), rotation, torch.zeros(3)), ext)
+    assert (render(wrong, unscaled).colors - before.colors).abs().max() > 0.05

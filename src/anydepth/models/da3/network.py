@@ -101,6 +101,8 @@ class DA3Output:
         aux: ``"feat_layer_{i}"`` -> (B, S, H / 14, W / 14, D) normed features of the requested blocks.
         gaussians: world-space 3D Gaussians, when asked for on a model with a GS head.
         metric_scale: (B,) scale applied by the nested model to reach metres.
+        gaussian_pose_scale: (B,) the factor the Gaussian adapter applied for given cameras (see
+            :func:`gaussian_pose_scales`), else None.
     """
 
     depth: Tensor
@@ -111,6 +113,7 @@ class DA3Output:
     aux: Dict[str, Tensor] = field(default_factory=dict)
     gaussians: Optional[Gaussians] = None
     metric_scale: Optional[Tensor] = None
+    gaussian_pose_scale: Optional[Tensor] = None
 
 
 class DepthAnything3Net(nn.Module):
@@ -257,6 +260,7 @@ class DepthAnything3Net(nn.Module):
                 out.gaussians = self.gs_adapter(
                     out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians, pose_scales
                 )
+                out.gaussian_pose_scale = pose_scales
         p = self.patch_size
         for layer, feature in zip(export_feat_layers, aux_features):
             out.aux[f"feat_layer_{int(layer)}"] = feature.reshape(*feature.shape[:2], H // p, W // p, -1)
