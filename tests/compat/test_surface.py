@@ -25,7 +25,6 @@ import typer.main
 from anydepth.cli.main import app
 from anydepth.cli.migration import upstream_option_hint
 from anydepth.compat import DepthAnything3, DepthAnythingV2
-from anydepth.errors import InputError
 from anydepth.export.formats import parse_export_format
 from anydepth.prediction import Prediction
 from tests.helpers.paths import ROOT
@@ -230,14 +229,10 @@ def test_prediction_has_every_upstream_field():
         assert hasattr(prediction, field), field
 
 
-def test_every_upstream_export_format_is_taken_but_the_gaussian_video():
+def test_every_upstream_export_format_is_taken():
     names = SURFACE["da3_export_formats"]
     assert set(names) == {"glb", "mini_npz", "npz", "feat_vis", "depth_vis", "gs_ply", "gs_video", "colmap"}
     for name in names:
-        if name == "gs_video":
-            with pytest.raises(InputError, match=r"gs_video.*not available"):
-                parse_export_format(name)
-            continue
         options = dict(depth_kind="depth", has_cameras=True, num_views=2, has_features=True, has_gaussians=True)
         assert parse_export_format(name, **options) == (name,)
 

@@ -306,7 +306,7 @@ def test_colmap_sizes_from_image_paths(scene, tmp_path):
 
 def test_all_formats_leave_the_callers_arrays_unchanged(scene, tmp_path):
     before = copy.deepcopy(scene)
-    formats = [name for name in EXPORTERS if name not in ("feat_vis", "gs_ply")]  # need features / Gaussians
+    formats = [name for name in EXPORTERS if name not in ("feat_vis", "gs_ply", "gs_video")]  # features, Gaussians
     written = export(scene, tmp_path, "-".join(formats), num_max_points=200, colmap={"image_sizes": [ORIGINAL] * 3})
     assert set(written) == set(formats)
     for name in ("depth", "conf", "extrinsics", "intrinsics", "sky", "processed_images"):
@@ -351,7 +351,7 @@ def test_failing_export_leaves_no_partial_file(scene, tmp_path, monkeypatch, fmt
         ("glb--npz", "empty part"),
         ("", "empty export format"),
         ("glb-glb", "more than once"),
-        ("gs_video", "rasteriser"),
+        ("gs_video-gs_vid", "'gs_vid'"),
     ],
 )
 def test_bad_format_strings_rejected_in_one_line(spec, bad):
@@ -360,7 +360,7 @@ def test_bad_format_strings_rejected_in_one_line(spec, bad):
     message = _one_line(error)
     assert bad in message
     if "unknown" in message:
-        assert "colmap, depth_vis, exr, feat_vis, glb, gs_ply, mini_npz, npz, ply, png16" in message
+        assert "colmap, depth_vis, exr, feat_vis, glb, gs_ply, gs_video, mini_npz, npz, ply, png16" in message
 
 
 def test_impossible_combinations_rejected_before_writing(scene, tmp_path):

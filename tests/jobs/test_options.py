@@ -35,7 +35,7 @@ def _click_defaults(command_name: str) -> dict:
 
 
 def test_scene_defaults_are_the_same_in_the_cli_the_service_and_the_app():
-    defaults = SceneOptions.defaults()
+    defaults = {k: v for k, v in SceneOptions.defaults().items() if k not in SceneOptions.PYTHON_ONLY}
     assert defaults["process_res"] == 504 and defaults["num_max_points"] == 1_000_000  # upstream's
     for command in ("auto", "image", "images", "video"):
         cli = _click_defaults(command)
@@ -69,7 +69,8 @@ def test_service_request_schema_is_the_scene_options():
 
     request_only = {"model", "fps", "max_frames"}
     assert set(JobOptions.model_fields) - request_only == set(scene_option_names())
-    assert set(scene_option_names()) | set(SceneOptions.SERVER_OWNED) == set(SceneOptions.field_names())
+    everything = set(scene_option_names()) | set(SceneOptions.SERVER_OWNED) | set(SceneOptions.PYTHON_ONLY)
+    assert everything == set(SceneOptions.field_names())
     request = JobOptions(process_res=280, export_feat="3,5", use_ray_pose=True, ref_view_strategy="first")
     scene = request.scene(Path("out"))
     assert (scene.process_res, scene.feat_layers(), scene.use_ray_pose, scene.ref_view_strategy) == (

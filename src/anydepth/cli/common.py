@@ -161,6 +161,17 @@ InputResOpt = typer.Option(
     "--export-at-input-res",
     help="[DA3] Maps and exports at the input images' size (resize methods only).",
 )
+GsTrajectoryOpt = typer.Option(
+    _SCENE["gs_trajectory"],
+    "--gs-trajectory",
+    help="[GS_VIDEO] Camera path: original, smooth, interpolate, interpolate_smooth, wander, dolly_zoom, extend.",
+)
+GsShowOpt = typer.Option(
+    _SCENE["gs_video_show"], "--gs-video-show", help="[GS_VIDEO] What the frames show: rgb, depth or both."
+)
+GsQualityOpt = typer.Option(
+    _SCENE["gs_video_quality"], "--gs-video-quality", help="[GS_VIDEO] Encoding preset: low, medium or high."
+)
 UseBackendOpt = typer.Option(
     False, "--use-backend/--no-use-backend", help="[DA3] Run the job on `anydepth backend` (--backend-url)."
 )

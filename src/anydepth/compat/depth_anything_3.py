@@ -149,15 +149,19 @@ class DepthAnything3(nn.Module):
     ) -> Prediction:
         """Run the model on the views of one scene and optionally export, as upstream's ``inference``.
 
-        Unlike upstream, export formats are checked before inference starts, the caller's arrays are never
-        modified, and COLMAP cameras come out at the original image sizes. ``render_*`` belong to the
-        Gaussian-video export, which is not available yet. As upstream, the extrinsics are (N, 4, 4) when known
+        Unlike upstream, export formats and their options (gs_video's trajectory and render cameras included) are
+        checked before inference starts, the caller's arrays are never modified, COLMAP cameras come out at the
+        original image sizes, and ``gs_ply`` writes the PLY only (upstream also renders a gs_video, which needs
+        gsplat). ``render_exts`` ((N, 3|4, 4) world-to-camera), ``render_ixts`` ((N, 3, 3) pixel intrinsics) and
+        ``render_hw`` ((height, width)) are the cameras of the ``gs_video`` export; it renders with gsplat on CUDA
+        where installed and with our PyTorch rasteriser elsewhere. As upstream, the extrinsics are (N, 4, 4) when known
         poses are given with ``align_to_input_ext_scale=False`` (the exports keep (N, 3, 4)).
         """
-        from anydepth.export.formats import export, parse_export_format
+        from anydepth.export.formats import check_export_options, export, parse_export_format
 
         images = list(image) if isinstance(image, (list, tuple)) else [image]
         formats: Tuple[str, ...] = ()
+        options: Dict[str, Dict[str, Any]] = {}
         if export_dir is not None:
             formats = parse_export_format(
                 export_format,
@@ -167,8 +171,14 @@ class DepthAnything3(nn.Module):
                 has_features=bool(export_feat_layers),
                 has_gaussians=infer_gs and self.model.predicts_gaussians,
             )
-        if render_exts is not None or render_ixts is not None or render_hw is not None:
-            raise InputError("render_exts/render_ixts/render_hw drive the gs_video export, which is not available yet")
+            options = {name: dict((export_kwargs or {}).get(name, {})) for name in formats}
+            if "gs_video" in options:  # as upstream, the explicit arguments win over export_kwargs
+                given = {"extrinsics": render_exts, "intrinsics": render_ixts, "out_image_hw": render_hw}
+                options["gs_video"].update({k: v for k, v in given.items() if v is not None})
+            check_export_options(formats, {k: v for k, v in options.items() if v})  # before inference
+        if "gs_video" not in formats and any(v is not None for v in (render_exts, render_ixts, render_hw)):
+            raise InputError("render_exts, render_ixts and render_hw are the gs_video export's cameras; add gs_video "
+                             "to export_format (with infer_gs=True)")  # fmt: skip
         prediction = self._pipeline().infer(
             images,
             extrinsics=extrinsics,
@@ -187,7 +197,6 @@ class DepthAnything3(nn.Module):
             # level darker; its exports (npz image, GLB colours, depth_vis) show those
             prediction.processed_images = upstream_processed_images_of(prediction.processed_images)
         if export_dir is not None:
-            options: Dict[str, Dict[str, Any]] = {name: dict((export_kwargs or {}).get(name, {})) for name in formats}
             if "glb" in options:
                 options["glb"].update(
                     conf_thresh_percentile=conf_thresh_percentile, num_max_points=num_max_points,

@@ -12,7 +12,8 @@ from anydepth.export.colmap import export_colmap
 from anydepth.export.depth_vis import export_depth_vis
 from anydepth.export.feat_vis import check_feat_vis_input, export_feat_vis, feature_layers
 from anydepth.export.glb import export_glb
-from anydepth.export.gs_ply import export_gs_ply
+from anydepth.export.gs_ply import check_gs_ply_options, export_gs_ply
+from anydepth.export.gs_video import check_gs_video_options, check_render_cameras, export_gs_video
 from anydepth.export.npz import export_mini_npz, export_npz
 from anydepth.export.ply import export_ply
 from anydepth.export.raw_depth import export_exr, export_png16
@@ -32,11 +33,15 @@ EXPORTERS: Dict[str, Callable[..., Any]] = {
     "exr": export_exr,
     "png16": export_png16,
     "gs_ply": export_gs_ply,
+    "gs_video": export_gs_video,
 }
 """Format name -> ``exporter(prediction, export_dir, **options)``; each returns the path(s) it wrote."""
 
 POINT_FORMATS = ("glb", "ply", "colmap")
 """Formats that lift depth to 3D points: they need depth, not relative disparity."""
+
+GAUSSIAN_FORMATS = ("gs_ply", "gs_video")
+"""Formats made from 3D Gaussians (``infer_gs=True`` on a model with a Gaussian head)."""
 
 IMAGE_FORMATS = ("npz", "depth_vis", "feat_vis")
 """Formats that need ``prediction.processed_images``."""
@@ -85,11 +90,6 @@ def parse_export_format(
             raise InputError(
                 f"empty part in export format {export_format!r}; join names from {_valid_names()} with '-'"
             )
-        if name == "gs_video":
-            raise InputError(
-                "export format 'gs_video' (a rendered Gaussian splat video) is not available: it needs a Gaussian "
-                "rasteriser; export gs_ply and open it in a 3DGS viewer"
-            )
         if name not in EXPORTERS:
             raise InputError(f"unknown export format {name!r} in {export_format!r}; choose from: {_valid_names()}")
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -106,11 +106,38 @@ def parse_export_format(
         raise InputError("export format 'colmap' needs camera poses for several views; this model predicts none")
     if "feat_vis" in names and has_features is False:
         raise InputError("export format 'feat_vis' needs backbone features; pass export_feat_layers=[...] (e.g. [11])")
-    if "gs_ply" in names and has_gaussians is False:
+    gaussian = [name for name in names if name in GAUSSIAN_FORMATS]
+    if gaussian and has_gaussians is False:
         raise InputError(
-            "export format 'gs_ply' needs 3D Gaussians: use DA3-GIANT or DA3NESTED-GIANT-LARGE with infer_gs=True"
+            f"export format {gaussian[0]!r} needs 3D Gaussians: use DA3-GIANT or DA3NESTED-GIANT-LARGE with "
+            "infer_gs=True"
         )
     return names
+
+
+def check_export_options(names: Tuple[str, ...], options: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Route ``options`` to the exporters of ``names`` and check the values that can be checked without a
+    prediction (gs_video's trajectory, render cameras and presets; gs_ply's pruning); call it before inference.
+
+    Returns:
+        Format name -> that exporter's options.
+
+    Raises:
+        InputError: one line naming the option.
+    """
+    routed = _options_per_format(names, options)
+    if "gs_video" in routed:
+        video = routed["gs_video"]
+        gs_video_defaults = inspect.signature(export_gs_video).parameters
+        values = {k: video.get(k, gs_video_defaults[k].default) for k in (
+            "trj_mode", "show", "vis_depth", "video_quality", "fps", "renderer", "color_mode")}  # fmt: skip
+        check_gs_video_options(**values)
+        check_render_cameras(video.get("extrinsics"), video.get("intrinsics"), video.get("out_image_hw"))
+    if "gs_ply" in routed:
+        ply = routed["gs_ply"]
+        check_gs_ply_options(**{k: ply[k] for k in (
+            "gs_views_interval", "prune_by_depth_percent", "min_opacity", "max_size_percent") if k in ply})  # fmt: skip
+    return routed
 
 
 def _parameters(function: Callable[..., Any]) -> List[str]:
@@ -169,7 +196,7 @@ def export(
         has_features=bool(feature_layers(prediction)),
         has_gaussians="gaussians" in prediction.aux,
     )
-    routed = _options_per_format(names, options)
+    routed = check_export_options(names, options)
     if "npz" in names and prediction.processed_images is None:
         raise InputError("npz export needs prediction.processed_images; use mini_npz for depth and cameras only")
     missing_images = [name for name in names if name in IMAGE_FORMATS and prediction.processed_images is None]

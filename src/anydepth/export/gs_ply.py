@@ -28,11 +28,29 @@ def gaussian_property_names(num_rest: int = 0) -> Tuple[str, ...]:
     return tuple(names)
 
 
-def check_gs_input(prediction: Prediction) -> None:
+def check_gs_input(prediction: Prediction, export_format: str = "gs_ply") -> None:
+    """Refuse a prediction without Gaussians, naming the way to get them."""
     if "gaussians" not in prediction.aux:
         raise InputError(
-            "gs_ply export needs Gaussians: run a DA3-GIANT or DA3NESTED-GIANT-LARGE model with infer_gs=True"
+            f"{export_format} export needs Gaussians: run a DA3-GIANT or DA3NESTED-GIANT-LARGE model with infer_gs=True"
         )
+
+
+def check_gs_ply_options(
+    gs_views_interval: Optional[int] = 1,
+    prune_by_depth_percent: Optional[float] = 0.9,
+    min_opacity: Optional[float] = None,
+    max_size_percent: Optional[float] = None,
+) -> None:
+    """Refuse pruning options that select nothing sensible, before inference (one line each)."""
+    if gs_views_interval is not None and int(gs_views_interval) < 1:
+        raise InputError(f"gs_views_interval must be at least 1, not {gs_views_interval}")
+    if prune_by_depth_percent is not None and not 0.0 < float(prune_by_depth_percent) <= 1.0:
+        raise InputError(f"prune_by_depth_percent must be in (0, 1], not {prune_by_depth_percent}")
+    if min_opacity is not None and not 0.0 <= float(min_opacity) < 1.0:
+        raise InputError(f"min_opacity must be in [0, 1), not {min_opacity}")
+    if max_size_percent is not None and not 0.0 < float(max_size_percent) <= 1.0:
+        raise InputError(f"max_size_percent must be in (0, 1], not {max_size_percent}")
 
 
 def _keep_mask(depth: torch.Tensor, prune_border: bool, prune_by_depth_percent: Optional[float]) -> torch.Tensor:
@@ -59,6 +77,8 @@ def export_gs_ply(
     prune_by_depth_percent: Optional[float] = 0.9,
     prune_border: bool = True,
     sh_dc_only: bool = True,
+    min_opacity: Optional[float] = None,
+    max_size_percent: Optional[float] = None,
 ) -> Path:
     """Write ``<export_dir>/gs_ply/0000.ply`` from ``prediction.aux["gaussians"]`` (``infer_gs=True``).
 
@@ -73,12 +93,15 @@ def export_gs_ply(
         prune_by_depth_percent: depth quantile per view beyond which Gaussians are dropped; None or 1 keeps all.
         prune_border: drop the Gaussians at the image borders.
         sh_dc_only: write only the constant spherical-harmonic band (upstream's default; smaller files).
+        min_opacity: also drop Gaussians less opaque than this (faint ones add file size, not much to the view).
+        max_size_percent: also drop Gaussians whose largest axis is beyond this quantile of the selected ones'
+            (0.99 drops the largest 1%: the smeared splats at depth edges that viewers show as streaks).
 
     Returns:
         The path written.
     """
     plyfile = require("plyfile", "export")
-    check_gs_input(prediction)
+    check_gs_input(prediction, "gs_ply")
     gaussians = prediction.aux["gaussians"]
     if gaussians.means.shape[0] != 1:
         raise InputError("gs_ply exports one scene at a time (batch size 1)")
@@ -91,15 +114,20 @@ def export_gs_ply(
         depth = torch.nn.functional.interpolate(depth[:, None], size=(H, W), mode="nearest")[:, 0]
     if gs_views_interval is None:
         gs_views_interval = max(S // 12, 1)
-    if gs_views_interval < 1:
-        raise InputError(f"gs_views_interval must be at least 1, not {gs_views_interval}")
+    check_gs_ply_options(gs_views_interval, prune_by_depth_percent, min_opacity, max_size_percent)
     keep = _keep_mask(depth, prune_border, prune_by_depth_percent)
     # a Gaussian with a non-positive scale or a non-finite centre has no valid PLY form (its log scale is NaN)
     valid = (gaussians.scales[0] > 0).all(-1) & torch.isfinite(gaussians.means[0]).all(-1)
     dropped = int((keep.reshape(-1) & ~valid.cpu()).sum())
     if dropped:
         logger.warning("gs_ply: dropped %d Gaussians with non-positive scales or non-finite centres", dropped)
-    keep = (keep.reshape(-1) & valid.cpu()).reshape(S, H * W)[::gs_views_interval].reshape(-1)
+    keep = keep.reshape(-1) & valid.cpu()
+    if min_opacity is not None:
+        keep &= gaussians.opacities[0].detach().float().cpu() >= min_opacity
+    if max_size_percent is not None and max_size_percent < 1 and bool(keep.any()):
+        size = gaussians.scales[0].detach().float().cpu().amax(-1)
+        keep &= size <= float(np.quantile(size[keep].numpy(), max_size_percent))  # torch's stops at 16M values
+    keep = keep.reshape(S, H * W)[::gs_views_interval].reshape(-1)
 
     def select(values: torch.Tensor) -> np.ndarray:
         per_view = values[0].detach().float().cpu().reshape(S, H * W, *values.shape[2:])

@@ -272,6 +272,8 @@ class VideoWriter:
         codec: FFmpeg encoder name; ``None`` picks libx264 if this FFmpeg has it, else mpeg4.
         quality: codec-specific, lower is better: CRF for libx264 (0-51, default 18), fixed quantiser for mpeg4
             (2-31, default 3); other encoders use their own defaults.
+        speed: the x264/x265 preset ("veryfast", "medium", "slow", ...): slower packs the same quality into fewer
+            bytes; default "medium". Other encoders ignore it.
 
     Example:
         >>> with VideoWriter("out.mp4", fps=30) as writer:  # doctest: +SKIP
@@ -287,6 +289,7 @@ class VideoWriter:
         height: Optional[int] = None,
         codec: Optional[str] = None,
         quality: Optional[int] = None,
+        speed: str = "medium",
     ) -> None:
         self.path = Path(path)
         if not (fps > 0 and math.isfinite(fps)):
@@ -308,6 +311,7 @@ class VideoWriter:
         self.codec = codec
         self.fps = float(fps)
         self.quality = quality
+        self.speed = speed
         self.width = None if width is None else int(width)
         self.height = None if height is None else int(height)
         self.frames_written = 0
@@ -346,7 +350,7 @@ class VideoWriter:
     def _codec_options(self) -> dict:
         if self.codec in ("libx264", "h264", "libx265"):
             quality = self.quality if self.quality is not None else _DEFAULT_QUALITY[self.codec]
-            return {"crf": str(int(quality)), "preset": "medium"}
+            return {"crf": str(int(quality)), "preset": self.speed}
         return {}
 
     def write(self, frame: np.ndarray) -> None:

@@ -7,12 +7,14 @@ words it its own way (``--export-feat`` on the command line).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from anydepth.deploy.backends import BACKENDS
-from anydepth.errors import OptionError, require
+from anydepth.errors import InputError, OptionError, require
+from anydepth.export.gs_video import SHOW as GS_VIDEO_SHOWS
+from anydepth.export.gs_video import TRAJECTORIES, VIDEO_QUALITY, check_render_cameras
 from anydepth.models.da3.reference_view import REF_VIEW_STRATEGIES
 from anydepth.pipelines.da3_preprocess import PROCESS_RES_METHODS
 from anydepth.pipelines.runtime import PRECISIONS
@@ -117,6 +119,13 @@ class SceneOptions:
         feat_vis_fps: frame rate of the feat_vis videos.
         export_at_input_res: maps and exports at the input images' size.
         auto_cleanup: empty the export folder before writing.
+        gs_trajectory: the gs_video camera path ("extend", "smooth", "wander", ...; see
+            :data:`anydepth.geometry.camera_paths.TRAJECTORIES`).
+        gs_video_show: what the gs_video frames show: "rgb", "depth" or "both" side by side.
+        gs_video_quality: the gs_video encoding preset: "low", "medium" or "high".
+        render_exts, render_ixts, render_hw: gs_video cameras instead of the predicted ones ((N, 3|4, 4)
+            world-to-camera, (N, 3, 3) pixel intrinsics, (height, width)); Python callers only
+            (:attr:`PYTHON_ONLY`).
     """
 
     export_dir: Path
@@ -132,9 +141,17 @@ class SceneOptions:
     feat_vis_fps: float = 15.0
     export_at_input_res: bool = False
     auto_cleanup: bool = False
+    gs_trajectory: str = "extend"
+    gs_video_show: str = "both"
+    gs_video_quality: str = "high"
+    render_exts: Optional[Any] = None
+    render_ixts: Optional[Any] = None
+    render_hw: Optional[Tuple[int, int]] = None
 
     SERVER_OWNED = ("export_dir", "auto_cleanup")
     """Fields a server decides itself; a job request does not carry them."""
+    PYTHON_ONLY = ("render_exts", "render_ixts", "render_hw")
+    """Fields given as arrays from Python: no command-line flag or request field carries them."""
 
     @classmethod
     def field_names(cls) -> List[str]:
@@ -163,8 +180,9 @@ class SceneOptions:
         return scene
 
     def request_fields(self) -> Dict[str, Any]:
-        """The fields a client sends to a server (all but :attr:`SERVER_OWNED`)."""
-        return {k: v for k, v in asdict(self).items() if k not in self.SERVER_OWNED}
+        """The fields a client sends to a server (all but :attr:`SERVER_OWNED` and :attr:`PYTHON_ONLY`)."""
+        skip = (*self.SERVER_OWNED, *self.PYTHON_ONLY)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def check(self) -> None:
         """Refuse values no model takes, before any work (the export formats are checked against the model)."""
@@ -187,21 +205,45 @@ class SceneOptions:
         if not float(self.feat_vis_fps) > 0:
             raise OptionError("feat_vis_fps", self.feat_vis_fps, "must be positive")
         self.feat_layers()
+        self.check_gs_video()
+
+    def check_gs_video(self) -> None:
+        """The gs_video choices: a known trajectory, what to show, a quality preset, render cameras of the right
+        shapes."""
+        choices = (
+            ("gs_trajectory", self.gs_trajectory, TRAJECTORIES), ("gs_video_show", self.gs_video_show, GS_VIDEO_SHOWS),
+            ("gs_video_quality", self.gs_video_quality, tuple(VIDEO_QUALITY)),
+        )  # fmt: skip
+        for name, value, allowed in choices:
+            if value not in allowed:
+                raise OptionError(name, repr(value), f"choose one of {', '.join(allowed)}")
+        cameras = (
+            ("render_exts", {"extrinsics": self.render_exts}), ("render_ixts", {"intrinsics": self.render_ixts}),
+            ("render_hw", {"hw": self.render_hw}),
+            ("render_ixts", {"extrinsics": self.render_exts, "intrinsics": self.render_ixts}),  # counts that agree
+        )  # fmt: skip
+        for name, given in cameras:
+            try:
+                check_render_cameras(**given)
+            except InputError as exc:
+                raise OptionError(name, None, str(exc)) from None
 
     def check_against(self, preset: Preset) -> None:
         """Refuse what the preset's network cannot give, known from its architecture before any weights load: gs_ply
-        without a Gaussian head, feature blocks that its backbone does not have."""
+        and gs_video without a Gaussian head, feature blocks that its backbone does not have."""
         if preset.arch is None:  # not a DA3 model: scene jobs refuse it themselves
             return
         from anydepth.models.da3.network import da3_config
 
         config = da3_config(preset.arch)
         formats = [name.strip().lower() for name in self.export_format.split("-")]
-        if "gs_ply" in formats and config.gaussian_head is None:
+        gaussian = [name for name in formats if name in ("gs_ply", "gs_video")]
+        if gaussian and config.gaussian_head is None:
             raise OptionError(
                 "export_format",
                 repr(self.export_format),
-                f"gs_ply needs a Gaussian head, which {preset.name} has not (da3-giant and da3nested-giant-large do)",
+                f"{gaussian[0]} needs a Gaussian head, which {preset.name} has not (da3-giant and "
+                "da3nested-giant-large do)",
             )
         blocks = config.backbone.encoder.depth
         outside = [i for i in self.feat_layers() if not 0 <= i < blocks]
@@ -233,6 +275,16 @@ class SceneOptions:
             "num_max_points": self.num_max_points,
             "show_cameras": self.show_cameras,
             "feat_vis_fps": self.feat_vis_fps,
+        }
+
+    def gs_video_options(self) -> Dict[str, Any]:
+        """Keywords of :func:`~anydepth.export.gs_video.export_gs_video`."""
+        cameras = {"extrinsics": self.render_exts, "intrinsics": self.render_ixts, "out_image_hw": self.render_hw}
+        return {
+            "trj_mode": self.gs_trajectory,
+            "show": self.gs_video_show,
+            "video_quality": self.gs_video_quality,
+            **{k: v for k, v in cameras.items() if v is not None},
         }
 
 

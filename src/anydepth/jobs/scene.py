@@ -106,7 +106,7 @@ def run_scene(
         has_features=bool(infer_options["export_feat_layers"]),
         has_gaussians=model.predicts_gaussians,
     )
-    if "gs_ply" in formats:
+    if "gs_ply" in formats or "gs_video" in formats:
         infer_options["infer_gs"] = True
     prediction = model.infer(views, **infer_options)
     glb_options = scene.export_options()
@@ -119,6 +119,8 @@ def run_scene(
         options["colmap"] = {"conf_thresh_percentile": glb_options["conf_thresh_percentile"]}
         if all(isinstance(v, (str, Path)) for v in views):
             options["colmap"]["image_paths"] = [str(v) for v in views]
+    if "gs_video" in formats:
+        options["gs_video"] = scene.gs_video_options()
     if scene.auto_cleanup:
         clean_export_dir(scene.export_dir)
     export(prediction, scene.export_dir, "-".join(formats), **options)

@@ -13,7 +13,8 @@ from torch import nn
 
 from anydepth.errors import InputError, ShapeError
 from anydepth.geometry.depth_alignment import apply_metric_scaling
-from anydepth.geometry.sim3 import align_to_input_extrinsics, normalize_extrinsics
+from anydepth.geometry.sim3 import Sim3, align_to_input_extrinsics, normalize_extrinsics
+from anydepth.models.da3.gaussian_head import Gaussians, scale_gaussians, transform_gaussians
 from anydepth.pipelines.da3_preprocess import DA3Inputs, preprocess_da3
 from anydepth.pipelines.runtime import precision_policy
 from anydepth.prediction import Prediction
@@ -131,10 +132,15 @@ class MultiViewModel:
         pred_ext = None if out.extrinsics is None else out.extrinsics[0].float().cpu()
         pred_ixt = None if out.intrinsics is None else out.intrinsics[0].float().cpu()
         depth_kind = self.preset.depth_kind
+        gaussians = out.gaussians
         if input_ext is not None and pred_ext is not None:
             aligned = align_to_input_extrinsics(pred_ext, input_ext, depth.cpu(), align_to_input_ext_scale)
             pred_ext, depth = aligned.extrinsics.float(), aligned.depth.float()
             pred_ixt = torch.as_tensor(inputs.intrinsics)  # the given cameras, at the processed size
+            if gaussians is not None:
+                gaussians = gaussians_in_reported_frame(
+                    gaussians, out.gaussian_pose_scale, aligned.sim3, align_to_input_ext_scale
+                )
         if self.preset.arch == "da3metric-large":
             if inputs.intrinsics is not None:
                 depth = apply_metric_scaling(depth.cpu(), torch.as_tensor(inputs.intrinsics))
@@ -145,8 +151,8 @@ class MultiViewModel:
                 )
                 depth_kind = "depth"
         aux = {name: _to_numpy(feat[0]) for name, feat in out.aux.items()}
-        if out.gaussians is not None:
-            aux["gaussians"] = out.gaussians
+        if gaussians is not None:
+            aux["gaussians"] = gaussians
             aux["gaussians_hw"] = tuple(out.depth.shape[-2:])
         pred = Prediction(
             depth=_to_numpy(depth),
@@ -160,6 +166,30 @@ class MultiViewModel:
             scale_factor=None if out.metric_scale is None else float(out.metric_scale.reshape(-1)[0]),
         )
         return pred if output == "processed" else _to_input_resolution(pred, inputs)
+
+
+def gaussians_in_reported_frame(
+    gaussians: Gaussians, pose_scale: Optional[torch.Tensor], sim3: Sim3, to_input_frame: bool
+) -> Gaussians:
+    """Pose-conditioned Gaussians moved into the frame and units the prediction reports its cameras in.
+
+    The network makes them in its predicted cameras' frame, scaled by the adapter's pose scale (upstream's
+    Umeyama scale towards the given cameras, clamped to [1/3, 3]); the reported cameras are the given ones
+    (``align_to_input_ext_scale=True``: depth divided by the fitted scale) or the given ones moved into the
+    predicted frame (``False``). Upstream returns the Gaussians as made, so its multi-view splats sit off the
+    cameras it reports; here the pose scale is undone, and for the given frame the inverse of the fitted
+    similarity (``predicted = s R given + t``) is applied, as to the depth.
+    """
+    if pose_scale is not None:
+        gaussians = scale_gaussians(gaussians, 1.0 / pose_scale.float())
+    if to_input_frame:
+        rotation = sim3.rotation.double().T
+        scale = 1.0 / sim3.scale.double()
+        translation = -(rotation @ sim3.translation.double()) * scale
+        gaussians = transform_gaussians(
+            gaussians, scale.reshape(1).float(), rotation[None].float(), translation[None].float()
+        )
+    return gaussians
 
 
 def _to_input_resolution(pred: Prediction, inputs: DA3Inputs) -> Prediction:

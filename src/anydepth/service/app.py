@@ -16,7 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from anydepth.errors import AnyDepthError
-from anydepth.jobs.options import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES, SceneOptions
+from anydepth.jobs.options import (
+    GS_VIDEO_SHOWS,
+    PROCESS_RES_METHODS,
+    REF_VIEW_STRATEGIES,
+    TRAJECTORIES,
+    VIDEO_QUALITY,
+    SceneOptions,
+)
 from anydepth.service.docs import add_docs
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.sizing import check_job_pixels, job_views
@@ -48,6 +55,9 @@ _COPY_CHUNK = 1 << 20
 _SCENE = SceneOptions.defaults()
 ProcessResMethod = Literal[PROCESS_RES_METHODS]  # type: ignore[valid-type]
 RefViewStrategy = Literal[REF_VIEW_STRATEGIES]  # type: ignore[valid-type]
+GsTrajectory = Literal[TRAJECTORIES]  # type: ignore[valid-type]
+GsVideoShow = Literal[GS_VIDEO_SHOWS]  # type: ignore[valid-type]
+GsVideoQuality = Literal[tuple(VIDEO_QUALITY)]  # type: ignore[valid-type]
 
 
 class JobOptions(BaseModel):
@@ -71,6 +81,9 @@ class JobOptions(BaseModel):
     export_feat: Optional[str] = Field(_SCENE["export_feat"], pattern=r"^[0-9]{1,3}(,[0-9]{1,3}){0,15}$")
     feat_vis_fps: float = Field(_SCENE["feat_vis_fps"], gt=0, le=240)
     export_at_input_res: bool = _SCENE["export_at_input_res"]
+    gs_trajectory: GsTrajectory = _SCENE["gs_trajectory"]
+    gs_video_show: GsVideoShow = _SCENE["gs_video_show"]
+    gs_video_quality: GsVideoQuality = _SCENE["gs_video_quality"]
     fps: float = Field(1.0, gt=0, le=240, description="[Video] Frames per second to sample.")
     max_frames: Optional[int] = Field(None, ge=1, le=100_000, description="At most this many views / frames.")
 

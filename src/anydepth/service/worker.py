@@ -32,8 +32,10 @@ class _Stopped(Exception):
 
 
 def scene_option_names() -> List[str]:
-    """The SceneOptions fields a job may set (its export folder and cleanup belong to the server)."""
-    return [name for name in SceneOptions.field_names() if name not in SceneOptions.SERVER_OWNED]
+    """The SceneOptions fields a job may set (its export folder and cleanup belong to the server; array-valued
+    render cameras are for Python callers)."""
+    skip = (*SceneOptions.SERVER_OWNED, *SceneOptions.PYTHON_ONLY)
+    return [name for name in SceneOptions.field_names() if name not in skip]
 
 
 class WorkerPool:

@@ -113,6 +113,73 @@ class Gaussians:
     opacities: Tensor
 
 
+def scale_gaussians(gaussians: Gaussians, scale: Tensor) -> Gaussians:
+    """The same Gaussians in units ``scale`` times larger: centres and axis lengths scaled, about the world origin.
+
+    A world scaled by ``s`` about its origin (every camera centre and depth times ``s``, as the nested model's
+    metric step does to depth and camera translations) carries each Gaussian's centre to ``s`` times it and its
+    covariance to ``s^2`` times it, i.e. its axis lengths times ``s``; rotations, colours and opacities stay.
+    Upstream scales depth and cameras but not the Gaussians, which then look about 40 times too large (or small)
+    against the metric cameras.
+
+    Args:
+        gaussians: B scenes of Gaussians.
+        scale: (B,) factors.
+
+    Returns:
+        New :class:`Gaussians`; the input is not modified.
+
+    Example:
+        >>> g = Gaussians(torch.ones(1, 2, 3), torch.ones(1, 2, 3), torch.ones(1, 2, 4), torch.ones(1, 2, 3, 1),
+        ...               torch.ones(1, 2))
+        >>> scale_gaussians(g, torch.tensor([2.0])).means[0, 0].tolist()
+        [2.0, 2.0, 2.0]
+    """
+    return transform_gaussians(gaussians, scale)
+
+
+def transform_gaussians(
+    gaussians: Gaussians, scale: Tensor, rotation: Optional[Tensor] = None, translation: Optional[Tensor] = None
+) -> Gaussians:
+    """The Gaussians moved by the similarity ``x -> scale * rotation @ x + translation`` of their world.
+
+    Centres move with it, axis lengths scale, orientations and the view-dependent colour bands turn with
+    ``rotation``; opacities stay. The quaternions are read and written in (w, x, y, z) order, the way the renderers
+    and the PLY viewers read :attr:`Gaussians.rotations`, so that what is drawn turns with the world.
+
+    Args:
+        gaussians: B scenes of Gaussians.
+        scale: (B,) factors.
+        rotation: (B, 3, 3) rotations, or None for none.
+        translation: (B, 3), or None for none.
+
+    Returns:
+        New :class:`Gaussians`.
+    """
+    means = gaussians.means
+    factor = scale.reshape(-1, 1, 1).to(means)
+    harmonics, rotations = gaussians.harmonics, gaussians.rotations
+    if rotation is not None:
+        rot = rotation.to(means)  # (B, 3, 3)
+        means = means @ rot.transpose(-1, -2)
+        w_first = gaussians.rotations.float()
+        matrices = quaternion_to_rotation_matrix(w_first[..., [1, 2, 3, 0]])  # (B, N, 3, 3)
+        turned = rotation_matrix_to_quaternion(rot[:, None].float() @ matrices)
+        rotations = turned[..., [3, 0, 1, 2]].to(gaussians.rotations)
+        if harmonics.shape[-1] > 1:
+            harmonics = rotate_sh(harmonics, rot[:, None, None].to(harmonics))
+    means = means * factor
+    if translation is not None:
+        means = means + translation.reshape(-1, 1, 3).to(means)
+    return Gaussians(
+        means=means,
+        scales=gaussians.scales * factor.to(gaussians.scales),
+        rotations=rotations,
+        harmonics=harmonics,
+        opacities=gaussians.opacities,
+    )
+
+
 class GaussianDPTHead(DPTTrunk):
     """GS-DPT: a DPT whose fused map is enriched with image features, predicting raw Gaussians per pixel.
 

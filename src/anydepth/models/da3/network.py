@@ -30,6 +30,7 @@ from anydepth.models.da3.gaussian_head import (
     GaussianDPTConfig,
     GaussianDPTHead,
     Gaussians,
+    scale_gaussians,
 )
 from anydepth.models.da3.heads import (
     DEFAULT_CHUNK_SIZE,
@@ -100,6 +101,8 @@ class DA3Output:
         aux: ``"feat_layer_{i}"`` -> (B, S, H / 14, W / 14, D) normed features of the requested blocks.
         gaussians: world-space 3D Gaussians, when asked for on a model with a GS head.
         metric_scale: (B,) scale applied by the nested model to reach metres.
+        gaussian_pose_scale: (B,) the factor the Gaussian adapter applied for given cameras (see
+            :func:`gaussian_pose_scales`), else None.
     """
 
     depth: Tensor
@@ -110,6 +113,7 @@ class DA3Output:
     aux: Dict[str, Tensor] = field(default_factory=dict)
     gaussians: Optional[Gaussians] = None
     metric_scale: Optional[Tensor] = None
+    gaussian_pose_scale: Optional[Tensor] = None
 
 
 class DepthAnything3Net(nn.Module):
@@ -256,6 +260,7 @@ class DepthAnything3Net(nn.Module):
                 out.gaussians = self.gs_adapter(
                     out.extrinsics, out.intrinsics, out.depth, raw.densities, raw.raw_gaussians, pose_scales
                 )
+                out.gaussian_pose_scale = pose_scales
         p = self.patch_size
         for layer, feature in zip(export_feat_layers, aux_features):
             out.aux[f"feat_layer_{int(layer)}"] = feature.reshape(*feature.shape[:2], H // p, W // p, -1)
@@ -334,7 +339,7 @@ class NestedDepthAnything3Net(nn.Module):
         ray_decomposition: str = "qr",
         chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
     ) -> DA3Output:
-        """As :meth:`DepthAnything3Net.forward`; depth and camera translations come out in metres."""
+        """As :meth:`DepthAnything3Net.forward`; depth, camera translations and Gaussians come out in metres."""
         out = self.da3(
             images, extrinsics, intrinsics, export_feat_layers=export_feat_layers, infer_gs=infer_gs,
             use_ray_pose=use_ray_pose, ref_view_strategy=ref_view_strategy, ray_decomposition=ray_decomposition,
@@ -346,6 +351,8 @@ class NestedDepthAnything3Net(nn.Module):
                                       metric.sky)  # fmt: skip
         out.depth, out.depth_conf = aligned.depth, aligned.depth_conf
         out.extrinsics, out.metric_scale = aligned.extrinsics[..., :3, :], aligned.scale
+        if out.gaussians is not None:  # the Gaussians live in the same world: metres too (upstream leaves them)
+            out.gaussians = scale_gaussians(out.gaussians, aligned.scale)
         out.sky = metric.sky
         return out
 
