@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from anydepth.cli import bench, deploy, gallery, service, stream, webapp
+from anydepth.cli import batch, bench, deploy, gallery, service, stream, webapp
 from anydepth.cli.common import (
     BackendOpt,
     BackendUrlOpt,
@@ -542,6 +542,7 @@ webapp.register(app)  # app, gradio
 deploy.register(app)  # export
 bench.register(app)  # bench score
 stream.register(app)  # stream
+batch.register(app)  # batch
 
 
 def main(argv: Optional[list] = None) -> None:
