@@ -36,3 +36,30 @@ def write_corrupt(root: Path) -> List[Path]:
 def write_video(path: Path, frames: int = 40, h: int = 48, w: int = 64, fps: int = 10) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return _write_video(path, frames=frames, h=h, w=w, fps=fps)
+
+
+class _CrashOnce:
+    """A model whose process dies (``os._exit``, as a killed worker does) at its ``at``-th forward pass, once per
+    job: the first replica to get there leaves ``marker`` behind, so the restarted one carries on."""
+
+    def __init__(self, model, marker: str, at: int) -> None:
+        self.model, self.marker, self.at, self.calls = model, Path(marker), at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def infer_iter(self, images, **kwargs):
+        import os
+
+        self.calls += 1
+        if self.calls == self.at and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+        return self.model.infer_iter(images, **kwargs)
+
+
+def crash_once_loader(spec, runtime, marker: str, at: int = 3):
+    """A loader (pass it with functools.partial) whose model kills its own process once: see :class:`_CrashOnce`."""
+    from anydepth.jobs.loader import load
+
+    return _CrashOnce(load(spec, runtime), marker, at)

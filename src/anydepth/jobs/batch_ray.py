@@ -99,9 +99,7 @@ def run_ray(driver: Any, options: Any, loader: Callable[[ModelSpec, RuntimeOptio
         num_cpus=options.cpus_per_replica,
         num_gpus=options.gpus_per_replica or None,
         memory=replica_bytes(driver.preset, input_size, config.batch_size),
-        max_restarts=-1,
-        max_task_retries=-1,
-    )
+    )  # Ray Data restarts a dead replica and retries its call (max_restarts = max_task_retries = -1 by default)
     logger.info("ray: %d groups on %d replicas", len(groups), replicas)
     for table in results.iter_batches(batch_size=None, batch_format="pyarrow"):
         driver.take(table.to_pylist())
