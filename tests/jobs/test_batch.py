@@ -229,3 +229,47 @@ def test_bad_options_refused_before_any_work(tmp_path, spec):
 def test_item_round_trips_through_json():
     item = Item("k", "/v.mp4", "v-1", "segment", 10, 20, 3, 25.0)
     assert Item.from_json(item.to_json()) == item
+
+
+def test_scene_model_rows_carry_cameras(tmp_path, images, da3_small_folder):
+    """A DA3 model sees each image as a scene of one view: its camera goes into the row."""
+    _, paths = images
+    folder, _ = da3_small_folder
+    listing = tmp_path / "three.txt"
+    listing.write_text("\n".join(str(p) for p in paths[:3]))
+    out = tmp_path / "out"
+    options = BatchOptions(formats=("png16",), input_size=56, batch_size=2)
+    report = batch_job(str(listing), out, ModelSpec("da3-small", weights=str(folder)), RUNTIME, options,
+                       progress=False)  # fmt: skip
+    assert report.done == 3
+    for row in _ok_rows(out):
+        K = np.array(row["intrinsics"]).reshape(3, 3)
+        extrinsics = np.array(row["extrinsics"]).reshape(3, 4)
+        assert K[2].tolist() == [0, 0, 1] and K[0, 0] > 0 and K[1, 1] > 0
+        np.testing.assert_allclose(extrinsics[:, :3] @ extrinsics[:, :3].T, np.eye(3), atol=1e-4)  # a rotation
+        assert row["depth_kind"] == "depth"
+        assert Image.open(out / f"{row['name']}_depth16.png").size == (row["width"], row["height"])
+
+
+def test_video_model_runs_segments_and_refuses_images(tmp_path, images):
+    pytest.importorskip("av")
+    import torch
+
+    from tests.helpers.vda_fixtures import upstream_state_dict
+
+    weights = tmp_path / "video_depth_anything_vits.pth"
+    torch.save(upstream_state_dict("vits", 0), weights)
+    folder = tmp_path / "in"
+    write_video(folder / "clip.mp4", frames=40)
+    write_images(folder, 1)
+    out = tmp_path / "out"
+    options = BatchOptions(formats=("npz",), input_size=28, segment_frames=24, segment_overlap=8)
+    report = batch_job(str(folder), out, ModelSpec("vda-small", weights=str(weights)), RUNTIME, options,
+                       progress=False)  # fmt: skip
+    assert (report.videos, report.failed) == (1, 1)
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert "video model" in failure["reason"] and failure["uri"].endswith(".png")
+    video = next(r for r in _ok_rows(out) if r["kind"] == "video")
+    with np.load(out / f"{video['name']}_depths.npz") as z:
+        depths = z["depths"]
+    assert depths.shape == (40, 48, 64) and np.isfinite(depths).all()

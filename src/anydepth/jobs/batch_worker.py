@@ -20,6 +20,9 @@ from anydepth.jobs.batch_store import empty_row, finite_or_none, local_file, rea
 from anydepth.jobs.loader import load
 from anydepth.jobs.options import ImageOutputs, ModelSpec, RuntimeOptions
 
+RUNTIME_BYTES = 256 * 2**20
+"""A replica's interpreter with torch and anydepth imported, before any model (239 MiB measured on CPU)."""
+
 SEGMENTS_DIR = ".segments"
 """Folder of OUTPUT holding video segments' depth until their video is stitched."""
 
@@ -31,7 +34,7 @@ def batch_size_for(preset: Any, input_size: int, budget_bytes: int, cap: int = 3
 
     >>> from anydepth.presets import get_preset
     >>> batch_size_for(get_preset("dav2-small"), 518, 4 * 2**30)
-    21
+    20
     """
     free = budget_bytes - replica_bytes(preset, input_size, 0)
     return int(max(1, min(cap, free // image_working_bytes(preset, input_size))))
@@ -51,15 +54,17 @@ def image_working_bytes(preset: Any, input_size: int) -> int:
 
 
 def replica_bytes(preset: Any, input_size: int, batch_size: int) -> int:
-    """Memory one replica reserves (its Ray ``memory`` resource): weights, a batch in flight, a job's fixed share.
+    """Memory one replica reserves (its Ray ``memory`` resource): its runtime, weights, a batch in flight, a job's
+    fixed share.
 
     >>> from anydepth.presets import get_preset
     >>> round(replica_bytes(get_preset("dav2-small"), 518, 8) / 2**30, 2)  # GiB
-    1.68
+    1.93
     """
     from anydepth.jobs.memory import JOB_BYTES
 
-    return JOB_BYTES + replica_weight_bytes(preset) + batch_size * image_working_bytes(preset, input_size)
+    weights = replica_weight_bytes(preset)
+    return RUNTIME_BYTES + JOB_BYTES + weights + batch_size * image_working_bytes(preset, input_size)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class BatchWorker:
         self.model = loader(config.spec, config.runtime)
         self.task = config.spec.task
         self.outdir = Path(config.outdir)
+        # scene models say it per prediction (DA3METRIC is metric only with intrinsics): the preset's by default
+        self.depth_kind = getattr(self.model, "depth_kind", self.model.preset.depth_kind)
         self._network = threading.Lock()
 
     def process(self, items: Sequence[Item]) -> List[Dict[str, Any]]:
@@ -194,7 +201,7 @@ class BatchWorker:
         row = empty_row()
         row.update(key=item.key, uri=item.uri, name=item.name, kind=item.kind, status="ok", start=item.start,
                    stop=item.stop, lead=item.lead, fps=item.fps, height=int(depth.shape[-2]),
-                   width=int(depth.shape[-1]), depth_kind=self.model.depth_kind, model=self.config.spec.name,
+                   width=int(depth.shape[-1]), depth_kind=self.depth_kind, model=self.config.spec.name,
                    seconds=seconds, outputs=[p.relative_to(self.outdir).as_posix() for p in outputs])  # fmt: skip
         return row
 
@@ -205,9 +212,9 @@ class BatchWorker:
         depth = pred.depth[0]
         outputs = ImageOutputs(self.outdir / name.parent, vis=False, raw=self.config.formats)
         max_depth = self.model.preset.max_depth
-        written = write_image_outputs(name.name, image, depth, outputs, self.model.depth_kind, max_depth)
+        written = write_image_outputs(name.name, image, depth, outputs, pred.depth_kind, max_depth)
         row = self._ok_row(item, depth, written, seconds)
-        row.update(depth_statistics(depth), frames=1)
+        row.update(depth_statistics(depth), frames=1, depth_kind=pred.depth_kind)
         if pred.intrinsics is not None:
             row["intrinsics"] = [float(v) for v in np.asarray(pred.intrinsics[0]).ravel()]
         if pred.extrinsics is not None:
