@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from anydepth.cli import bench, deploy, gallery, service, stream, train, webapp
+from anydepth.cli import batch, bench, deploy, gallery, service, stream, train, webapp
 from anydepth.cli.common import (
     BackendOpt,
     BackendUrlOpt,
@@ -558,6 +558,7 @@ deploy.register(app)  # export
 bench.register(app)  # bench score
 stream.register(app)  # stream
 train.register(app)  # train
+batch.register(app)  # batch
 
 
 def main(argv: Optional[list] = None) -> None:
