@@ -50,20 +50,25 @@ class SceneList(BaseModel):
     scenes: List[SceneOut]
 
 
-def _scene_out(scene: Scene) -> SceneOut:
+def _scene_out(scene: Scene, base: str) -> SceneOut:
     def url(p: Optional[str]) -> Optional[str]:
-        return file_url(p) if p else None
+        return file_url(p, base) if p else None
 
     return SceneOut(
         name=scene.name,
-        url=scene_url(scene),
+        url=scene_url(scene, base),
         thumbnail=url(scene.thumbnail),
         model_3d=url(scene.model_3d),
         glb=url(scene.glb),
         ply=url(scene.ply),
-        depth_images=[file_url(p) for p in scene.depth_images],
-        input_images=[file_url(p) for p in scene.input_images],
+        depth_images=[file_url(p, base) for p in scene.depth_images],
+        input_images=[file_url(p, base) for p in scene.input_images],
     )
+
+
+def _base(request: Request) -> str:
+    """Where the gallery is mounted ("" when it is its own server): its links are absolute paths below it."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def _token_given(request: Request, token: str) -> Optional[str]:
@@ -146,20 +151,20 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
         return {"status": "ok"}
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> HTMLResponse:
-        return HTMLResponse(index_page(find_scenes(root), root.name))
+    def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(index_page(find_scenes(root), root.name, _base(request)))
 
     @app.get("/api/scenes", response_model=SceneList)
-    def scenes() -> SceneList:
-        return SceneList(scenes=[_scene_out(s) for s in find_scenes(root)])
+    def scenes(request: Request) -> SceneList:
+        return SceneList(scenes=[_scene_out(s, _base(request)) for s in find_scenes(root)])
 
     @app.get("/api/scene/{name:path}", response_model=SceneOut)
-    def scene_json(name: str = Path(..., max_length=1000)) -> SceneOut:
-        return _scene_out(scene_at(name))
+    def scene_json(request: Request, name: str = Path(..., max_length=1000)) -> SceneOut:
+        return _scene_out(scene_at(name), _base(request))
 
     @app.get("/scene/{name:path}", response_class=HTMLResponse)
-    def scene(name: str = Path(..., max_length=1000)) -> HTMLResponse:
-        return HTMLResponse(scene_page(scene_at(name)))
+    def scene(request: Request, name: str = Path(..., max_length=1000)) -> HTMLResponse:
+        return HTMLResponse(scene_page(scene_at(name), _base(request)))
 
     @app.get("/files/{file_path:path}", response_class=FileResponse)
     def files(file_path: str = Path(..., max_length=1000)) -> FileResponse:
