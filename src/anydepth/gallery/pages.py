@@ -54,6 +54,7 @@ def _page(title: str, body: str, script: bool = False, base: str = "") -> str:
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the console)
         f"<title>{escape(title)}</title><style>{_STYLE}</style>{tag}</head>"
         f"<body>{body}</body></html>\n"
     )

@@ -71,7 +71,7 @@ def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-def _token_given(request: Request, token: str) -> Optional[str]:
+def _token_given(request: Request, token: str, cookie: str) -> Optional[str]:
     """The token as the request carries it, when it carries the right one (header, ``?token=`` or cookie)."""
     headers = request.headers
     return token_source(
@@ -79,11 +79,11 @@ def _token_given(request: Request, token: str) -> Optional[str]:
         headers.get("authorization"),
         headers.get("x-token"),
         request.query_params.get("token"),
-        request.cookies.get(TOKEN_COOKIE),
+        request.cookies.get(cookie),
     )
 
 
-def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> FastAPI:
+def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None, cookie: str = TOKEN_COOKIE) -> FastAPI:
     """The gallery application over the exports in ``gallery_dir``.
 
     Args:
@@ -91,6 +91,8 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
         token: when set, every request but ``/health`` needs it: ``Authorization: Bearer <t>``, ``X-Token``,
             or ``?token=<t>`` once in a browser (the answer then sets an HttpOnly same-site cookie, so the
             page's images and 3D files load without it).
+        cookie: the name of that cookie; the backend, which mounts the gallery, passes its own, so that one
+            ``?token=`` opens its dashboard, API docs and gallery alike.
     """
     root = FsPath(gallery_dir).expanduser().resolve()
     if not root.is_dir():
@@ -101,7 +103,7 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
     async def guard(request: Request, call_next: Any) -> Response:
         source = None
         if token and request.url.path != "/health":
-            source = _token_given(request, token)
+            source = _token_given(request, token, cookie)
             if source is None:
                 response: Response = JSONResponse(
                     {"error": "missing or wrong token; open the gallery with ?token=<token>"},
@@ -112,7 +114,7 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
                 return response
         response = await call_next(request)
         if source == "query":
-            response.set_cookie(TOKEN_COOKIE, token or "", httponly=True, samesite="strict", path="/")
+            response.set_cookie(cookie, token or "", httponly=True, samesite="strict", path="/")
         response.headers.update(SECURITY_HEADERS)
         return response
 

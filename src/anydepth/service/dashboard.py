@@ -163,7 +163,7 @@ def mount_gallery(app: FastAPI, gallery_dir: FsPath, token: Optional[str]) -> No
 
     from anydepth.gallery.server import create_gallery_app
 
-    gallery = create_gallery_app(gallery_dir, token)
+    gallery = create_gallery_app(gallery_dir, token, cookie=TOKEN_COOKIE)  # one sign-in: the backend's cookie
 
     @app.get("/gallery", include_in_schema=False)
     def gallery_home(request: Request) -> Response:
