@@ -213,3 +213,18 @@ def test_a_pending_task_cannot_be_deleted_and_the_token_guards_every_route(tmp_p
         failed_reload = client.post("/reload", headers=auth)
         assert failed_reload.status_code == 500
         assert failed_reload.json()["detail"].startswith("Failed to reload model: ")
+
+
+def test_a_symlink_planted_in_the_export_folder_leads_nothing_out(served, tmp_path):
+    app, root, _ = served
+    images = _write_views(root / "images")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    export_dir = root / "out"
+    export_dir.mkdir()
+    (export_dir / "depth_vis").symlink_to(outside)  # the exporter's folder, pointing out of the allowed root
+    body = {"image_paths": images, "export_dir": str(export_dir), "export_format": "depth_vis", "process_res": 56}
+    with TestClient(app) as client:
+        task = _wait(client, client.post("/inference", json=body).json()["task_id"])
+    assert task["status"] == "failed" and "leads outside" in task["message"], task
+    assert list(outside.iterdir()) == []

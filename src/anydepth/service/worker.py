@@ -100,7 +100,7 @@ class WorkerPool:
         """Runs one claimed job to its end state; never raises."""
         final = Path(job.export_dir)
         partial = self.settings.exports_dir / f"{job.id}{_PARTIAL}"
-        owned = final == self.settings.exports_dir / job.id  # else a folder the client named, in an allowed root
+        owned = final.resolve() == (self.settings.exports_dir / job.id).resolve()  # else one a client named
         try:
             self._stage(job, 0.05, "reading inputs")
             self._check_inputs(job)
