@@ -228,3 +228,23 @@ def test_a_symlink_planted_in_the_export_folder_leads_nothing_out(served, tmp_pa
         task = _wait(client, client.post("/inference", json=body).json()["task_id"])
     assert task["status"] == "failed" and "leads outside" in task["message"], task
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("reserved, health", [(10.0, "healthy"), (70.0, "warning"), (78.0, "critical")])
+def test_cuda_memory_is_reported_as_upstream_rounds_and_grades_it(tmp_path, monkeypatch, reserved, health):
+    """No GPU here: the figures torch.cuda would give are put in place of ``cuda_memory``'s."""
+    from anydepth.service import upstream
+    from anydepth.service.settings import ServiceSettings
+    from anydepth.web.models import ModelCache
+
+    total = 80.0
+    figures = {"total_gb": total, "allocated_gb": 3.14159, "reserved_gb": reserved, "free_gb": total - reserved,
+               "utilization": reserved / total * 100}  # fmt: skip
+    monkeypatch.setattr(upstream, "cuda_memory", lambda: figures)
+    settings = ServiceSettings(data_dir=tmp_path / "data", models={"da3-small": None}, device="cpu")
+    with TestClient(create_app(settings, ModelCache())) as client:
+        report = client.get("/gpu-memory").json()
+        expected = {"total_gb": 80.0, "allocated_gb": 3.14, "reserved_gb": reserved, "free_gb": total - reserved,
+                    "utilization_percent": round(reserved / total * 100, 1)}  # fmt: skip
+        assert report == {"available": True, **expected, "status": health}
+        assert client.get("/status").json()["gpu_memory"] == expected
