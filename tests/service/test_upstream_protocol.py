@@ -121,12 +121,17 @@ def test_known_cameras_condition_the_model_and_come_back_in_the_outputs(served):
         "extrinsics": extrinsics.astype(np.float64).tolist(),
         "intrinsics": intrinsics.astype(np.float64).tolist(),
     }
+    only_intrinsics = {**body, "extrinsics": None, "export_dir": str(root / "focal")}
     with TestClient(app) as client:
         task = _wait(client, client.post("/inference", json=body).json()["task_id"])
         assert task["status"] == "completed", task
         assert np.allclose(task["request"]["extrinsics"], extrinsics)
+        task = _wait(client, client.post("/inference", json=only_intrinsics).json()["task_id"])
+        assert task["status"] == "completed" and task["request"]["extrinsics"] is None, task
     with np.load(root / "posed" / "exports" / "mini_npz" / "results.npz") as npz:
         np.testing.assert_allclose(npz["extrinsics"], extrinsics[:, :3, :4], atol=1e-4)
+    with np.load(root / "focal" / "exports" / "mini_npz" / "results.npz") as npz:
+        assert not np.allclose(npz["extrinsics"], extrinsics[:, :3, :4], atol=1e-2)  # predicted, not given
 
 
 def test_refusals_are_upstream_detail_bodies_naming_the_field(served, tmp_path):

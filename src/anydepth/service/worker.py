@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 CAMERAS = "cameras"
-"""The job option holding known cameras: ``extrinsics`` (S, 3|4, 4), ``intrinsics`` (S, 3, 3) as nested lists, and
-``align_to_input_ext_scale``; absent when the model predicts the cameras."""
+"""The job option holding known cameras: ``extrinsics`` (S, 3|4, 4) and ``intrinsics`` (S, 3, 3) as nested lists
+(either may be None: intrinsics alone only fix the focal lengths), and ``align_to_input_ext_scale``; absent when
+the model predicts the cameras."""
 
 
 class _Cancelled(Exception):
@@ -217,14 +218,15 @@ class WorkerPool:
     def _run_scene(self, job: Job, model: Any, views: List[Any], export_dir: Path) -> None:
         chosen = {name: job.options[name] for name in scene_option_names() if name in job.options}
         scene = SceneOptions.from_options(chosen, export_dir=export_dir)
-        cameras = job.options.get(CAMERAS)
-        if cameras:  # known poses (upstream's extrinsics / intrinsics): the model is conditioned on them
+        stored = job.options.get(CAMERAS)
+        cameras = None
+        if stored:  # known cameras (upstream's extrinsics / intrinsics): poses condition the model
             cameras = {
-                "extrinsics": np.asarray(cameras["extrinsics"], dtype=np.float32),
-                "intrinsics": np.asarray(cameras["intrinsics"], dtype=np.float32),
-                "align_to_input_ext_scale": bool(cameras["align_to_input_ext_scale"]),
+                name: None if stored[name] is None else np.asarray(stored[name], dtype=np.float32)
+                for name in ("extrinsics", "intrinsics")
             }
-        run_scene(model, views, scene, cameras or None, reduce_on_decode=self.settings.reduce_on_decode)
+            cameras["align_to_input_ext_scale"] = bool(stored["align_to_input_ext_scale"])
+        run_scene(model, views, scene, cameras, reduce_on_decode=self.settings.reduce_on_decode)
 
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""
