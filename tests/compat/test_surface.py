@@ -48,6 +48,7 @@ CLI_EFFECTIVE: Dict[Tuple[str, str], Any] = {
     ("*", "--export-format"): "glb",
     ("*", "--export-feat"): "",
     ("video", "--fps"): 1.0,  # for DA3 models (V2 and video models: every frame)
+    ("backend", "--gallery-dir"): "workspace/gallery",  # served when it exists, as upstream
 }
 # upstream script -> the anydepth command that does its job
 SCRIPT_COMMANDS = {

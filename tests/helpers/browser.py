@@ -59,6 +59,7 @@ def headless_chromium(width: int = 1280, height: int = 1000) -> Iterator[Any]:
         "--force-device-scale-factor=1",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for console_errors()
     driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
     try:
         yield driver
@@ -84,6 +85,11 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def console_errors(driver: Any) -> list:
+    """The page's console errors since the last call (failed loads, exceptions, content-policy refusals)."""
+    return [entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
 
 
 def wait_for(driver: Any, script: str, timeout: float = 30.0, args: tuple = ()) -> Any:

@@ -31,6 +31,18 @@ def _served_models(model: str, weights: Optional[str], extra: List[str]) -> Dict
     return models
 
 
+DEFAULT_GALLERY_DIR = Path("workspace/gallery")
+"""Upstream's default gallery folder, served by the backend only when it exists (as upstream does)."""
+
+
+def _gallery_folder(given: Optional[Path]) -> Optional[Path]:
+    """The gallery folder to serve: the one named (made if missing), else upstream's default if it exists."""
+    if given is None:
+        return DEFAULT_GALLERY_DIR if DEFAULT_GALLERY_DIR.is_dir() else None
+    Path(given).mkdir(parents=True, exist_ok=True)
+    return Path(given)
+
+
 def backend_cmd(
     ctx: typer.Context,
     model: str = typer.Option("da3-small", "--model", "-m", help="DA3 preset served by default."),
@@ -79,8 +91,16 @@ def backend_cmd(
     max_models: int = typer.Option(2, "--max-models", min=1, help="Most models kept warm."),
     preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model before serving."),
     allow_open: bool = typer.Option(False, "--allow-open", help=ALLOW_OPEN_HELP.format(what="submit jobs")),
+    gallery_dir: Optional[Path] = typer.Option(
+        None,
+        "--gallery-dir",
+        help="Serve this folder of exported scenes as the gallery under /gallery/ (created if missing); "
+        f"default: {DEFAULT_GALLERY_DIR} when it exists, as upstream.",
+    ),
 ) -> None:
-    """Run the backend: a job API (POST /jobs, GET /jobs/{id}, ...; schema at /openapi.json, docs at /docs)."""
+    """Run the backend: a job API (POST /jobs, GET /jobs/{id}, ...; schema at /openapi.json, docs at /docs), upstream
+    DA3's protocol (/status, /inference, /task/{id}, ...), a dashboard at /dashboard and, with --gallery-dir, the
+    gallery under /gallery/."""
     cli = state(ctx)
 
     def body() -> None:
@@ -119,13 +139,18 @@ def backend_cmd(
             model_budget_bytes=None if model_memory_gb is None else int(model_memory_gb * 2**30),
             max_models=max_models,
             preload=False,
+            gallery_dir=_gallery_folder(gallery_dir),
         )
         cache = ModelCache(settings.model_budget_bytes, settings.max_models)
         if preload:  # here, not in the server's startup, so that bad weights give one line and exit code 1
             name = settings.default_model
             cache.get(settings.model_key(name))
         app = create_app(settings, cache)
-        typer.echo(f"anydepth backend on http://{host}:{port} (API docs at /docs, schema at /openapi.json)", err=True)
+        typer.echo(
+            f"anydepth backend on http://{host}:{port} (dashboard at /dashboard, API docs at /docs"
+            + (", gallery at /gallery/)" if settings.gallery_dir is not None else ")"),
+            err=True,
+        )
         uvicorn.run(app, host=host, port=port, log_level="info" if cli.debug else "warning")
 
     guarded(ctx, body)

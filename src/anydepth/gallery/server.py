@@ -50,23 +50,28 @@ class SceneList(BaseModel):
     scenes: List[SceneOut]
 
 
-def _scene_out(scene: Scene) -> SceneOut:
+def _scene_out(scene: Scene, base: str) -> SceneOut:
     def url(p: Optional[str]) -> Optional[str]:
-        return file_url(p) if p else None
+        return file_url(p, base) if p else None
 
     return SceneOut(
         name=scene.name,
-        url=scene_url(scene),
+        url=scene_url(scene, base),
         thumbnail=url(scene.thumbnail),
         model_3d=url(scene.model_3d),
         glb=url(scene.glb),
         ply=url(scene.ply),
-        depth_images=[file_url(p) for p in scene.depth_images],
-        input_images=[file_url(p) for p in scene.input_images],
+        depth_images=[file_url(p, base) for p in scene.depth_images],
+        input_images=[file_url(p, base) for p in scene.input_images],
     )
 
 
-def _token_given(request: Request, token: str) -> Optional[str]:
+def _base(request: Request) -> str:
+    """Where the gallery is mounted ("" when it is its own server): its links are absolute paths below it."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _token_given(request: Request, token: str, cookie: str) -> Optional[str]:
     """The token as the request carries it, when it carries the right one (header, ``?token=`` or cookie)."""
     headers = request.headers
     return token_source(
@@ -74,11 +79,11 @@ def _token_given(request: Request, token: str) -> Optional[str]:
         headers.get("authorization"),
         headers.get("x-token"),
         request.query_params.get("token"),
-        request.cookies.get(TOKEN_COOKIE),
+        request.cookies.get(cookie),
     )
 
 
-def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> FastAPI:
+def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None, cookie: str = TOKEN_COOKIE) -> FastAPI:
     """The gallery application over the exports in ``gallery_dir``.
 
     Args:
@@ -86,6 +91,8 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
         token: when set, every request but ``/health`` needs it: ``Authorization: Bearer <t>``, ``X-Token``,
             or ``?token=<t>`` once in a browser (the answer then sets an HttpOnly same-site cookie, so the
             page's images and 3D files load without it).
+        cookie: the name of that cookie; the backend, which mounts the gallery, passes its own, so that one
+            ``?token=`` opens its dashboard, API docs and gallery alike.
     """
     root = FsPath(gallery_dir).expanduser().resolve()
     if not root.is_dir():
@@ -96,7 +103,7 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
     async def guard(request: Request, call_next: Any) -> Response:
         source = None
         if token and request.url.path != "/health":
-            source = _token_given(request, token)
+            source = _token_given(request, token, cookie)
             if source is None:
                 response: Response = JSONResponse(
                     {"error": "missing or wrong token; open the gallery with ?token=<token>"},
@@ -107,7 +114,7 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
                 return response
         response = await call_next(request)
         if source == "query":
-            response.set_cookie(TOKEN_COOKIE, token or "", httponly=True, samesite="strict", path="/")
+            response.set_cookie(cookie, token or "", httponly=True, samesite="strict", path="/")
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -146,20 +153,20 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None) -> Fast
         return {"status": "ok"}
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> HTMLResponse:
-        return HTMLResponse(index_page(find_scenes(root), root.name))
+    def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(index_page(find_scenes(root), root.name, _base(request)))
 
     @app.get("/api/scenes", response_model=SceneList)
-    def scenes() -> SceneList:
-        return SceneList(scenes=[_scene_out(s) for s in find_scenes(root)])
+    def scenes(request: Request) -> SceneList:
+        return SceneList(scenes=[_scene_out(s, _base(request)) for s in find_scenes(root)])
 
     @app.get("/api/scene/{name:path}", response_model=SceneOut)
-    def scene_json(name: str = Path(..., max_length=1000)) -> SceneOut:
-        return _scene_out(scene_at(name))
+    def scene_json(request: Request, name: str = Path(..., max_length=1000)) -> SceneOut:
+        return _scene_out(scene_at(name), _base(request))
 
     @app.get("/scene/{name:path}", response_class=HTMLResponse)
-    def scene(name: str = Path(..., max_length=1000)) -> HTMLResponse:
-        return HTMLResponse(scene_page(scene_at(name)))
+    def scene(request: Request, name: str = Path(..., max_length=1000)) -> HTMLResponse:
+        return HTMLResponse(scene_page(scene_at(name), _base(request)))
 
     @app.get("/files/{file_path:path}", response_class=FileResponse)
     def files(file_path: str = Path(..., max_length=1000)) -> FileResponse:

@@ -17,4 +17,9 @@ Contract:
   included), sanitised upload names, tokens, decode-to-validate, pixel limits. Refusals are ``ServiceError``
   with an HTTP status; the app answers every error as JSON ``{"error": ...}`` without a traceback.
 - ``client.BackendClient`` (standard library only) is what ``anydepth auto --use-backend`` uses.
+- ``upstream`` adds upstream DA3's ``da3 backend`` protocol (``/status``, ``/inference``, ``/task/{id}``, ...) on the
+  same queue: requests validated into the same options, server paths confined, errors ``{"detail": ...}`` as
+  upstream's (``context.DetailErrorRoute``). ``dashboard`` adds ``/dashboard`` (bundled page polling
+  ``/dashboard/data``) and mounts ``anydepth.gallery`` under ``/gallery``. ``context.Backend`` is what these route
+  modules see of the running application.
 """

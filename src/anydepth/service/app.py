@@ -24,10 +24,13 @@ from anydepth.jobs.options import (
     VIDEO_QUALITY,
     SceneOptions,
 )
+from anydepth.service.context import Backend, DetailErrorRoute, error_body
+from anydepth.service.dashboard import add_dashboard, mount_gallery
 from anydepth.service.docs import add_docs
 from anydepth.service.settings import ServiceSettings
 from anydepth.service.sizing import check_job_pixels, job_views
 from anydepth.service.store import DONE, FINISHED, Job, JobStore, new_job_id
+from anydepth.service.upstream import add_upstream_routes
 from anydepth.service.worker import WorkerPool
 from anydepth.web.models import ModelCache
 from anydepth.web.security import (
@@ -195,6 +198,10 @@ def _download_types() -> List[str]:
     return sorted({*DOWNLOAD_TYPES.values(), _BINARY})
 
 
+_PRIVATE_OPTIONS = ("da3_request", "cameras")
+"""Job options that ``/jobs`` does not show: an ``/inference`` request (server paths) and known cameras (bulky)."""
+
+
 def _job_out(job: Job) -> JobOut:
     return JobOut(
         id=job.id,
@@ -204,7 +211,7 @@ def _job_out(job: Job) -> JobOut:
         model=job.model,
         input_kind=job.input_kind,
         inputs=[FsPath(p).name for p in job.inputs],
-        options=job.options,
+        options={k: v for k, v in job.options.items() if k not in _PRIVATE_OPTIONS},
         error=job.error,
         attempts=job.attempts,
         created_at=job.created_at,
@@ -264,9 +271,15 @@ class _Methods:
             if allowed and scope["method"] not in allowed:
                 listed = ", ".join(allowed)
                 message = f"method {scope['method']} is not allowed here; use {listed}"
-                await JSONResponse({"error": message}, status_code=405, headers={"Allow": listed})(scope, receive, send)
+                key = "detail" if _upstream_path(self.router.routes, scope) else "error"
+                await JSONResponse({key: message}, status_code=405, headers={"Allow": listed})(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _upstream_path(routes: List[Any], scope: Dict[str, Any]) -> bool:
+    """Whether the request's path is one of upstream's protocol (its errors are ``{"detail": ...}``)."""
+    return any(isinstance(r, DetailErrorRoute) and r.matches(scope)[0] is not Match.NONE for r in routes)
 
 
 def _allowed_methods(routes: List[Any], scope: Dict[str, Any]) -> List[str]:
@@ -345,27 +358,29 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
         """An error for the client: the server's folders cut out (paths inside them made relative)."""
         return strip_folders(message, server_folders)
 
+    # Errors are {"error": ...}; upstream's protocol routes (service/upstream.py) answer {"detail": ...}.
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {**exc.headers, **({"WWW-Authenticate": "Bearer"} if exc.status == 401 else {})}
-        return JSONResponse({"error": public(exc.message)}, status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(request.scope, public(exc.message)), status_code=exc.status, headers=headers)
 
     @app.exception_handler(AnyDepthError)
     async def _input_error(request: Request, exc: AnyDepthError) -> JSONResponse:
-        return JSONResponse({"error": public(str(exc))}, status_code=400)
+        return JSONResponse(error_body(request.scope, public(str(exc))), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        body = error_body(request.scope, str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid request: " + _describe(exc.errors())}, status_code=422)
+        return JSONResponse(error_body(request.scope, "invalid request: " + _describe(exc.errors())), status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal server error; see the server log"}, status_code=500)
+        return JSONResponse(error_body(request.scope, "internal server error; see the server log"), status_code=500)
 
     guarded = [Depends(require_token)]
 
@@ -414,16 +429,19 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
 
-    def _queue(job_id: str, options: Dict[str, Any], inputs: List[str], kind: str) -> JobOut:
+    def _queue(
+        job_id: str, options: Dict[str, Any], inputs: List[str], kind: str, export_dir: Optional[FsPath] = None
+    ) -> Job:
+        """Queues a checked job; it exports into ``exports/<job>``, or into ``export_dir`` (a confined folder)."""
         if kind == "video":  # frames are held in memory as views: never more than the server allows
             options["max_frames"] = min(options["max_frames"] or settings.max_views, settings.max_views)
         elif len(inputs) > settings.max_views:
             raise ServiceError(413, f"{len(inputs)} views; this server takes at most {settings.max_views} per job")
         check_job_pixels(job_views(inputs, kind, options, settings.max_pixels)[0], settings.max_job_pixels)
-        export_dir = str(settings.exports_dir / job_id)
-        job = store().create(job_id, options.pop("model"), options, inputs, kind, export_dir)
+        folder = str(export_dir if export_dir is not None else settings.exports_dir / job_id)
+        job = store().create(job_id, options.pop("model"), options, inputs, kind, folder)
         state["pool"].notify()
-        return _job_out(job)
+        return job
 
     @app.post(
         "/jobs",
@@ -435,21 +453,24 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
     )
     def submit_paths(request: PathJobRequest) -> JobOut:
         """A job on server-side files inside the allowed roots: images (views of one scene) or one video."""
+        return _job_out(_path_job(request.inputs, _options(request)))
+
+    def _path_job(inputs: List[str], options: Dict[str, Any], export_dir: Optional[FsPath] = None) -> Job:
+        """Checks server-side inputs (confined, present, images within the limits) and queues a job on them."""
         from anydepth.io.inputs import expand_inputs, is_video_path
 
-        options = _options(request)
         _check_queue()
-        resolved = [confine_any(settings.allowed_roots, p) for p in request.inputs]
-        missing = [given for given, p in zip(request.inputs, resolved) if not p.exists()]
+        resolved = [confine_any(settings.allowed_roots, p) for p in inputs]
+        missing = [given for given, p in zip(inputs, resolved) if not p.exists()]
         if missing:
             raise ServiceError(404, f"no such file or folder: {missing[0]!r}")
         videos = [p for p in resolved if p.is_file() and is_video_path(p)]
         if videos:
             if len(resolved) > 1:
                 raise ServiceError(400, "a job takes one video, or image files; not both")
-            return _queue(new_job_id(), options, [str(videos[0])], "video")
+            return _queue(new_job_id(), options, [str(videos[0])], "video", export_dir)
         paths: List[FsPath] = []
-        for given, p in zip(request.inputs, resolved):
+        for given, p in zip(inputs, resolved):
             try:
                 paths.extend(expand_inputs(p))
             except OSError as exc:  # a .txt list naming a path the system refuses, a folder it cannot list
@@ -461,7 +482,7 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(413, f"{len(paths)} views; this server takes at most {settings.max_views} per job")
         for p in paths:
             check_image_header(FsPath(p), settings.max_pixels, FsPath(p).name)
-        return _queue(new_job_id(), options, [str(FsPath(p).resolve()) for p in paths], "images")
+        return _queue(new_job_id(), options, [str(FsPath(p).resolve()) for p in paths], "images", export_dir)
 
     @app.post(
         "/jobs/upload",
@@ -490,7 +511,8 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             saved, kinds = _save_uploads(files, folder, settings.max_pixels)
             if "video" in kinds and len(saved) > 1:
                 raise ServiceError(400, "a job takes one video, or image files; not both")
-            return _queue(job_id, chosen, [str(p) for p in saved], "video" if "video" in kinds else "images")
+            kind = "video" if "video" in kinds else "images"
+            return _job_out(_queue(job_id, chosen, [str(p) for p in saved], kind))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -536,13 +558,16 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
     )
     def delete_job(job_id: str = Path(..., pattern=JOB_ID)) -> Response:
         """Forgets a finished job and removes its exports; a queued or running one answers 409 (cancel it first)."""
-        job = _job(job_id)
-        if job.state not in FINISHED or not store().delete(job_id):
-            raise ServiceError(409, f"job {job_id} is {job.state}; cancel it and wait until it stops")
-        state["pool"].sweep(job_id)
+        _forget(_job(job_id))
+        return Response(status_code=204)
+
+    def _forget(job: Job) -> None:
+        """Deletes a finished job's row and, when they are in the server's own folder, its exports."""
+        if job.state not in FINISHED or not store().delete(job.id):
+            raise ServiceError(409, f"job {job.id} is {job.state}; cancel it and wait until it stops")
+        state["pool"].sweep(job.id)
         if is_inside(FsPath(job.export_dir).resolve(), settings.exports_dir.resolve()):
             shutil.rmtree(job.export_dir, ignore_errors=True)
-        return Response(status_code=204)
 
     def _done_job(job_id: str) -> Job:
         job = _job(job_id)
@@ -588,6 +613,21 @@ def create_app(settings: ServiceSettings, model_cache: Optional[ModelCache] = No
             raise ServiceError(404, f"job {job_id} has no file {file_path!r}")
         return FileResponse(target, filename=target.name, media_type=DOWNLOAD_TYPES.get(target.suffix.lower(), _BINARY))
 
+    backend = Backend(
+        settings=settings,
+        cache=cache,
+        store=store,
+        pool=lambda: state["pool"],
+        guard=guarded,
+        submit_paths=_path_job,
+        check_options=lambda fields: _options(JobOptions(**fields)),
+        delete=_forget,
+        public=public,
+    )
+    add_upstream_routes(app, backend)
+    add_dashboard(app, backend)
+    if settings.gallery_dir is not None:
+        mount_gallery(app, settings.gallery_dir, settings.token)
     return app
 
 

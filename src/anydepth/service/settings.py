@@ -43,6 +43,8 @@ class ServiceSettings:
         max_models: most models kept warm.
         preload: load the default model when the server starts, not on the first job.
         poll_seconds: how often an idle worker looks for queued jobs submitted by another process.
+        gallery_dir: a folder of exported scenes served as the gallery under ``/gallery`` (None: no gallery), as
+            upstream's ``da3 backend --gallery-dir`` does.
     """
 
     data_dir: Path
@@ -66,9 +68,12 @@ class ServiceSettings:
     max_models: int = 2
     preload: bool = False
     poll_seconds: float = 1.0
+    gallery_dir: Optional[Path] = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.gallery_dir is not None:
+            self.gallery_dir = Path(self.gallery_dir).expanduser().resolve()
         self.allowed_roots = [Path(r).expanduser().resolve() for r in self.allowed_roots]
         if not self.models:
             raise ValueError("a backend serves at least one model")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
 
 from anydepth.errors import AnyDepthError
 from anydepth.jobs.options import SceneOptions
@@ -18,9 +21,15 @@ from anydepth.service.sizing import job_views, job_working_bytes
 from anydepth.service.store import CANCELLED, DONE, FAILED, FINISHED, Job, JobStore
 from anydepth.web.budget import MemoryBudget, Reservation
 from anydepth.web.models import ModelCache, ModelKey
-from anydepth.web.security import ServiceError, check_confined_inputs, strip_folders
+from anydepth.web.security import ServiceError, check_confined_inputs, is_inside, strip_folders
 
 logger = logging.getLogger(__name__)
+
+
+CAMERAS = "cameras"
+"""The job option holding known cameras: ``extrinsics`` (S, 3|4, 4) and ``intrinsics`` (S, 3, 3) as nested lists
+(either may be None: intrinsics alone only fix the focal lengths), and ``align_to_input_ext_scale``; absent when
+the model predicts the cameras."""
 
 
 class _Cancelled(Exception):
@@ -43,8 +52,9 @@ class WorkerPool:
 
     Stages and their progress: reading inputs (0.05; "waiting for memory" while the job does not fit in the
     memory budget), loading the model (0.25), inference and export (0.4), done (1.0). Exports are written to
-    ``<export_dir>.partial`` and renamed into place when complete, so a job's folder is either whole or absent,
-    also after a crash.
+    ``exports/<job>.partial`` and renamed into place when complete, so a job's folder is either whole or absent,
+    also after a crash. A job that names its own export folder (upstream's ``/inference`` with ``export_dir``)
+    gets the finished files moved into that folder, beside what it already holds, as upstream writes there.
 
     Args:
         budget: the memory budget the jobs and ``models`` share; default: ``settings.memory_budget_bytes``.
@@ -92,7 +102,8 @@ class WorkerPool:
     def run(self, job: Job) -> None:
         """Runs one claimed job to its end state; never raises."""
         final = Path(job.export_dir)
-        partial = final.with_name(final.name + ".partial")
+        partial = self.settings.exports_dir / f"{job.id}{_PARTIAL}"
+        owned = final.resolve() == (self.settings.exports_dir / job.id).resolve()  # else one a client named
         try:
             self._stage(job, 0.05, "reading inputs")
             self._check_inputs(job)
@@ -108,8 +119,11 @@ class WorkerPool:
                 self._run_scene(job, model, views, partial)
                 del model, views
             self._check_cancel(job)
-            _remove(final)
-            os.replace(partial, final)
+            if owned:
+                _remove(final)
+                os.replace(partial, final)
+            else:
+                merge_into(partial, final, self.settings.allowed_roots)
             self.store.finish(job.id, DONE)
             logger.info("job %s done", job.id)
         except _Stopped:
@@ -206,7 +220,15 @@ class WorkerPool:
     def _run_scene(self, job: Job, model: Any, views: List[Any], export_dir: Path) -> None:
         chosen = {name: job.options[name] for name in scene_option_names() if name in job.options}
         scene = SceneOptions.from_options(chosen, export_dir=export_dir)
-        run_scene(model, views, scene, reduce_on_decode=self.settings.reduce_on_decode)
+        stored = job.options.get(CAMERAS)
+        cameras = None
+        if stored:  # known cameras (upstream's extrinsics / intrinsics): poses condition the model
+            cameras = {
+                name: None if stored[name] is None else np.asarray(stored[name], dtype=np.float32)
+                for name in ("extrinsics", "intrinsics")
+            }
+            cameras["align_to_input_ext_scale"] = bool(stored["align_to_input_ext_scale"])
+        run_scene(model, views, scene, cameras, reduce_on_decode=self.settings.reduce_on_decode)
 
     def _public_message(self, job: Job, message: str) -> str:
         """An error for the client: server folders are cut out of it."""
@@ -216,6 +238,40 @@ class WorkerPool:
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _PARTIAL = ".partial"
+
+
+def merge_into(partial: Path, target: Path, roots: Sequence[Path]) -> None:
+    """Moves every file of ``partial`` to the same place under ``target``, replacing files of the same name and
+    keeping the rest of ``target``, then removes ``partial``.
+
+    ``target`` is checked against ``roots`` again (it may have become a symlink since the job was submitted), and
+    so is every folder a file goes into, so that a symlink planted inside ``target`` cannot lead a file out.
+    """
+    check_confined_inputs([target], roots)
+    target.mkdir(parents=True, exist_ok=True)
+    real_target = target.resolve()
+    for source in sorted(p for p in partial.rglob("*") if p.is_file() and not p.is_symlink()):
+        destination = target / source.relative_to(partial)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if not is_inside(destination.parent.resolve(), real_target):
+            raise ServiceError(403, f"export folder {destination.parent.name!r} leads outside the export folder")
+        if destination.is_dir() and not destination.is_symlink():
+            raise ServiceError(409, f"the export folder holds a folder where the file {source.name!r} goes")
+        _move(source, destination)
+    _remove(partial)
+
+
+def _move(source: Path, destination: Path) -> None:
+    """``os.replace``, or across file systems a copy beside the destination renamed over it (never half a file)."""
+    try:
+        os.replace(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+        source.unlink()
 
 
 def _entries(folder: Path) -> List[Path]:

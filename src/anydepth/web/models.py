@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -41,6 +42,15 @@ def model_bytes(model: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors) + copies
 
 
+@dataclass
+class LoadTiming:
+    """Times of a warm model, as ``time.time()`` seconds: what upstream's ``/status`` reports of its one model."""
+
+    load_seconds: float
+    loaded_at: float
+    last_used: float
+
+
 def default_loader(key: ModelKey) -> Any:
     return load(key.spec, key.runtime)
 
@@ -70,30 +80,53 @@ class ModelCache:
         self._lock = threading.Lock()
         self._loading: Dict[ModelKey, threading.Lock] = {}
         self._sizes: Dict[ModelKey, int] = {}  # measured at load, kept after eviction
+        self._timings: Dict[ModelKey, LoadTiming] = {}
         self.loads = 0
 
     def get(self, key: ModelKey) -> Any:
         """The warm model for ``key``, loading it (once, even with concurrent callers) if needed."""
         with self._lock:
             if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key][0]
+                return self._use(key)
             key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 if key in self._models:
-                    self._models.move_to_end(key)
-                    return self._models[key][0]
+                    return self._use(key)
+            started = time.time()
             model = self._loader(key)
             size = model_bytes(model)
             with self._lock:
                 self.loads += 1
                 self._sizes[key] = size
+                done = time.time()
+                self._timings[key] = LoadTiming(load_seconds=done - started, loaded_at=done, last_used=done)
                 self._models[key] = (model, size)
                 self._evict()
                 self._loading.pop(key, None)
             logger.info("model %s warm (%.1f MiB)", key.model, size / 2**20)
             return model
+
+    def _use(self, key: ModelKey) -> Any:
+        """A warm model, marked most recently used (under the lock)."""
+        self._models.move_to_end(key)
+        timing = self._timings.get(key)
+        if timing is not None:
+            timing.last_used = time.time()
+        return self._models[key][0]
+
+    def timing(self, key: ModelKey) -> Optional[LoadTiming]:
+        """When ``key``'s model was last loaded, how long that took and when a job last took it; None when it is
+        not warm (the status pages report a cold model as not loaded)."""
+        with self._lock:
+            return self._timings.get(key) if key in self._models else None
+
+    def drop(self, key: ModelKey) -> bool:
+        """Forgets ``key``'s warm model, so that the next :meth:`get` loads it again (a reload of changed weights);
+        a job running on it keeps its reference. False when it was not warm."""
+        with self._lock:
+            self._timings.pop(key, None)
+            return self._models.pop(key, None) is not None
 
     def _evict(self) -> None:
         def over() -> bool:
