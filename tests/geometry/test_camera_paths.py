@@ -18,6 +18,8 @@ from anydepth.geometry.camera_paths import (
     wander_path,
 )
 
+pytestmark = pytest.mark.torch113  # the inference core on torch 1.13 / Python 3.9 too
+
 
 def _poses(n=4):
     """Camera-to-world poses on an arc, each turned towards the origin area."""

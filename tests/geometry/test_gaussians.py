@@ -17,6 +17,8 @@ from anydepth.geometry.gaussians import (
 )
 from anydepth.models.da3.gaussian_head import rotate_sh
 
+pytestmark = pytest.mark.torch113  # the inference core on torch 1.13 / Python 3.9 too
+
 
 def _look_at(centre, target):
     """World-to-camera (3, 4), OpenCV axes (x right, y down, z forward)."""

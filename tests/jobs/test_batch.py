@@ -17,6 +17,8 @@ from anydepth.jobs.loader import load
 from anydepth.jobs.options import ModelSpec, RuntimeOptions
 from tests.helpers.batch_inputs import write_corrupt, write_images, write_video
 
+pytestmark = pytest.mark.torch113  # the inference core on torch 1.13 / Python 3.9 too
+
 RUNTIME = RuntimeOptions(device="cpu", precision="fp32", threads=1)
 OPTIONS = BatchOptions(formats=("png16", "npz"), input_size=28, batch_size=4, workers=2)
 

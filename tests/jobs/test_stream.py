@@ -15,6 +15,8 @@ from anydepth.jobs.options import ModelSpec, RuntimeOptions, StreamJobOptions
 from anydepth.jobs.stream import stream_job
 from tests.helpers.streaming import NoisyTruth, SyntheticSequence
 
+pytestmark = pytest.mark.torch113  # the inference core on torch 1.13 / Python 3.9 too
+
 FRAMES = 120
 SPEC, RUNTIME = ModelSpec("da3-small"), RuntimeOptions(device="cpu")
 

@@ -26,6 +26,8 @@ from anydepth.pipelines.streaming import (
 )
 from tests.helpers.streaming import NoisyTruth, SyntheticSequence, random_sim3
 
+pytestmark = pytest.mark.torch113  # the inference core on torch 1.13 / Python 3.9 too
+
 FRAMES = 160
 ATE_BOUND = 0.03
 """Scene units (the room is 6 x 3 x 6): the pose noise alone (0.005 per axis, 0.1 degree) gives about 0.01."""

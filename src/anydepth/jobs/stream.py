@@ -103,8 +103,8 @@ def stream_job(
     options.check()
     if predictor is None:
         _check_model(spec)
+    source = open_source(input_spec, options)  # a bad input is named before a missing optional dependency
     check_loop_dependencies(options)
-    source = open_source(input_spec, options)
     if predictor is None:
         model = loader(spec, runtime)
         predictor = DA3ChunkPredictor(model, options.process_res, options.process_res_method,
