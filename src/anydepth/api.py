@@ -42,6 +42,9 @@ class ModelInfo:
     license: str
     repo_id: Optional[str]
     description: str
+    bundled: bool = False
+    card: Optional[Path] = None
+    """The model card shipped in the package (the built-in model's); None: the hub repo's page has it."""
 
 
 def list_models(family: Optional[str] = None) -> List[ModelInfo]:
@@ -53,8 +56,10 @@ def list_models(family: Optional[str] = None) -> List[ModelInfo]:
             depth_kind=p.depth_kind,
             params_m=p.params,
             license=p.license,
-            repo_id=p.weights.repo_id if p.weights else None,
+            repo_id=p.weights.repo_id if p.weights and not p.weights.bundled else None,
             description=p.description,
+            bundled=bool(p.weights and p.weights.bundled),
+            card=None if p.card is None else Path(__file__).resolve().parent / p.card,
         )
         for p in PRESETS.values()
         if family is None or p.family == family

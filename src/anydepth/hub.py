@@ -34,6 +34,23 @@ def _from_folder(folder: Path, preset: Preset) -> Path:
     raise WeightsError(f"{folder}: expected {expected} in the folder, found {found}; pass the file itself")
 
 
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+"""Where the package's own weights and model cards live (``WeightsSpec.bundled``)."""
+
+
+def bundled_path(spec: WeightsSpec) -> Path:
+    """The file of a bundled ``spec`` inside the installed package.
+
+    Raises:
+        WeightsError: the file is missing (an installation that left out the package data).
+    """
+    path = BUILTIN_DIR / spec.filename
+    if not path.is_file():
+        raise WeightsError(f"{spec.filename} is missing from the installed package ({BUILTIN_DIR}); reinstall "
+                           "anydepth, or pass the file with --weights PATH")  # fmt: skip
+    return path
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the hub endpoint opens within ``timeout`` seconds.
 
@@ -131,7 +148,7 @@ def resolve_weights(
     Args:
         preset: the model.
         weights: a local file, a local folder holding it, or a hub repo id ("org/name") to take the preset's
-            file from; None downloads the preset's own weights.
+            file from; None downloads the preset's own weights (a bundled preset's are read from the package).
         revision: hub branch, tag or commit; defaults to the preset's.
         cache_dir: hub cache folder; defaults to huggingface_hub's.
         local_files_only: never touch the network, use the cache only.
@@ -144,10 +161,12 @@ def resolve_weights(
             return _from_folder(path, preset)
         text = str(weights)
         looks_like_repo = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.suffix
-        if looks_like_repo and preset.weights is not None:
+        if looks_like_repo and preset.weights is not None and not preset.weights.bundled:
             spec = WeightsSpec(text, preset.weights.filename, preset.weights.license, layout=preset.weights.layout)
             return download(spec, revision, cache_dir, local_files_only)
         raise WeightsError(f"{weights}: no such weights file or folder")
     if preset.weights is None:
         raise WeightsError(f"{preset.name} has no published checkpoint; pass one with --weights PATH (weights=PATH)")
+    if preset.weights.bundled:
+        return bundled_path(preset.weights)
     return download(preset.weights, revision, cache_dir, local_files_only)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from anydepth.errors import UnknownModelError
-from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
+from anydepth.models.depth_anything_v2 import NANO, DepthAnythingV2Config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,6 +25,9 @@ class WeightsSpec:
             ``pretrained.*`` / ``head.*``) or "diffusers" (a diffusers repo of component folders; ``filename``
             names its main file).
         license: licence of the weights, shown when they are first used.
+        bundled: the file ships inside the package (``anydepth/builtin/<filename>``): it is read from there and
+            nothing is downloaded; ``repo_id`` is then empty. The built-in model, so that the package runs on a
+            machine that cannot reach the hub.
     """
 
     repo_id: str
@@ -32,6 +35,7 @@ class WeightsSpec:
     license: str
     revision: str = "main"
     layout: str = "v2"
+    bundled: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class Preset:
         arch: upstream configuration name of DA3 models ("da3-small", ..., "da3nested-giant-large").
         base_weights: a second repo the model needs (DepthCrafter: Stable Video Diffusion's VAE, image encoder,
             scheduler and feature extractor folders).
+        network: the V2 architecture where it is none of the official encoder sizes (the built-in model); None:
+            the official configuration of ``encoder``.
+        card: the model card shipped in the package, a path relative to ``anydepth/`` (the built-in model's:
+            data, training command, figures, caveats); None where the hub repo has the card.
     """
 
     name: str
@@ -66,11 +74,15 @@ class Preset:
     description: str = ""
     arch: Optional[str] = None
     base_weights: Optional[WeightsSpec] = None
+    network: Optional[DepthAnythingV2Config] = None
+    card: Optional[str] = None
 
     def config(self) -> DepthAnythingV2Config:
         """Network configuration of a Depth Anything V2 preset."""
         if self.family != "dav2":
             raise ValueError(f"{self.name} is a {self.family} model; build it with anydepth.build_network")
+        if self.network is not None:
+            return self.network
         return DepthAnythingV2Config.from_encoder(self.encoder, max_depth=self.max_depth)
 
     @property
@@ -134,6 +146,7 @@ def _build_table() -> Dict[str, Preset]:
     table += _da3_presets()
     table += _vda_presets()
     table.append(_depthcrafter_preset())
+    table.append(_builtin_preset())
     return {p.name: p for p in table}
 
 
@@ -233,6 +246,22 @@ def _depthcrafter_preset() -> Preset:
     )
 
 
+def _builtin_preset() -> Preset:
+    # trained here from no external weights (its card says how); shipped in the package, never downloaded
+    return Preset(
+        name="anydepth-nano",
+        family="dav2",
+        encoder="nano",
+        depth_kind="disparity",
+        params=3.5,
+        weights=WeightsSpec("", "anydepth-nano.safetensors", "Apache-2.0", bundled=True),
+        input_size=98,  # chosen on validation scenes (card): the shorter side of its training crops
+        description="built-in 3.5M V2 network trained on synthetic scenes only: offline use and tests",
+        network=NANO,
+        card="builtin/anydepth-nano.md",
+    )
+
+
 PRESETS: Dict[str, Preset] = _build_table()
 
 
@@ -264,7 +293,7 @@ def guess_preset(weights: str) -> Optional[str]:
     text = str(weights)
     for preset in PRESETS.values():
         spec = preset.weights
-        if spec is not None and spec.repo_id.lower() == text.lower():
+        if spec is not None and spec.repo_id and spec.repo_id.lower() == text.lower():
             return preset.name
     path = Path(text).expanduser()
     if path.is_file():

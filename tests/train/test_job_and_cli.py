@@ -28,6 +28,9 @@ from tests.helpers.cli import assert_one_line_error, run_cli
         ({"schedule": "step"}, "schedule"),
         ({"weights": "w.pth", "from_scratch": True}, "from_scratch"),
         ({"encoder_lr_mult": -1.0}, "encoder_lr_mult"),
+        ({"ssi_alignment": "mean"}, "ssi_alignment"),
+        ({"ssi_alignment": "median", "model": "da3-small"}, "ssi_alignment"),
+        ({"ssi_alignment": "median", "model": "dav2-metric-indoor-small"}, "ssi_alignment"),
     ],
 )
 def test_options_are_checked_before_any_work(tmp_path, overrides, option):

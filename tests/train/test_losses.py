@@ -13,6 +13,7 @@ from anydepth.train.losses import (
     camera_rays,
     confidence_depth_loss,
     gradient_matching_loss,
+    median_normalised,
     normalise_scene,
     ray_loss,
     relative_depth_loss,
@@ -189,3 +190,32 @@ def test_gradients_finite_when_one_image_has_no_valid_pixel(name):
         loss.backward()
         assert loss.item() == 0.0
     assert pred.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("loss", [ssi_loss, gradient_matching_loss, relative_depth_loss])
+def test_median_alignment_is_invariant_to_positive_affine_maps_and_keeps_the_sign(loss):
+    pred, target, mask = _maps(3)
+    base = loss(pred, target, mask, alignment="median").item()
+    assert loss(2.5 * pred + 7.0, target, mask, alignment="median").item() == pytest.approx(base, rel=1e-9)
+    assert loss(target.clone(), target, mask, alignment="median").item() == pytest.approx(0.0, abs=1e-9)
+    # the target upside down: nothing for the least-squares fit, a loss for the median normalisation
+    assert loss(-target, target, mask).item() == pytest.approx(0.0, abs=1e-9)
+    assert loss(-target, target, mask, alignment="median").item() > 0.1
+
+
+def test_median_normalisation_known_value_and_finite_gradients_without_valid_pixels():
+    x = torch.tensor([[[1.0, 2.0], [4.0, 100.0]]])
+    mask = torch.tensor([[[True, True], [True, False]]])
+    # median 2, mean absolute deviation (1 + 0 + 2) / 3 = 1
+    np.testing.assert_allclose(median_normalised(x, mask)[0, :, :].numpy(), [[-1.0, 0.0], [2.0, 98.0]])
+    pred = torch.rand(2, 6, 8, dtype=torch.float64, requires_grad=True)
+    valid = torch.ones(2, 6, 8, dtype=torch.bool)
+    valid[1] = False
+    relative_depth_loss(pred, torch.rand(2, 6, 8, dtype=torch.float64) + 0.5, valid, alignment="median").backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad[1] == 0).all()
+
+
+def test_unknown_alignment_is_refused():
+    pred, target, mask = _maps()
+    with pytest.raises(ValueError, match="lstsq, median"):
+        ssi_loss(pred, target, mask, alignment="mean")

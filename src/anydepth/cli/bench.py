@@ -87,6 +87,9 @@ def run_cmd(
         None, "--modes", help="As for `bench score` (default: the dataset's, else depth, and pose with cameras)."
     ),
     alignment: str = typer.Option("median", "--alignment", help="Depth alignment, as for `bench score`."),
+    max_depth: Optional[float] = typer.Option(
+        None, "--max-depth", help="Ground truth at or above this is not scored (default: the dataset's, else none)."
+    ),
     process_res: int = typer.Option(504, "--process-res", help="Processing resolution of the model."),
     fscore_threshold: Optional[float] = typer.Option(
         None, "--fscore-threshold", help="[recon-*] F-score distance (default: the dataset's, else 0.05)."
@@ -111,7 +114,8 @@ def run_cmd(
 
         only = [v.strip() for v in scenes.split(",") if v.strip()] if scenes else None
         summary = run_job(root, spec, runtime, out, chosen, alignment, process_res, fscore_threshold, on_scene=done,
-                          dataset=dataset, scenes=only, max_frames=max_frames, workers=workers)  # fmt: skip
+                          dataset=dataset, scenes=only, max_frames=max_frames, workers=workers,
+                          max_depth=max_depth)  # fmt: skip
         for mode, scores in summary["mean"].items():
             for key, value in scores.items():
                 typer.echo(f"{mode:13}  {key:22}  {value:.4f}")

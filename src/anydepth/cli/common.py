@@ -100,7 +100,12 @@ WeightsOpt = typer.Option(
 )
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
 PrecisionOpt = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto.")
-InputSizeOpt = typer.Option(518, "--input-size", help="Shorter side the network sees (multiple of 14 after resize).")
+InputSizeOpt = typer.Option(
+    None,
+    "--input-size",
+    help="Shorter side the network sees (multiple of 14 after resize; default: the model's, 518 for the official "
+    "models, 98 for anydepth-nano).",
+)
 OutdirOpt = typer.Option(Path("./vis_depth"), "--outdir", "-o", help="Output folder.")
 PredOnlyOpt = typer.Option(False, "--pred-only", help="Write only the depth visualisation, not the input beside it.")
 GrayOpt = typer.Option(False, "--grayscale", help="Grey depth visualisation instead of the Spectral colour map.")

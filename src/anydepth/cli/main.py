@@ -89,7 +89,10 @@ def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family
     from anydepth.api import list_models
 
     table = [("name", "kind", "params", "repo", "license")]
-    table += [(r.name, r.depth_kind, f"{r.params_m:.1f}M", r.repo_id or "-", r.license) for r in list_models(family)]
+    table += [
+        (r.name, r.depth_kind, f"{r.params_m:.1f}M", r.repo_id or ("built-in" if r.bundled else "-"), r.license)
+        for r in list_models(family)
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for name, kind, params, repo, license_ in table:
         # the licence last: some are sentences, and a last column may run on without breaking the others
@@ -115,7 +118,7 @@ def _image_outputs(
 
 
 def _run_images(
-    spec: ModelSpec, runtime: RuntimeOptions, paths: List[Path], input_size: int, outputs: ImageOutputs,
+    spec: ModelSpec, runtime: RuntimeOptions, paths: List[Path], input_size: Optional[int], outputs: ImageOutputs,
     batch_size: int, quiet: bool, skip_existing: bool = False,
 ) -> None:  # fmt: skip
     from anydepth.jobs.images import images_job
@@ -186,7 +189,7 @@ def image_cmd(
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
-    input_size: int = InputSizeOpt,
+    input_size: Optional[int] = InputSizeOpt,
     outdir: Path = OutdirOpt,
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,
@@ -248,7 +251,7 @@ def images_cmd(
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
-    input_size: int = InputSizeOpt,
+    input_size: Optional[int] = InputSizeOpt,
     outdir: Path = OutdirOpt,
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,
@@ -323,7 +326,7 @@ def video_cmd(
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
-    input_size: int = InputSizeOpt,
+    input_size: Optional[int] = InputSizeOpt,
     outdir: Path = OutdirOpt,
     pred_only: bool = PredOnlyOpt,
     grayscale: bool = GrayOpt,

@@ -64,6 +64,14 @@ def train_cmd(
     synthetic_scenes: int = typer.Option(
         _DEFAULTS["synthetic_scenes"], "--synthetic-scenes", help="[synthetic] Number of training scenes."
     ),
+    synthetic_views: int = typer.Option(
+        _DEFAULTS["synthetic_views"], "--synthetic-views", help="[synthetic] Views (or frames) rendered per scene."
+    ),
+    ssi_alignment: str = typer.Option(
+        _DEFAULTS["ssi_alignment"],
+        "--ssi-alignment",
+        help="[V2 relative] lstsq (MiDaS's fit) or median (Depth Anything V1's normalisation, keeps the sign).",
+    ),
     workers: int = typer.Option(
         _DEFAULTS["workers"], "--workers", help="Processes preparing batches ahead of the training (0: none)."
     ),
@@ -82,7 +90,8 @@ def train_cmd(
             threads=state(ctx).threads, eval_every=eval_every, eval_items=eval_items, save_every=save_every,
             seed=seed, resume=resume, size=size, frames=frames, warmup_steps=warmup_steps, schedule=schedule,
             weight_decay=weight_decay, grad_clip=grad_clip, depth_scale=depth_scale, max_depth=max_depth,
-            synthetic_kind=synthetic_kind, synthetic_scenes=synthetic_scenes, workers=workers, progress=not quiet,
+            synthetic_kind=synthetic_kind, synthetic_scenes=synthetic_scenes,
+            synthetic_views=synthetic_views, ssi_alignment=ssi_alignment, workers=workers, progress=not quiet,
         )  # fmt: skip
         report = train_job(options)
         evaluations = report.summary["evaluations"]

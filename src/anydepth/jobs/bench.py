@@ -108,6 +108,7 @@ def run_job(
     scenes: Optional[Sequence[str]] = None,
     max_frames: Optional[int] = None,
     workers: int = 1,
+    max_depth: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Inference, then scoring, for every scene; resumable: a scene whose ``<out>/<scene>.json`` exists is not
     run again. Writes the per-scene JSON and ``<out>/summary.json`` (the mean of every numeric score over the
@@ -127,6 +128,9 @@ def run_job(
         dataset, scenes, max_frames: which dataset reader, which of its scenes, and its frame sampling.
         workers: processes that score scenes while the model runs on the next (1: scoring in this process). The
             scores do not depend on it, nor on the order of the scenes.
+        max_depth: ground truth at or beyond this is not scored, and aligned depth is capped there (default: the
+            dataset's, else none); the synthetic outdoor scenes end at 80 units, and without a cap one pixel of an
+            affine-aligned disparity at or below zero makes an image's AbsRel astronomical.
     """
     from anydepth.jobs.loader import load
 
@@ -159,7 +163,7 @@ def run_job(
             prediction = predict_views(model, [str(folder / "images" / n) for n in names], out / name, process_res)
             chosen = modes or _default_modes(prediction, folder)
             disparity = model.preset.depth_kind == "disparity"
-            args = (prediction, folder, chosen, alignment, None, None, result_path, disparity, fscore_threshold)
+            args = (prediction, folder, chosen, alignment, None, max_depth, result_path, disparity, fscore_threshold)
             if pool is None:
                 results[name] = score_job(*args)
                 if on_scene is not None:

@@ -173,7 +173,7 @@ def images_job(
     runtime: RuntimeOptions,
     paths: Sequence[Path],
     outputs: ImageOutputs,
-    input_size: int = 518,
+    input_size: Optional[int] = None,
     batch_size: int = 4,
     progress: bool = True,
     on_error: Optional[Callable[[str], None]] = None,

@@ -359,8 +359,9 @@ class FrameSampling:
             raise OptionError("max_frames", self.max_frames, "take at least one frame")
 
 
-def check_input_size(input_size: int) -> None:
-    if input_size < 14:
+def check_input_size(input_size: Optional[int]) -> None:
+    """None is the model's own processing size (518 for the official models, 98 for the built-in one)."""
+    if input_size is not None and input_size < 14:
         raise OptionError("input_size", input_size, "is too small; use at least 14")
 
 

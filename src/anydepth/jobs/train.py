@@ -53,6 +53,9 @@ class TrainOptions:
         max_depth: depth at or beyond this is not trained on; None: the metric head's range, else no bound.
         synthetic_kind, synthetic_scenes, synthetic_views: the synthetic data (see
             :class:`anydepth.train.SyntheticSource`).
+        ssi_alignment: how the V2 relative loss removes scale and shift: "lstsq" (MiDaS's least-squares fit) or
+            "median" (Depth Anything V1's median / mean-deviation normalisation, which keeps the sign: what a
+            network from scratch needs, see :func:`anydepth.train.losses.median_normalised`).
         progress: show a progress bar.
     """
 
@@ -89,6 +92,7 @@ class TrainOptions:
     synthetic_kind: str = "mixed"
     synthetic_scenes: int = 64
     synthetic_views: int = 8
+    ssi_alignment: str = "lstsq"
     progress: bool = True
 
     def check(self) -> None:
@@ -127,6 +131,12 @@ class TrainOptions:
             raise OptionError("max_depth", self.max_depth, "must be positive")
         if self.synthetic_kind not in SYNTHETIC_KINDS:
             raise OptionError("synthetic_kind", self.synthetic_kind, f"choose one of {', '.join(SYNTHETIC_KINDS)}")
+        from anydepth.train.losses import ALIGNMENTS
+
+        if self.ssi_alignment not in ALIGNMENTS:
+            raise OptionError("ssi_alignment", self.ssi_alignment, f"choose one of {', '.join(ALIGNMENTS)}")
+        if self.ssi_alignment != "lstsq" and (preset.family != "dav2" or preset.max_depth is not None):
+            raise OptionError("ssi_alignment", self.ssi_alignment, "applies to relative V2 models only")
         if self.synthetic_scenes < 1 or self.synthetic_views < 1:
             raise OptionError("synthetic_scenes", self.synthetic_scenes, "scenes and views must be at least 1")
         if self.threads is not None and self.threads < 1:
@@ -214,6 +224,8 @@ def train_job(options: TrainOptions, on_progress: Optional[Callable[[Any], None]
     objective = objective_for(preset, net)
     if options.from_scratch:
         objective.prepare_from_scratch(net)
+    if options.ssi_alignment != "lstsq":
+        objective.alignment = options.ssi_alignment
     if options.frames is not None:
         limit = getattr(getattr(net, "cfg", None), "num_frames", None)  # Video Depth Anything's temporal positions
         if objective.clip and limit is not None and options.frames > limit:

@@ -83,7 +83,46 @@ def _aligned(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return pred * scale.view(view) + shift.view(view)
 
 
-def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+ALIGNMENTS = ("lstsq", "median")
+"""How :func:`ssi_loss` and :func:`gradient_matching_loss` remove scale and shift: "lstsq" fits the prediction onto
+the target (MiDaS's ``compute_scale_and_shift``); "median" normalises both (Depth Anything V1's affine-invariant
+loss, :func:`median_normalised`)."""
+
+
+def median_normalised(x: Tensor, mask: Tensor) -> Tensor:
+    """Each sample's map minus its median, over its mean absolute deviation from it (valid pixels only).
+
+    Depth Anything V1 (Yang et al. 2024, eqs. 1-2) removes scale and shift this way, from the prediction and the
+    target alike: ``d_hat = (d - t(d)) / s(d)``, ``t(d) = median(d)``, ``s(d) = 1/|M| sum_M |d - t(d)|``. Unlike the
+    least-squares fit, ``s(d) > 0`` keeps the sign: a prediction that is the target upside down is not a solution.
+    A network trained from scratch needs that; with the least-squares fit one learnt outdoor scenes inverted (its
+    every outdoor image fitted with a negative scale) and rooms upright. A sample without a valid pixel, or a
+    constant one, is divided by a safe ``1e-6``.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 2.0, 3.0, 10.0]])
+        >>> median_normalised(x, torch.tensor([[True, True, True, False]]))
+        tensor([[-1.5000,  0.0000,  1.5000, 12.0000]])
+    """
+    flat, valid = x.flatten(1), mask.flatten(1)
+    median = torch.where(valid, flat, torch.full_like(flat, float("nan"))).nanmedian(dim=1).values
+    median = torch.where(torch.isnan(median), torch.zeros_like(median), median)
+    deviation = torch.where(valid, (flat - median[:, None]).abs(), torch.zeros_like(flat))
+    scale = (deviation.sum(1) / valid.sum(1).clamp(min=1)).clamp(min=1e-6)
+    view = (-1,) + (1,) * (x.dim() - 1)
+    return (x - median.view(view)) / scale.view(view)
+
+
+def _residual(pred: Tensor, target: Tensor, mask: Tensor, alignment: str) -> Tensor:
+    """The prediction minus the target once scale and shift are removed as ``alignment`` says."""
+    if alignment == "median":
+        return median_normalised(pred, mask) - median_normalised(target, mask)
+    if alignment != "lstsq":
+        raise ValueError(f"unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
+    return _aligned(pred, target, mask) - target
+
+
+def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor, alignment: str = "lstsq") -> Tensor:
     """Scale-and-shift-invariant mean absolute error (MiDaS, Ranftl et al. 2020, without its trimming).
 
     Each image's prediction is aligned to its target by the least-squares scale and shift over its valid pixels
@@ -100,9 +139,11 @@ def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         pred: (B, H, W) predicted disparity (or any map to be compared up to an affine map).
         target: (B, H, W) target disparity.
         mask: (B, H, W) bool valid pixels.
+        alignment: "lstsq" (above) or "median": both maps normalised by :func:`median_normalised` (Depth
+            Anything V1's form, which keeps the sign), then the same mean absolute residual.
 
     Returns:
-        Scalar tensor. Invariant to ``pred -> a * pred + b`` for every ``a != 0`` and ``b``.
+        Scalar tensor. Invariant to ``pred -> a * pred + b`` for every ``a != 0`` and ``b`` ("median": ``a > 0``).
 
     Example:
         >>> target = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]])
@@ -114,11 +155,13 @@ def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     if int(count) == 0:
         return _zero(pred)
     target = _clean(target, mask)
-    residual = (_aligned(pred, target, mask) - target).abs()
+    residual = _residual(pred, target, mask, alignment).abs()
     return torch.where(mask, residual, torch.zeros_like(residual)).sum() / count
 
 
-def gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor, scales: int = 4) -> Tensor:
+def gradient_matching_loss(
+    pred: Tensor, target: Tensor, mask: Tensor, scales: int = 4, alignment: str = "lstsq"
+) -> Tensor:
     """MiDaS's multi-scale gradient matching term on the aligned prediction (Ranftl et al. 2020).
 
     With ``R = s * pred + t - target`` (per image, :func:`scale_and_shift`) and ``R^k`` the residual at scale
@@ -133,13 +176,14 @@ def gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor, scales: i
     Args:
         pred, target, mask: as for :func:`ssi_loss`.
         scales: number of scales (4 in MiDaS and Depth Anything).
+        alignment: how ``R`` removes scale and shift, as for :func:`ssi_loss`.
 
     Returns:
         Scalar tensor, zero for ``pred = a * target + b``.
     """
     _check_maps(pred, target, mask)
     target = _clean(target, mask)
-    residual = _aligned(pred, target, mask) - target
+    residual = _residual(pred, target, mask, alignment)
     residual = torch.where(mask, residual, torch.zeros_like(residual))
     total = _zero(pred)
     for k in range(scales):
@@ -156,7 +200,9 @@ def gradient_matching_loss(pred: Tensor, target: Tensor, mask: Tensor, scales: i
     return total
 
 
-def relative_depth_loss(pred: Tensor, target: Tensor, mask: Tensor, gradient_weight: float = 2.0) -> Tensor:
+def relative_depth_loss(
+    pred: Tensor, target: Tensor, mask: Tensor, gradient_weight: float = 2.0, alignment: str = "lstsq"
+) -> Tensor:
     """Depth Anything V2's loss of its relative models: ``L_ssi + gradient_weight * L_gm`` on disparity.
 
     The V2 paper keeps V1's two terms and sets their weights 1 : 2, which made depth edges sharper.
@@ -164,10 +210,11 @@ def relative_depth_loss(pred: Tensor, target: Tensor, mask: Tensor, gradient_wei
     Args:
         pred, target, mask: (B, H, W) predicted disparity, target disparity, valid pixels.
         gradient_weight: weight of :func:`gradient_matching_loss`.
+        alignment: "lstsq" or "median" (see :func:`ssi_loss`).
     """
-    loss = ssi_loss(pred, target, mask)
+    loss = ssi_loss(pred, target, mask, alignment)
     if gradient_weight:
-        loss = loss + gradient_weight * gradient_matching_loss(pred, target, mask)
+        loss = loss + gradient_weight * gradient_matching_loss(pred, target, mask, alignment=alignment)
     return loss
 
 

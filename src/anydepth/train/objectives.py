@@ -107,11 +107,14 @@ class V2Objective(Objective):
         metric: the network has the metric head (sigmoid x max_depth).
         gradient_weight: weight of the gradient matching term (2 in the V2 paper).
         silog_lambda: lambda of SILog (0.5 in V2-metric).
+        alignment: how the relative loss removes scale and shift, "lstsq" or "median"
+            (:data:`anydepth.train.losses.ALIGNMENTS`; ``--ssi-alignment``).
     """
 
     metric: bool = False
     gradient_weight: float = 2.0
     silog_lambda: float = 0.5
+    alignment: str = "lstsq"
 
     def prepare_from_scratch(self, net: nn.Module) -> None:
         if not self.metric:  # the metric head ends in a sigmoid, alive everywhere
@@ -127,7 +130,8 @@ class V2Objective(Objective):
         if self.metric:
             loss = silog_loss(pred, depth, valid, self.silog_lambda)
             return loss, {"silog": float(loss.detach())}
-        loss = relative_depth_loss(pred, _unit_mean(_disparity(depth, valid), valid), valid, self.gradient_weight)
+        target = _unit_mean(_disparity(depth, valid), valid)
+        loss = relative_depth_loss(pred, target, valid, self.gradient_weight, self.alignment)
         return loss, {"ssi_gm": float(loss.detach())}
 
 

@@ -58,7 +58,12 @@ def _save_pth(net: nn.Module, preset: Preset, out: Path) -> Path:
     name = preset.weights.filename if preset.weights is not None else f"{preset.name}.pth"
     path = out / name
     with atomic_path(path) as tmp:
-        torch.save(_plain_state(net), str(tmp))
+        if path.suffix == ".safetensors":  # the built-in model's file: the same keys in the format its name says
+            from safetensors.torch import save_file
+
+            save_file(_plain_state(net), str(tmp), metadata={"format": "pt"})
+        else:
+            torch.save(_plain_state(net), str(tmp))
     return path
 
 
