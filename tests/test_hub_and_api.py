@@ -177,6 +177,7 @@ def test_unreachable_hub_uses_cache_at_once(vits_weights, tmp_path, monkeypatch)
     # where to get the file by hand, and how to pass it in each interface
     url = "https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth"
     assert url in str(refused.value) and "WEIGHTS=PATH with make run" in str(refused.value)
+    assert "--model anydepth-nano, the small built-in model" in str(refused.value)  # what runs with no hub
     cached = fake_hub_cache(tmp_path, preset.weights.repo_id, preset.weights.filename, vits_weights)
     assert resolve_weights(preset, cache_dir=tmp_path).resolve() == cached.resolve()
     assert time.perf_counter() - start < 10  # no retry back-off

@@ -17,6 +17,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _licenses_shown = set()
 
 
+OFFLINE_MODEL_HINT = (
+    ". Or, with no hub at all: --model anydepth-nano, the small built-in model (trained on synthetic scenes, for "
+    "offline use and tests; not a substitute for the official checkpoints)"
+)
+
 def _announce_license(spec: WeightsSpec) -> None:
     if spec.repo_id not in _licenses_shown:
         _licenses_shown.add(spec.repo_id)
@@ -130,7 +135,7 @@ def download(
             reason = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
         raise WeightsError(
             f"cannot get {spec.filename} from the Hugging Face hub repo {spec.repo_id} (revision {rev}): "
-            f"{reason}. {manual_download_hint(spec, rev)}"
+            f"{reason}. {manual_download_hint(spec, rev)}{OFFLINE_MODEL_HINT}"
         ) from None
     _announce_license(spec)
     return Path(path)
