@@ -22,6 +22,7 @@ OFFLINE_MODEL_HINT = (
     "offline use and tests; not a substitute for the official checkpoints)"
 )
 
+
 def _announce_license(spec: WeightsSpec) -> None:
     if spec.repo_id not in _licenses_shown:
         _licenses_shown.add(spec.repo_id)
