@@ -77,3 +77,15 @@ def test_mean_weighs_images_equally():
     b = image_depth_scores(np.ones((4, 4)), np.ones((4, 4)), "none")
     m = mean_scores([a, b])
     assert m.abs_rel == pytest.approx(0.05) and m.valid_pixels == 20
+
+
+def test_aligned_disparity_at_or_below_zero_scores_as_the_far_end_of_the_range():
+    gt = _gt(3)
+    disparity = 1.0 / gt
+    disparity[0, :4] = -0.05  # four pixels beyond the far end: their aligned disparity stays below zero
+    s = image_depth_scores(disparity, gt, "scale_shift_disparity", pred_is_disparity=True)
+    # without a cap they would be depths of 1e12 (AbsRel in the billions); capped at the image's farthest depth,
+    # each contributes at most (max - g) / g: AbsRel stays of the order of the fraction of such pixels
+    assert 0.0 < s.abs_rel < 0.2 and s.delta1 > 0.98
+    capped = image_depth_scores(disparity, gt, "scale_shift_disparity", max_depth=10.0, pred_is_disparity=True)
+    assert capped.abs_rel == pytest.approx(s.abs_rel, rel=0.05)  # a cap given explicitly: the same idea

@@ -7,7 +7,9 @@ A relative prediction is only defined up to a scale (DA3's depth) or up to a sca
 - ``"median"``: ``pred * median(gt) / median(pred)``;
 - ``"scale"``: the least-squares scale ``s = sum(pred * gt) / sum(pred^2)``;
 - ``"scale_shift_disparity"``: the least-squares scale and shift of the predicted disparity onto ``1 / gt``, then
-  inverted to depth (the disparity is clipped to ``1 / max_depth`` from below first).
+  inverted to depth (the disparity is clipped to ``1 / max_depth`` from below first; with no finite
+  ``max_depth``, to one over the image's largest valid ground-truth depth, so that a pixel whose aligned disparity
+  falls to zero or below scores as the far end of the range, not as a depth of 10^12).
 
 Valid pixels have a finite ground truth in ``(min_depth, max_depth)`` and a finite prediction; a mask may remove
 more. Then, over the valid pixels of one image:
@@ -89,7 +91,8 @@ def align(
     d = disparity[valid]
     A = np.stack([d, np.ones_like(d)], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(A, 1.0 / g, rcond=None)
-    aligned = np.maximum(scale * disparity + shift, 1.0 / max_depth if np.isfinite(max_depth) else 1e-12)
+    far = max_depth if np.isfinite(max_depth) else float(np.max(g))
+    aligned = np.maximum(scale * disparity + shift, 1.0 / far)
     return 1.0 / aligned, float(scale), float(shift)
 
 
