@@ -64,6 +64,8 @@ SCRIPT_DEFAULTS: Dict[Tuple[str, str], str] = {
     ("v2/run_video.py", "--outdir"): "./vis_depth for every command",
     ("depthcrafter/run.py", "--cpu-offload"): "none: offloading needs CUDA and accelerate; pass --cpu-offload model "
     "on a GPU short of memory",
+    ("*", "--input-size"): "none: the model's own size, 518 for the official models as upstream (98 for the "
+    "built-in anydepth-nano, the size it was trained at)",
 }
 
 
@@ -142,7 +144,7 @@ def script_rows() -> List[Tuple[str, ...]]:
             if option["is_flag"] or _same_default(found.default, option["default"]):
                 status = "same"
             else:
-                status = f"different: {SCRIPT_DEFAULTS.get((script, option['opts'][0]))}"
+                status = f"different: {_lookup(SCRIPT_DEFAULTS, script, option['opts'][0])}"
             rows.append((script, label, _show(option["default"]), ours_text, status))
     return rows
 
