@@ -66,8 +66,8 @@ NANO = DepthAnythingV2Config(
     layers=(1, 2, 4, 5),
 )
 """The built-in model's network (``anydepth-nano``, 3.5 M parameters): ViT-Tiny's width (192, 3 heads) over six
-blocks, and a DPT head of half ViT-S's widths. Sized to train from scratch on a shared CPU core in about half an
-hour (46 samples/s at 126x98, batch 8, one thread under bf16 autocast; 42 in float32); the position grid is 13x13
+blocks, and a DPT head of half ViT-S's widths. Sized to train from scratch on a CPU core (its card and
+benchmarks/RESULTS.md give the run's figures); the position grid is 13x13
 (182 px) rather than DINOv2's 37x37 because the network is trained and run at small sizes, where the larger table
 would be a fifth of the weights for nothing. Every block is a DINOv2 block and the head a DPT head: the official V2
 key layout, loaded and exported as every V2 network is."""
