@@ -220,15 +220,17 @@ def test_a_pending_task_cannot_be_deleted_and_the_token_guards_every_route(tmp_p
         assert failed_reload.json()["detail"].startswith("Failed to reload model: ")
 
 
-def test_a_symlink_planted_in_the_export_folder_leads_nothing_out(served, tmp_path):
+@pytest.mark.parametrize("planted, export_format", [("depth_vis", "depth_vis"), ("exports", "mini_npz")])
+def test_a_symlink_planted_in_the_export_folder_leads_nothing_out(served, tmp_path, planted, export_format):
+    """Neither a file nor a folder lands outside: ``exports`` -> outside would have had ``mini_npz/`` made there."""
     app, root, _ = served
     images = _write_views(root / "images")
     outside = tmp_path / "outside"
     outside.mkdir()
     export_dir = root / "out"
     export_dir.mkdir()
-    (export_dir / "depth_vis").symlink_to(outside)  # the exporter's folder, pointing out of the allowed root
-    body = {"image_paths": images, "export_dir": str(export_dir), "export_format": "depth_vis", "process_res": 56}
+    (export_dir / planted).symlink_to(outside)  # an exporter's folder, pointing out of the allowed root
+    body = {"image_paths": images, "export_dir": str(export_dir), "export_format": export_format, "process_res": 56}
     with TestClient(app) as client:
         task = _wait(client, client.post("/inference", json=body).json()["task_id"])
     assert task["status"] == "failed" and "leads outside" in task["message"], task

@@ -252,9 +252,11 @@ def merge_into(partial: Path, target: Path, roots: Sequence[Path]) -> None:
     real_target = target.resolve()
     for source in sorted(p for p in partial.rglob("*") if p.is_file() and not p.is_symlink()):
         destination = target / source.relative_to(partial)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if not is_inside(destination.parent.resolve(), real_target):
-            raise ServiceError(403, f"export folder {destination.parent.name!r} leads outside the export folder")
+        # checked before the folders are made (a planted symlink must not get folders made outside) and after
+        for _ in range(2):
+            if not is_inside(destination.parent.resolve(), real_target):
+                raise ServiceError(403, f"export folder {destination.parent.name!r} leads outside the export folder")
+            destination.parent.mkdir(parents=True, exist_ok=True)
         if destination.is_dir() and not destination.is_symlink():
             raise ServiceError(409, f"the export folder holds a folder where the file {source.name!r} goes")
         _move(source, destination)
