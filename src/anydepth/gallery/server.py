@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anydepth.gallery.pages import file_url, index_page, scene_page, scene_url
 from anydepth.gallery.scenes import CONTENT_TYPES, Scene, find_scenes, is_hidden, read_scene
-from anydepth.web.security import ServiceError, confine, path_error, token_source
+from anydepth.web.security import ServiceError, confine, path_error, request_token_source
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +71,6 @@ def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-def _token_given(request: Request, token: str, cookie: str) -> Optional[str]:
-    """The token as the request carries it, when it carries the right one (header, ``?token=`` or cookie)."""
-    headers = request.headers
-    return token_source(
-        token,
-        headers.get("authorization"),
-        headers.get("x-token"),
-        request.query_params.get("token"),
-        request.cookies.get(cookie),
-    )
-
-
 def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None, cookie: str = TOKEN_COOKIE) -> FastAPI:
     """The gallery application over the exports in ``gallery_dir``.
 
@@ -103,7 +91,7 @@ def create_gallery_app(gallery_dir: FsPath, token: Optional[str] = None, cookie:
     async def guard(request: Request, call_next: Any) -> Response:
         source = None
         if token and request.url.path != "/health":
-            source = _token_given(request, token, cookie)
+            source = request_token_source(request, token, cookie)
             if source is None:
                 response: Response = JSONResponse(
                     {"error": "missing or wrong token; open the gallery with ?token=<token>"},

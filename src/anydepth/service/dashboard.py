@@ -19,7 +19,7 @@ from anydepth.service.context import Backend
 from anydepth.service.docs import TOKEN_COOKIE
 from anydepth.service.store import FINISHED, QUEUED, RUNNING, Job
 from anydepth.service.upstream import STATUSES, cuda_memory
-from anydepth.web.security import ServiceError, is_inside, token_source
+from anydepth.web.security import ServiceError, is_inside, request_token_source
 
 STATIC_DIR = FsPath(__file__).with_name("static")
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
@@ -42,14 +42,7 @@ def add_dashboard(app: FastAPI, backend: Backend) -> None:
     def check(request: Request) -> Optional[str]:
         if not token:
             return None
-        headers = request.headers
-        source = token_source(
-            token,
-            headers.get("authorization"),
-            headers.get("x-token"),
-            request.query_params.get("token"),
-            request.cookies.get(TOKEN_COOKIE),
-        )
+        source = request_token_source(request, token, TOKEN_COOKIE)
         if source is None:
             raise ServiceError(401, "missing or wrong token; open the dashboard with ?token=<token>")
         return source

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from anydepth.web.security import ServiceError, token_source
+from anydepth.web.security import ServiceError, request_token_source
 
 STATIC_DIR = FsPath(__file__).with_name("static")
 ASSETS_URL = "/docs/assets"
@@ -41,14 +41,7 @@ def add_docs(app: FastAPI, token: Optional[str]) -> None:
     def check(request: Request) -> Optional[str]:
         if not token:
             return None
-        headers = request.headers
-        source = token_source(
-            token,
-            headers.get("authorization"),
-            headers.get("x-token"),
-            request.query_params.get("token"),
-            request.cookies.get(TOKEN_COOKIE),
-        )
+        source = request_token_source(request, token, TOKEN_COOKIE)
         if source is None:
             raise ServiceError(401, "missing or wrong token; open the docs with ?token=<token>")
         return source

@@ -10,7 +10,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from anydepth.errors import AnyDepthError
 from anydepth.io.images import IMAGE_SUFFIXES
@@ -176,6 +176,19 @@ def token_source(
         if value and hmac.compare_digest(value.encode(), expected.encode()):
             return source
     return None
+
+
+def request_token_source(request: Any, expected: str, cookie: str) -> Optional[str]:
+    """:func:`token_source` of a Starlette request: its ``Authorization`` / ``X-Token`` headers, ``?token=`` and
+    the ``cookie`` of that name (the browser pages' way: the gallery, the API docs, the dashboard)."""
+    headers = request.headers
+    return token_source(
+        expected,
+        headers.get("authorization"),
+        headers.get("x-token"),
+        request.query_params.get("token"),
+        request.cookies.get(cookie),
+    )
 
 
 def upload_kind(filename: str, content_type: Optional[str]) -> str:
