@@ -11,7 +11,7 @@ import json
 import logging
 import resource
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -163,13 +163,8 @@ class TrainOptions:
         """The loop's :class:`~anydepth.train.TrainConfig`."""
         from anydepth.train.loop import TrainConfig
 
-        return TrainConfig(
-            steps=self.steps, batch_size=self.batch_size, lr=self.lr, encoder_lr_mult=self.encoder_lr_mult,
-            freeze_encoder=self.freeze_encoder, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
-            schedule=self.schedule, accum=self.accum, precision=self.precision, grad_clip=self.grad_clip,
-            eval_every=self.eval_every, eval_items=self.eval_items, save_every=self.save_every, seed=self.seed,
-            workers=self.workers, progress=self.progress,
-        )  # fmt: skip
+        # every field of the loop's config is an option here of the same name: a new one cannot be left behind
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 
 @dataclass
