@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -75,12 +75,10 @@ class GroundTruth:
         return bool(self.meta.get("has_depth", True))
 
 
-def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
-    """Read a ground-truth folder; a missing or malformed part is one :class:`InputError` naming it."""
-    folder = Path(folder)
+def read_cameras(folder: Path) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """``<folder>/cameras.npz``: (extrinsics (N, 3, 4), intrinsics (N, 3, 3), image names), checked to agree; a
+    missing or malformed file is one :class:`InputError` naming it."""
     cameras = folder / "cameras.npz"
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such ground-truth folder (expected {GT_LAYOUT})")
     if not cameras.is_file():
         raise InputError(f"{cameras}: missing (expected {GT_LAYOUT})")
     try:
@@ -93,6 +91,15 @@ def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
     if extrinsics.shape != (len(names), 3, 4) or intrinsics.shape != (len(names), 3, 3):
         raise InputError(f"{cameras}: extrinsics {extrinsics.shape} and intrinsics {intrinsics.shape} do not match "
                          f"{len(names)} image names")  # fmt: skip
+    return extrinsics, intrinsics, names
+
+
+def read_ground_truth(folder: Union[str, Path]) -> GroundTruth:
+    """Read a ground-truth folder; a missing or malformed part is one :class:`InputError` naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such ground-truth folder (expected {GT_LAYOUT})")
+    extrinsics, intrinsics, names = read_cameras(folder)
     depth = []
     for name in names:
         path = folder / "depth" / (Path(name).stem + ".npy")

@@ -225,7 +225,7 @@ class GroundTruthSource(FrameSource):
     has_cameras = True
 
     def __init__(self, root: PathLike, max_depth: Optional[float] = None) -> None:
-        from anydepth.bench.score import GT_LAYOUT
+        from anydepth.bench.score import GT_LAYOUT, read_cameras
 
         self.root = Path(root)
         self.max_depth = max_depth
@@ -235,18 +235,10 @@ class GroundTruthSource(FrameSource):
         self.sequences: List[Dict[str, Any]] = []
         self.skipped = []
         for folder in folders:
-            cameras = folder / "cameras.npz"
             try:
-                with np.load(cameras) as data:
-                    extrinsics = np.asarray(data["extrinsics"], np.float64)
-                    intrinsics = np.asarray(data["intrinsics"], np.float64)
-                    names = [str(n) for n in data["image_names"]]
-            except (KeyError, ValueError, OSError) as exc:
-                self.skipped.append(f"{cameras}: unreadable or incomplete ({exc}); expected {GT_LAYOUT}")
-                continue
-            if extrinsics.shape != (len(names), 3, 4) or intrinsics.shape != (len(names), 3, 3):
-                self.skipped.append(f"{cameras}: extrinsics {extrinsics.shape} and intrinsics {intrinsics.shape} do "
-                                    f"not match {len(names)} image names")  # fmt: skip
+                extrinsics, intrinsics, names = read_cameras(folder)
+            except InputError as exc:  # one bad scene is skipped, not the run
+                self.skipped.append(str(exc))
                 continue
             frames = []
             for index, name in enumerate(names):
