@@ -75,6 +75,17 @@ class GroundTruth:
         return bool(self.meta.get("has_depth", True))
 
 
+def ground_truth_folders(root: Union[str, Path]) -> List[Path]:
+    """``root`` itself when it holds ``cameras.npz``, else its sub-folders that do, sorted by name: the order and
+    the set do not depend on the file system's listing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such data folder")
+    if (root / "cameras.npz").is_file():
+        return [root]
+    return sorted(p for p in root.iterdir() if (p / "cameras.npz").is_file())
+
+
 def read_cameras(folder: Path) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """``<folder>/cameras.npz``: (extrinsics (N, 3, 4), intrinsics (N, 3, 3), image names), checked to agree; a
     missing or malformed file is one :class:`InputError` naming it."""

@@ -37,14 +37,10 @@ def score_job(
 def ground_truth_scenes(root: Union[str, Path]) -> list:
     """The ground-truth folders under ``root`` (each holding ``cameras.npz``), sorted by name: the order and the
     set do not depend on the file system's listing."""
+    from anydepth.bench.score import ground_truth_folders
     from anydepth.errors import InputError
 
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: no such dataset folder")
-    scenes = sorted(p for p in root.iterdir() if (p / "cameras.npz").is_file())
-    if (root / "cameras.npz").is_file():
-        scenes = [root]
+    scenes = ground_truth_folders(root)
     if not scenes:
         raise InputError(f"{root}: no scene (a folder with cameras.npz, depth/ and images/) in it")
     return scenes

@@ -203,16 +203,6 @@ def _report(skipped: List[str], where: Path) -> None:
 # --- sources ----------------------------------------------------------------------------------------------------
 
 
-def ground_truth_folders(root: PathLike) -> List[Path]:
-    """``root`` itself when it holds ``cameras.npz``, else its sub-folders that do, sorted by name."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: no such data folder")
-    if (root / "cameras.npz").is_file():
-        return [root]
-    return sorted(p for p in root.iterdir() if (p / "cameras.npz").is_file())
-
-
 class GroundTruthSource(FrameSource):
     """Scenes in the evaluator's ground-truth layout (each folder: ``images/``, ``depth/<stem>.npy``,
     ``cameras.npz``); every folder is one sequence, its views in the order of ``image_names``.
@@ -225,7 +215,7 @@ class GroundTruthSource(FrameSource):
     has_cameras = True
 
     def __init__(self, root: PathLike, max_depth: Optional[float] = None) -> None:
-        from anydepth.bench.score import GT_LAYOUT, read_cameras
+        from anydepth.bench.score import GT_LAYOUT, ground_truth_folders, read_cameras
 
         self.root = Path(root)
         self.max_depth = max_depth
@@ -433,6 +423,8 @@ def open_source(spec: PathLike, depth_scale: float = 1000.0, max_depth: Optional
     root = Path(spec)
     if not root.is_dir():
         raise InputError(f"{spec}: no such data folder (give a folder, or 'synthetic')")
+    from anydepth.bench.score import ground_truth_folders
+
     if ground_truth_folders(root):
         return GroundTruthSource(root, max_depth)
     return DepthFolderSource(root, depth_scale, max_depth)
