@@ -103,6 +103,16 @@ class RuntimeOptions:
             raise OptionError("cpu_offload", self.cpu_offload, f"choose one of {', '.join(CPU_OFFLOADS)}")
 
 
+def check_da3_processing(process_res: int, process_res_method: str, ref_view_strategy: str) -> None:
+    """The DA3 processing options every scene-like job takes (the scene and stream jobs): one line each."""
+    if int(process_res) < 14:
+        raise OptionError("process_res", process_res, "use at least 14 (the patch size)")
+    if process_res_method not in PROCESS_RES_METHODS:
+        raise OptionError("process_res_method", process_res_method, f"choose one of {', '.join(PROCESS_RES_METHODS)}")
+    if ref_view_strategy not in REF_VIEW_STRATEGIES:
+        raise OptionError("ref_view_strategy", ref_view_strategy, f"choose one of {', '.join(REF_VIEW_STRATEGIES)}")
+
+
 @dataclass
 class SceneOptions:
     """What a scene job (views of one scene, DA3 models) does: processing, export formats and their options, with
@@ -188,16 +198,7 @@ class SceneOptions:
         """Refuse values no model takes, before any work (the export formats are checked against the model)."""
         if not self.export_format:
             raise OptionError("export_format", repr(self.export_format), "name at least one format")
-        if int(self.process_res) < 14:
-            raise OptionError("process_res", self.process_res, "use at least 14 (the patch size)")
-        if self.process_res_method not in PROCESS_RES_METHODS:
-            raise OptionError(
-                "process_res_method", self.process_res_method, f"choose one of {', '.join(PROCESS_RES_METHODS)}"
-            )
-        if self.ref_view_strategy not in REF_VIEW_STRATEGIES:
-            raise OptionError(
-                "ref_view_strategy", self.ref_view_strategy, f"choose one of {', '.join(REF_VIEW_STRATEGIES)}"
-            )
+        check_da3_processing(self.process_res, self.process_res_method, self.ref_view_strategy)
         if not 0.0 <= float(self.conf_thresh_percentile) <= 100.0:
             raise OptionError("conf_thresh_percentile", self.conf_thresh_percentile, "give a percentile, 0 to 100")
         if int(self.num_max_points) < 1:
@@ -430,16 +431,7 @@ class StreamJobOptions:
             raise OptionError("disk_budget", self.disk_budget, "give GiB, more than 0")
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise OptionError("voxel_size", self.voxel_size, "must be positive")
-        if int(self.process_res) < 14:
-            raise OptionError("process_res", self.process_res, "use at least 14 (the patch size)")
-        if self.process_res_method not in PROCESS_RES_METHODS:
-            raise OptionError(
-                "process_res_method", self.process_res_method, f"choose one of {', '.join(PROCESS_RES_METHODS)}"
-            )
-        if self.ref_view_strategy not in REF_VIEW_STRATEGIES:
-            raise OptionError(
-                "ref_view_strategy", self.ref_view_strategy, f"choose one of {', '.join(REF_VIEW_STRATEGIES)}"
-            )
+        check_da3_processing(self.process_res, self.process_res_method, self.ref_view_strategy)
 
     def pipeline_options(self) -> Any:
         """The :class:`~anydepth.pipelines.streaming.StreamOptions` these options give."""
