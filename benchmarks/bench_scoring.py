@@ -17,13 +17,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _common import cpu_model
 
 MODES = ("depth", "pose", "video", "trajectory", "recon-posed", "recon-unposed")
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def make_scene(root: Path, views: int, width: int, height: int) -> Path:

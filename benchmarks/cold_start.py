@@ -22,11 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
+from _common import cpu_model
 
 
 def make_inputs(work: Path) -> Path:

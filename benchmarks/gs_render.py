@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+from _common import cpu_model
 
 WIDTH, HEIGHT = 504, 378
 
@@ -63,17 +64,6 @@ def run_one(count: int, frames: int, threads: int) -> dict:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"gaussians": count, "seconds_per_frame": min(times), "times": times, "covered": covered,
             "peak_rss_mib": peak_mib, "threads": threads}  # fmt: skip
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no lscpu)"
-    for line in text.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:

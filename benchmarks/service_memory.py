@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,14 +82,6 @@ def _free_port() -> int:
 def _status_bytes(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as handle:
         return int(re.search(field + r":\s+(\d+)", handle.read()).group(1)) * 1024
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor()
 
 
 def main() -> None:
@@ -158,7 +151,7 @@ def main() -> None:
                 "job_s": round(seconds, 1),
                 "rss_after_start_mib": round(loaded_rss / 2**20, 1),
                 "peak_rss_mib": round(peak / 2**20, 1),
-                "cpu": _cpu_model(),
+                "cpu": cpu_model(),
             }
         )
     )

@@ -17,24 +17,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import cpu_model
 from tests.helpers.networks import save_da3_hub_folder
 from tests.helpers.soak import run_soak
-
-
-def cpu_model() -> str:
-    """``lscpu``'s "Model name" (the processor's name where /proc/cpuinfo has none, as on ARM)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 
+from _common import cpu_model
+
 from anydepth.bench.synthetic import indoor_scene, outdoor_scene, render_views, walk
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def main() -> None:
