@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cpu_model
+from _common import cpu_model, write_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,24 +83,17 @@ def main() -> None:
         print(json.dumps(child(engine, folder, weights, out, int(size), int(batch), int(threads), int(workers))))
         return
 
-    import numpy as np
     import torch
-    from PIL import Image
     from tests.helpers.random_weights import random_state_dict
 
     from anydepth.api import build_network
 
     print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count()}))
-    rng = np.random.RandomState(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         folder = tmp_path / "photos"
         folder.mkdir()
-        yy, xx = np.mgrid[0:480, 0:640]
-        for i in range(args.images):
-            img = np.stack([(xx + 3 * i) % 256, (yy + i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
-            img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(folder / f"{i:04d}.jpg", quality=90)
+        write_photos(folder, args.images)
         weights = tmp_path / "depth_anything_v2_vits.pth"
         net = build_network("dav2-small")
         torch.save(random_state_dict({k: v.shape for k, v in net.state_dict().items()}, 0), weights)

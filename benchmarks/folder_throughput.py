@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from _common import write_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,16 +34,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
-    rng = np.random.RandomState(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = tmp / "photos"
         folder.mkdir()
-        yy, xx = np.mgrid[0:480, 0:640]
-        for i in range(args.images):
-            img = np.stack([(xx + 3 * i) % 256, (yy + i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
-            img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(folder / f"{i:04d}.jpg", quality=90)
+        write_photos(folder, args.images)
         weights = tmp / "depth_anything_v2_vits.pth"
         net = build_network("dav2-small")
         torch.save(random_state_dict({k: v.shape for k, v in net.state_dict().items()}, 0), weights)
