@@ -264,9 +264,14 @@ def score_scene(
                                      pred_kind="metric" if metric else "disparity")  # fmt: skip
         out["video"] = {"abs_rel": video.abs_rel, "delta1": video.delta1, "tae": video.tae,
                         "seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
+    recon = None
+    if {"recon-posed", "recon-unposed"} & set(modes):
+        from anydepth.bench.reconstruction import scene_inputs
+
+        recon = scene_inputs(gt.folder, gt.meta)  # the reference read once for both settings
     if "recon-posed" in modes:
         start = time.perf_counter()
-        scores = _reconstruction(prediction, resized, gt, "posed", alignment, fscore_threshold)
+        scores = _reconstruction(prediction, resized, gt, "posed", alignment, fscore_threshold, recon)
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
         out["recon-posed"] = scores
     for mode in CAMERA_MODES:
@@ -282,7 +287,7 @@ def score_scene(
         elif mode == "trajectory":
             scores = trajectory_scores(extrinsics, gt.extrinsics).as_dict()
         else:
-            scores = _reconstruction(prediction, resized, gt, "unposed", alignment, fscore_threshold)
+            scores = _reconstruction(prediction, resized, gt, "unposed", alignment, fscore_threshold, recon)
         scores.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
         out[mode] = scores
     return out
@@ -295,12 +300,14 @@ def _reconstruction(
     setting: str,
     alignment: str,
     threshold: float,
+    inputs: Any,
 ) -> Dict[str, Any]:
-    """``depth``: the predicted maps already at the ground truth's size; the fusion settings, the reference
-    geometry and DTU's protocol come from the scene's ``scene.json``."""
-    from anydepth.bench.reconstruction import reconstruction_scores, scene_inputs
+    """``depth``: the predicted maps already at the ground truth's size; ``inputs``: the fusion settings, the
+    reference geometry and DTU's protocol of the scene's ``scene.json``
+    (:func:`~anydepth.bench.reconstruction.scene_inputs`)."""
+    from anydepth.bench.reconstruction import reconstruction_scores
 
-    settings, reference, dtu = scene_inputs(gt.folder, gt.meta)
+    settings, reference, dtu = inputs
 
     pred_w2c = prediction.get("extrinsics")
     pred_K = prediction.get("intrinsics")
