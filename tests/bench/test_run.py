@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anydepth.cli.main import app
-from anydepth.jobs.bench import ground_truth_scenes, run_job, summarise
+from anydepth.jobs.bench import ground_truth_scenes, run_job, score_job, summarise
 from anydepth.jobs.options import ModelSpec, RuntimeOptions
 
 
@@ -126,6 +126,10 @@ def test_an_image_model_runs_over_the_scenes_and_is_scored_as_disparity(dataset,
     assert list(summary["mean"]) == ["depth"] and 0.0 < summary["mean"]["depth"]["abs_rel"] < 10.0
     with np.load(tmp_path / "v2" / "indoor-0000" / "results.npz") as data:
         assert data["depth"].shape == (3, 42, 56) and str(data["depth_kind"]) == "disparity"
+    # the run's folder of a scene is a prediction `bench score` reads as it is
+    again = score_job(tmp_path / "v2" / "indoor-0000", dataset / "indoor-0000", ["depth"], "scale_shift_disparity",
+                      pred_is_disparity=True)  # fmt: skip
+    assert again["depth"]["mean"] == json.loads((tmp_path / "v2" / "indoor-0000.json").read_text())["depth"]["mean"]
 
 
 def test_scores_do_not_depend_on_workers_nor_on_scene_order(dataset, tmp_path, da3_small_folder):

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from anydepth.bench.score import prediction_file
 from anydepth.errors import InputError, require
 
 # the metrics drawn as per-scene bars, per mode
@@ -79,9 +80,9 @@ def plot_run(run: Union[str, Path], out: Optional[Union[str, Path]] = None) -> L
         plt.close(fig)
         written.append(path)
     for name in names:  # trajectories: the run's predicted cameras against the ground truth's
-        prediction = run / name / "exports" / "mini_npz" / "results.npz"
+        prediction = prediction_file(run / name)
         truth = Path(str(results[name].get("ground_truth", ""))) / "cameras.npz"
-        if not (prediction.is_file() and truth.is_file()):
+        if prediction is None or not truth.is_file():
             continue
         with np.load(prediction) as pred, np.load(truth) as gt:
             if "extrinsics" not in pred.files or len(pred["extrinsics"]) < 3:

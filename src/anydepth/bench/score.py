@@ -1,8 +1,9 @@
 """Scoring saved predictions against ground truth, separate from inference.
 
 Predictions are the project's own exports: ``results.npz`` of ``mini_npz`` or ``npz`` (``depth`` (N, H, W), and
-where the model predicts them ``extrinsics`` (N, 3, 4) world-to-camera and ``intrinsics`` (N, 3, 3)); an export
-folder holding ``exports/npz/results.npz`` or ``exports/mini_npz/results.npz`` works too.
+where the model predicts them ``extrinsics`` (N, 3, 4) world-to-camera and ``intrinsics`` (N, 3, 3)); a folder
+holding one (``bench run``'s ``results.npz``, ``exports/npz/results.npz`` or ``exports/mini_npz/results.npz``)
+works too.
 
 Ground truth is a folder in the layout :mod:`anydepth.bench.synthetic` writes (and the dataset readers convert
 to)::
@@ -143,17 +144,23 @@ def _read_masks(folder: Path, meta: Dict[str, Any], names: List[str], depth: Lis
     return masks
 
 
+PREDICTION_FILES = ("results.npz", "exports/npz/results.npz", "exports/mini_npz/results.npz")
+"""Where a prediction folder holds its arrays: ``bench run``'s own file, else the scene job's exports."""
+
+
+def prediction_file(folder: Path) -> Optional[Path]:
+    """The first of :data:`PREDICTION_FILES` that ``folder`` holds, or None."""
+    return next((folder / name for name in PREDICTION_FILES if (folder / name).is_file()), None)
+
+
 def read_prediction(path: Union[str, Path]) -> Dict[str, np.ndarray]:
-    """The arrays of a ``results.npz`` (or of an export folder's), checked for ``depth``."""
+    """The arrays of a ``results.npz`` (or of a folder's, :func:`prediction_file`), checked for ``depth``."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "exports" / "npz" / "results.npz", path / "exports" / "mini_npz" / "results.npz"):
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise InputError(f"{path}: no exports/npz/results.npz or exports/mini_npz/results.npz (expected "
-                             f"{PRED_LAYOUT})")  # fmt: skip
+        found = prediction_file(path)
+        if found is None:
+            raise InputError(f"{path}: no {', '.join(PREDICTION_FILES)} (expected {PRED_LAYOUT})")
+        path = found
     if not path.is_file():
         raise InputError(f"{path}: no such prediction file (expected {PRED_LAYOUT})")
     try:

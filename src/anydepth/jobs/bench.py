@@ -50,21 +50,19 @@ def predict_views(model: Any, views: List[str], out: Path, process_res: int) -> 
     """Run ``model`` on one scene's views and save the prediction as ``<out>/results.npz`` (``depth`` (N, H, W),
     ``depth_kind``, and the cameras where the model predicts them); returns that file.
 
-    Scene models (DA3) see the views together (the ``mini_npz`` export of the scene job); image models (V2) see
+    Scene models (DA3) see the views together (the arrays of the ``mini_npz`` export); image models (V2) see
     each view alone; video models (Video Depth Anything, DepthCrafter) see the views as one video, in order.
     """
+    from anydepth.export.npz import mini_npz_arrays
     from anydepth.families import family_of
     from anydepth.io.atomic import atomic_path
     from anydepth.jobs.options import SceneOptions
-    from anydepth.jobs.scene import run_scene
 
     task = family_of(model.preset).task
     target = out / "results.npz"
-    if task == "scene":
-        run_scene(model, views, SceneOptions(export_dir=out, export_format="mini_npz", process_res=process_res))
-        source = out / "exports" / "mini_npz" / "results.npz"
-        with np.load(source) as data:
-            arrays = {k: data[k] for k in data.files}
+    if task == "scene":  # the scene job's inference, its mini_npz arrays kept here (no export to read back)
+        options = SceneOptions(export_dir=out, export_format="mini_npz", process_res=process_res)
+        arrays = mini_npz_arrays(model.infer(views, **options.infer_options()))
     elif task == "image":
         maps = [p.depth[0] for p in model.infer_iter(views, input_size=process_res, output="input")]
         arrays = {"depth": np.stack(maps)}
