@@ -74,12 +74,12 @@ def quaternion_to_rotation(qw: float, qx: float, qy: float, qz: float) -> np.nda
         >>> quaternion_to_rotation(np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)).round(6).tolist()
         [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
-    w, x, y, z = qw, qx, qy, qz
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    import torch
+
+    from anydepth.geometry.rotations import quaternion_to_rotation_matrix
+
+    # the project's conversion stores the scalar last
+    return quaternion_to_rotation_matrix(torch.tensor([qx, qy, qz, qw], dtype=torch.float64)).numpy()
 
 
 def read_images_txt(path: Path) -> List[Tuple[str, np.ndarray, str]]:
