@@ -102,3 +102,21 @@ def test_depth_beyond_max_depth_is_not_valid():
     assert b.depth[b.valid].max() < 10.0 and (b.depth[~b.valid] == 0).all()
     assert (b.valid == (a.valid & (a.depth < 10.0))).all()
     assert near.held_out(1).max_depth == 10.0
+
+
+def test_synthetic_source_renders_each_frame_once_when_it_fits_its_cache(monkeypatch):
+    from anydepth.bench import synthetic as generator
+
+    calls = []
+    render = generator.render
+    monkeypatch.setattr(generator, "render", lambda *a, **k: calls.append(1) or render(*a, **k))
+    source = SyntheticSource(seed=5, scenes=3, views=2, width=32, height=24)  # 6 frames: all of them fit
+    order = [(s, v) for _ in range(3) for s in range(3) for v in range(2)]
+    first = [source.load(s, v).depth.copy() for s, v in order]
+    assert len(calls) == 6
+    assert all(np.array_equal(a, b) for a, b in zip(first[:6], first[6:12]))
+    small = SyntheticSource(seed=5, scenes=3, views=2, width=32, height=24, cache_frames=2)
+    calls.clear()
+    for s, v in order:
+        small.load(s, v)
+    assert len(calls) == 18  # a cache of 2 frames cycled through 6 renders every frame at every use

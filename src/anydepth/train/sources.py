@@ -342,6 +342,10 @@ SYNTHETIC_KINDS = ("indoor", "outdoor", "mixed", "video")
 through rooms (smooth trajectories, for video models)."""
 
 
+SYNTHETIC_CACHE_BYTES = 1 << 30
+"""Memory a synthetic source keeps its rendered frames in by default."""
+
+
 class SyntheticSource(FrameSource):
     """Scenes of :mod:`anydepth.bench.synthetic`, rendered when a sample first needs them (and kept in a small
     cache), deterministic from ``seed``: scene ``i`` is built from seed ``seed + i``.
@@ -352,14 +356,18 @@ class SyntheticSource(FrameSource):
         views: views (or frames) per scene.
         width, height: rendered size (samples are then resized and cropped).
         kind: one of :data:`SYNTHETIC_KINDS`.
-        cache_frames: rendered frames kept in memory.
+        cache_frames: rendered frames kept in memory (None: every frame of the source, up to
+            :data:`SYNTHETIC_CACHE_BYTES`). Samples draw frames at random, so a cache smaller than the source
+            renders most frames again on every use: a render costs about as much as a small model's training
+            step on one frame.
         max_depth: depth at or beyond this is not valid (None: the generator's own range; outdoors 80).
     """
 
     has_cameras = True
 
     def __init__(self, seed: int = 0, scenes: int = 64, views: int = 8, width: int = 160, height: int = 120,
-                 kind: str = "mixed", cache_frames: int = 1024, max_depth: Optional[float] = None) -> None:  # fmt: skip
+                 kind: str = "mixed", cache_frames: Optional[int] = None,
+                 max_depth: Optional[float] = None) -> None:  # fmt: skip
         if kind not in SYNTHETIC_KINDS:
             raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}")
         if scenes < 1 or views < 1 or width < PATCH or height < PATCH:
@@ -370,7 +378,10 @@ class SyntheticSource(FrameSource):
         self.skipped = []
         self._scenes: Dict[int, Tuple[Any, List[np.ndarray]]] = {}
         self._cache: OrderedDict = OrderedDict()
-        self._cache_frames = cache_frames
+        if cache_frames is None:  # image (uint8 RGB) + depth (float32) + validity (bool) per pixel
+            fitting = SYNTHETIC_CACHE_BYTES // (self.width * self.height * 8)
+            cache_frames = max(1, min(self.scenes * self.views, fitting))
+        self._cache_frames = int(cache_frames)
 
     def held_out(self, scenes: int = 8) -> SyntheticSource:
         """The same kind of source on scenes whose seeds no training run of this source uses (seed + 10^6)."""
