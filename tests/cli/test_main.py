@@ -237,3 +237,29 @@ def test_piped_help_names_the_argument_and_keeps_option_names_whole():
     assert "-w, --weights, --model-dir" in proc.stdout and "…" not in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "anydepth", "export", "--help"], capture_output=True, text=True)
     assert proc.stdout.startswith("Usage: anydepth export [OPTIONS] MODEL\n")
+
+
+def test_the_package_and_the_command_line_import_without_torch():
+    """`import anydepth` and building the commands (`anydepth --help`) do not import torch: it loads with the
+    first job that runs a model."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anydepth, anydepth.cli.main, anydepth.jobs\n"
+        "heavy = sorted(m for m in ('torch', 'cv2', 'fastapi', 'gradio', 'trimesh') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert 'load_model' in dir(anydepth) and anydepth.load_model.__module__ == 'anydepth.api'\n"
+        "assert 'torch' in sys.modules and callable(anydepth.jobs.images_job)\n"
+        "from anydepth import Prediction, export, list_models\n"
+        "from anydepth.jobs.options import PRECISIONS\n"
+        "assert 'bf16' in PRECISIONS\n"
+        "try:\n"
+        "    anydepth.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    assert 'no_such_name' in str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

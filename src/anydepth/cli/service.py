@@ -10,7 +10,6 @@ import typer
 
 from anydepth.cli.common import ALLOW_OPEN_HELP, guarded, refuse_open_server, state
 from anydepth.errors import InputError
-from anydepth.families import family_of
 from anydepth.jobs.options import SceneOptions
 
 logger = logging.getLogger(__name__)
@@ -18,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 def _served_models(model: str, weights: Optional[str], extra: List[str]) -> Dict[str, Optional[str]]:
     """--model/--weights first, then each --extra-model NAME or NAME=WEIGHTS."""
+    from anydepth.families import family_of
     from anydepth.presets import get_preset
 
     models: Dict[str, Optional[str]] = {model: weights}

@@ -11,8 +11,8 @@ through :func:`anydepth.jobs.loader.load` (every runtime option honoured), runs 
   :class:`~anydepth.jobs.video.VideoDepthSink`.
 """
 
-from anydepth.jobs.images import JobReport, images_job, run_images
-from anydepth.jobs.loader import load
+from typing import TYPE_CHECKING, Any, List
+
 from anydepth.jobs.options import (
     FrameSampling,
     ImageOutputs,
@@ -22,8 +22,42 @@ from anydepth.jobs.options import (
     VideoOutputs,
     parse_raw,
 )
-from anydepth.jobs.scene import collect_views, run_scene, scene_job
-from anydepth.jobs.video import depthcrafter_job, frame_video_job, video_depth_job
+
+# The jobs import torch and the pipelines; they load on first use (PEP 562), so that the options above, which the
+# command line builds its commands from, come without them.
+_JOBS = {
+    "JobReport": "anydepth.jobs.images",
+    "images_job": "anydepth.jobs.images",
+    "run_images": "anydepth.jobs.images",
+    "load": "anydepth.jobs.loader",
+    "collect_views": "anydepth.jobs.scene",
+    "run_scene": "anydepth.jobs.scene",
+    "scene_job": "anydepth.jobs.scene",
+    "depthcrafter_job": "anydepth.jobs.video",
+    "frame_video_job": "anydepth.jobs.video",
+    "video_depth_job": "anydepth.jobs.video",
+}
+
+if TYPE_CHECKING:
+    from anydepth.jobs.images import JobReport, images_job, run_images
+    from anydepth.jobs.loader import load
+    from anydepth.jobs.scene import collect_views, run_scene, scene_job
+    from anydepth.jobs.video import depthcrafter_job, frame_video_job, video_depth_job
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _JOBS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_JOBS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "FrameSampling",

@@ -11,16 +11,36 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from anydepth.deploy.backends import BACKENDS
 from anydepth.errors import InputError, OptionError, require
-from anydepth.export.gs_video import SHOW as GS_VIDEO_SHOWS
-from anydepth.export.gs_video import TRAJECTORIES, VIDEO_QUALITY, check_render_cameras
-from anydepth.models.da3.reference_view import REF_VIEW_STRATEGIES
-from anydepth.pipelines.da3_preprocess import PROCESS_RES_METHODS
-from anydepth.pipelines.runtime import PRECISIONS
 
 if TYPE_CHECKING:
     from anydepth.presets import Preset
+
+# The vocabularies of the choices, kept where the code that implements them lives (runtimes, processing, renderers).
+# Those modules import torch, so this module reads them when an option is checked, not when it is imported: the
+# command line builds its commands from these options without importing torch (`anydepth --help` stays quick).
+_CHOICES = {
+    "BACKENDS": ("anydepth.deploy.backends", "BACKENDS"),
+    "GS_VIDEO_SHOWS": ("anydepth.export.gs_video", "SHOW"),
+    "TRAJECTORIES": ("anydepth.export.gs_video", "TRAJECTORIES"),
+    "VIDEO_QUALITY": ("anydepth.export.gs_video", "VIDEO_QUALITY"),
+    "REF_VIEW_STRATEGIES": ("anydepth.models.da3.reference_view", "REF_VIEW_STRATEGIES"),
+    "PROCESS_RES_METHODS": ("anydepth.pipelines.da3_preprocess", "PROCESS_RES_METHODS"),
+    "PRECISIONS": ("anydepth.pipelines.runtime", "PRECISIONS"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``anydepth.jobs.options.PRECISIONS`` and the other choices of :data:`_CHOICES`, read on first use."""
+    if name not in _CHOICES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _CHOICES[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
 
 IMAGE_RAW_FORMATS = ("png16", "npy", "npz", "exr")
 """Raw depth files per image (besides the visualisation)."""
@@ -93,6 +113,9 @@ class RuntimeOptions:
     cpu_offload: Optional[str] = None
 
     def check(self) -> None:
+        from anydepth.deploy.backends import BACKENDS
+        from anydepth.pipelines.runtime import PRECISIONS
+
         if self.precision not in PRECISIONS:
             raise OptionError("precision", self.precision, f"unknown precision; choose one of {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
@@ -105,6 +128,9 @@ class RuntimeOptions:
 
 def check_da3_processing(process_res: int, process_res_method: str, ref_view_strategy: str) -> None:
     """The DA3 processing options every scene-like job takes (the scene and stream jobs): one line each."""
+    from anydepth.models.da3.reference_view import REF_VIEW_STRATEGIES
+    from anydepth.pipelines.da3_preprocess import PROCESS_RES_METHODS
+
     if int(process_res) < 14:
         raise OptionError("process_res", process_res, "use at least 14 (the patch size)")
     if process_res_method not in PROCESS_RES_METHODS:
@@ -211,6 +237,9 @@ class SceneOptions:
     def check_gs_video(self) -> None:
         """The gs_video choices: a known trajectory, what to show, a quality preset, render cameras of the right
         shapes."""
+        from anydepth.export.gs_video import SHOW as GS_VIDEO_SHOWS
+        from anydepth.export.gs_video import TRAJECTORIES, VIDEO_QUALITY, check_render_cameras
+
         choices = (
             ("gs_trajectory", self.gs_trajectory, TRAJECTORIES), ("gs_video_show", self.gs_video_show, GS_VIDEO_SHOWS),
             ("gs_video_quality", self.gs_video_quality, tuple(VIDEO_QUALITY)),
