@@ -104,3 +104,65 @@ def test_strict_loading_lists_missing_unexpected_and_shapes():
     assert "unexpected keys: depth_head.bogus" in msg
     assert "pretrained.cls_token (1, 1, 7) vs (1, 1, 32)" in msg
     assert "\n" not in msg
+
+
+def test_skip_random_init_draws_nothing_in_its_thread_only():
+    import threading
+
+    from anydepth.checkpoints import skip_random_init
+
+    original = torch.nn.init.kaiming_uniform_
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    other = {}
+    with skip_random_init():
+        DepthAnythingV2Net(tiny_config())  # Linear, Conv and the DINOv2 tables: nothing drawn
+        assert torch.equal(torch.get_rng_state(), before)
+        thread = threading.Thread(target=lambda: other.update(w=torch.nn.Linear(64, 64).weight.detach().clone()))
+        thread.start()
+        thread.join()
+    assert torch.nn.init.kaiming_uniform_ is original  # torch.nn.init is as it was once every context closed
+    bound = 1 / 8  # a Linear built by another thread meanwhile is initialised as always: U(-1/sqrt(64), 1/sqrt(64))
+    assert other["w"].abs().max() <= bound and other["w"].std() > 0.5 * bound / 3**0.5
+
+
+def test_strict_loading_takes_the_checkpoints_tensors_in_the_modules_dtype(tmp_path):
+    from anydepth.checkpoints import _ASSIGN, skip_random_init
+
+    sd = random_net(tiny_config()).state_dict()
+    half = {k: v.half() for k, v in sd.items()}
+    key = "depth_head.scratch.output_conv2.2.weight"
+    with skip_random_init():
+        fresh = DepthAnythingV2Net(tiny_config())
+    load_strict(fresh, half, assign=True)
+    for k, v in fresh.state_dict().items():
+        assert v.dtype == sd[k].dtype and torch.equal(v, half[k].float()), k
+    # without assign, the caller's tensors stay the caller's (a state dict of another network shares its storage)
+    shared = dict(sd)
+    shared["depth_head.scratch.output_conv2.0.bias"] = torch.zeros_like(sd["depth_head.scratch.output_conv2.0.bias"])
+    shared["depth_head.scratch.output_conv2.2.bias"] = torch.zeros(1)
+    tied = DepthAnythingV2Net(tiny_config())
+    value = sd[key].clone()
+    shared[key] = value
+    load_strict(tied, shared)
+    with torch.no_grad():
+        tied.depth_head.scratch.output_conv2[2].weight.add_(1.0)
+    assert torch.equal(value, sd[key])  # the caller's tensor is not the module's when it is written to
+    if _ASSIGN:
+        tensor = torch.arange(4.0)
+        module = torch.nn.Module()
+        module.a, module.b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+        load_strict(module, {"a": tensor, "b": tensor}, assign=True)  # one tensor, two keys: two weights
+        with torch.no_grad():
+            module.a.add_(1.0)
+        assert torch.equal(module.b, torch.arange(4.0))
+
+
+def test_legacy_pickle_format_still_reads(tmp_path):
+    sd = {"w": torch.arange(6.0).reshape(2, 3)}
+    legacy = tmp_path / "legacy.pth"
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)  # torch < 1.6 files cannot be mapped
+    current = tmp_path / "current.pth"
+    torch.save(sd, current)
+    assert torch.equal(read_state_dict(legacy)["w"], sd["w"])
+    assert torch.equal(read_state_dict(current)["w"], sd["w"])

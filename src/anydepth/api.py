@@ -128,7 +128,7 @@ def load_model(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    net = load_network_weights(build_network(preset), preset, path).to(dev).eval()
+    net = load_network_weights(build_network(preset, init=False), preset, path).to(dev).eval()
     if compile:
         net = compile_network(net, dev)
     logger.info("loaded %s from %s on %s (%s)", preset.name, path, dev, prec)

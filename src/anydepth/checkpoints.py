@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+import threading
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +17,53 @@ from anydepth.errors import WeightsError
 logger = logging.getLogger(__name__)
 
 StateDict = Dict[str, Tensor]
+
+# torch >= 2.1: torch.load maps the file instead of reading it, and load_state_dict can take the tensors as the
+# module's own instead of copying them into freshly allocated ones (torch 1.13 has neither and copies).
+_LOAD_MMAP = "mmap" in inspect.signature(torch.load).parameters
+_ASSIGN = "assign" in inspect.signature(nn.Module.load_state_dict).parameters
+
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_", "orthogonal_")  # fmt: skip
+_skip_init = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = [0]  # contexts open in any thread; nn.init is patched while there is one
+
+
+def _skipping(original: Any) -> Any:
+    def init(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if getattr(_skip_init, "active", False):
+            return tensor
+        return original(tensor, *args, **kwargs)  # another thread, building as usual
+
+    init.anydepth_original = original  # type: ignore[attr-defined]
+    return init
+
+
+@contextlib.contextmanager
+def skip_random_init() -> Iterator[None]:
+    """Modules built inside (in this thread) skip ``torch.nn.init``'s random initialisations: their weights are
+    whatever memory they got until a checkpoint fills them. Only for a network that a strict load fills next; it
+    saves the time a network spends drawing numbers that the load throws away. Other threads build as usual."""
+    with _patch_lock:
+        if _patch_users[0] == 0:
+            for name in _RANDOM_INITS:
+                if hasattr(nn.init, name):
+                    setattr(nn.init, name, _skipping(getattr(nn.init, name)))
+        _patch_users[0] += 1
+    previous = getattr(_skip_init, "active", False)
+    _skip_init.active = True
+    try:
+        yield
+    finally:
+        _skip_init.active = previous
+        with _patch_lock:
+            _patch_users[0] -= 1
+            if _patch_users[0] == 0:
+                for name in _RANDOM_INITS:
+                    patched = getattr(nn.init, name, None)
+                    if patched is not None and hasattr(patched, "anydepth_original"):
+                        setattr(nn.init, name, patched.anydepth_original)
 
 
 def read_state_dict(path: Union[str, Path]) -> StateDict:
@@ -31,7 +81,7 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
 
             sd = load_file(str(path), device="cpu")
         else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            sd = _torch_load(path)
     except Exception as exc:  # corrupt, truncated or not a checkpoint at all
         raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     for wrapper in ("state_dict", "model", "module"):
@@ -40,6 +90,16 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not isinstance(sd, Mapping) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
     return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def _torch_load(path: Path) -> Any:
+    if _LOAD_MMAP:
+        try:  # the zip format of torch.save maps; the legacy format (torch < 1.6) does not and is read below
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+    return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def detect_v2_layout(sd: Mapping[str, Tensor]) -> str:
@@ -154,8 +214,14 @@ def _short_list(keys: List[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
-def load_strict(model: nn.Module, sd: Mapping[str, Tensor], source: str = "checkpoint") -> nn.Module:
-    """``load_state_dict(strict=True)`` with one error that lists missing, unexpected and mis-shaped keys."""
+def load_strict(
+    model: nn.Module, sd: Mapping[str, Tensor], source: str = "checkpoint", assign: bool = False
+) -> nn.Module:
+    """``load_state_dict(strict=True)`` with one error that lists missing, unexpected and mis-shaped keys.
+
+    ``assign=True`` (for tensors nobody else holds, as those just read from a file): the module takes the tensors
+    themselves, in its own dtypes, instead of copying them into its own (torch >= 2.1; older versions copy).
+    """
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -176,5 +242,19 @@ def load_strict(model: nn.Module, sd: Mapping[str, Tensor], source: str = "check
             f"{source} does not match the {type(model).__name__} architecture ({'; '.join(parts)}); "
             "check that the weights belong to the chosen model"
         )
-    model.load_state_dict(dict(sd), strict=True)
+    own_tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())} if assign else {}
+    if assign and _ASSIGN and all(k in own_tensors for k in own):
+        # the checkpoint's tensors become the module's (no second copy, no copy time); each in the module's dtype,
+        # and a tensor that two keys share is cloned so that loading never ties two weights together
+        seen = set()
+        state = {}
+        for key, value in sd.items():
+            value = value.to(own_tensors[key].dtype)
+            if id(value) in seen or value.data_ptr() in seen:
+                value = value.clone()
+            seen.update((id(value), value.data_ptr()))
+            state[key] = value
+        model.load_state_dict(state, strict=True, assign=True)
+    else:
+        model.load_state_dict(dict(sd), strict=True)
     return model

@@ -26,6 +26,7 @@ from anydepth.checkpoints import (
     detect_v2_layout,
     load_strict,
     read_state_dict,
+    skip_random_init,
 )
 from anydepth.errors import InputError, UnknownModelError
 from anydepth.presets import Preset, get_preset
@@ -184,19 +185,26 @@ def family_of(preset: Union[str, Preset]) -> Family:
         raise UnknownModelError(f"{preset.name}: no model family {preset.family!r}") from None
 
 
-def build_network(preset: Union[str, Preset]) -> nn.Module:
-    """The preset's network with untrained weights (for tests, exports and custom loading)."""
+def build_network(preset: Union[str, Preset], init: bool = True) -> nn.Module:
+    """The preset's network with untrained weights (for tests, exports and custom loading).
+
+    ``init=False`` leaves the weights uninitialised (see :func:`~anydepth.checkpoints.skip_random_init`): for a
+    network that a strict load of a checkpoint fills next, as :func:`load_network` does.
+    """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     family = family_of(preset)
     if family.build is None:
         raise ValueError(f"{preset.name} is several networks ({family.title}); load it with anydepth.load_model")
-    return family.build(preset)
+    if init:
+        return family.build(preset)
+    with skip_random_init():
+        return family.build(preset)
 
 
 def load_network_weights(net: nn.Module, preset: Preset, path: Path) -> nn.Module:
     """Read ``path``, convert its key layout to ours and load it strictly into ``net``."""
     state: Mapping[str, Tensor] = family_of(preset).convert(read_state_dict(path), preset, net)
-    return load_strict(net, state, source=str(path))
+    return load_strict(net, state, source=str(path), assign=True)
 
 
 def load_network(
@@ -218,5 +226,5 @@ def load_network(
     preset = get_preset(name)
     dev = resolve_device(device)
     path = resolve_weights(preset, weights, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    net = load_network_weights(build_network(preset), preset, path)
+    net = load_network_weights(build_network(preset, init=False), preset, path)
     return net.to(dev).eval()

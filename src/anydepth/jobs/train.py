@@ -211,7 +211,7 @@ def train_job(options: TrainOptions, on_progress: Optional[Callable[[Any], None]
     set_cpu_threads(options.threads)
     device = resolve_device(options.device)
     out = Path(options.out)
-    net = build_network(preset)
+    net = build_network(preset, init=options.from_scratch)
     if not options.from_scratch:
         path = resolve_weights(preset, options.weights, revision=options.revision)
         load_network_weights(net, preset, path)
