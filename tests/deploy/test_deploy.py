@@ -243,7 +243,7 @@ def test_v2_backend_matches_the_pytorch_pipeline(fmt, tmp_path):
     result = export_network(net, "dav2-small", ExportRequest(fmt, 42, 56, batch=2), tmp_path)
     if fmt == "onnx":
         assert not [k for k in graph_op_kinds(result.path) if "cubic" in k], "bicubic resize in the ONNX graph"
-    exported = load_exported_model("dav2-small", result.path, RUNTIMES[fmt], device="cpu")
+    exported = load_exported_model("dav2-small", result.path, RUNTIMES[fmt], device="cpu", precision="fp32")
     assert isinstance(exported, ExportedMonoDepthModel)
     reference = MonoDepthModel(net, get_preset("dav2-small"), torch.device("cpu"), "fp32")
     # three images through a static batch of two: the second batch is padded
@@ -273,7 +273,7 @@ def test_dynamic_batch(fmt, tmp_path):
     net = random_net(tiny_config())
     result = export_network(net, "dav2-small", ExportRequest(fmt, 42, 42, batch=1, dynamic=True), tmp_path)
     assert result.manifest.inputs[0].shape == (None, 3, 42, 42)
-    exported = load_exported_model("dav2-small", result.path, RUNTIMES[fmt])
+    exported = load_exported_model("dav2-small", result.path, RUNTIMES[fmt], precision="fp32")
     x = torch.randn(3, 3, 42, 42)
     with torch.no_grad():
         assert p99_relative(exported.net(x), net(x)) <= 1e-3
@@ -288,7 +288,7 @@ def test_da3_backend_matches_the_pytorch_pipeline(fmt, anyview, tmp_path):
     views = [photo_array(60, 80, seed=i) for i in range(4 if anyview else 1)]
     H, W = preprocess_da3(views, process_res=56).size
     result = export_network(net, name, ExportRequest(fmt, H, W, views=len(views)), tmp_path)
-    exported = load_exported_model(name, result.path, RUNTIMES[fmt])
+    exported = load_exported_model(name, result.path, RUNTIMES[fmt], precision="fp32")
     assert isinstance(exported, ExportedMultiViewModel)
     reference = MultiViewModel(net, get_preset(name), torch.device("cpu"), "fp32")
     got = exported.infer(views)  # process_res defaults to the export's longer side
@@ -319,7 +319,7 @@ def test_real_vits_matches_the_pytorch_path_through_load_model(vits_weights, tmp
         except pytest.skip.Exception:
             continue
         result = export_model("dav2-small", ExportRequest(fmt, 140, 182), tmp_path, weights=vits_weights)
-        model = anydepth.load_model("dav2-small", weights=result.path, backend=RUNTIMES[fmt])
+        model = anydepth.load_model("dav2-small", weights=result.path, backend=RUNTIMES[fmt], precision="fp32")
         got = model.infer(image, input_size=140).depth
         assert p99_relative(got, want) <= 1e-3, fmt
 
@@ -367,3 +367,67 @@ def test_vda_export_runs_windows_like_the_pytorch_pipeline(fmt, tmp_path):
     assert p99_relative(got, want) <= 1e-3
     with pytest.raises(InputError, match="streaming"):
         list(exported.infer_frames(frames[:2], mode="streaming"))
+
+
+# ------------------------------------------------------------------------------ OpenVINO's bf16 and the heads
+
+
+def test_float32_marks_land_on_the_heads_layers_only():
+    from anydepth.deploy.backends import _mark_float32_layers
+
+    xml = (
+        '<net>\n\t<layers>\n'
+        '\t\t<layer id="0" name="/net/blocks.0/mlp/fc1/MatMul" type="MatMul" version="opset1">\n\t\t</layer>\n'
+        '\t\t<layer id="1" name="/net/depth_head/layer1_rn/Conv" type="Convolution" version="opset1">\n'
+        '\t\t\t<data strides="1, 1" />\n\t\t</layer>\n'
+        '\t\t<layer id="2" name="net.depth_head.projects.0.weight" type="Const" version="opset1">\n\t\t</layer>\n'
+        '\t\t<layer id="3" name="/net/depth_headless/Conv" type="Convolution" version="opset1">\n\t\t</layer>\n'
+        '\t</layers>\n</net>\n'
+    )  # fmt: skip
+    marked_xml, marked = _mark_float32_layers(xml, ["depth_head"])
+    assert marked == 2
+    import xml.etree.ElementTree as ET
+
+    layers = {layer.get("id"): layer for layer in ET.fromstring(marked_xml).iter("layer")}
+    precise = {i for i, layer in layers.items() if layer.find("rt_info/attribute[@name='precise']") is not None}
+    assert precise == {"1", "2"}
+    assert layers["1"].find("data").get("strides") == "1, 1"  # the layer's own content is untouched
+
+
+def _runtime_conv_precisions(compiled, module="depth_head"):
+    """{(in the module?, layer type): {runtime precisions}} of the convolutions and matmuls OpenVINO runs."""
+    found = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str)
+        if kind in ("Convolution", "FullyConnected", "MatMul"):
+            key = (module in info["originalLayersNames"].astype(str), kind)
+            found.setdefault(key, set()).add(info["runtimePrecision"].astype(str))
+    return found
+
+
+@pytest.mark.parametrize("fmt", ["openvino", "onnx"])
+def test_openvino_bf16_keeps_the_head_in_float32_unless_asked(fmt, tmp_path, monkeypatch):
+    _needs("openvino")
+    ov = pytest.importorskip("openvino")
+    from anydepth.deploy import backends
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no native bf16: OpenVINO runs float32 whatever the hint")
+    result = export_network(random_net(tiny_config()), "dav2-small", ExportRequest(fmt, 42, 56), tmp_path)
+    mixed = _runtime_conv_precisions(backends.openvino_compiled(result.path, "bf16", 1, ["depth_head"]))
+    assert mixed[(True, "Convolution")] == {"f32"}  # every convolution of the head
+    assert mixed[(False, "FullyConnected")] == {"bf16"}  # the backbone's linear layers
+    whole = _runtime_conv_precisions(backends.openvino_compiled(result.path, "bf16", 1))
+    assert whole[(True, "Convolution")] == {"bf16"}
+    # load_exported_model: "auto" is bf16 here (as the PyTorch path's), heads float32 unless head_precision says
+    calls = []
+    real = backends.openvino_runner
+    monkeypatch.setattr(backends, "openvino_runner", lambda *a: calls.append(a[1:]) or real(*a))
+    monkeypatch.setattr("anydepth.pipelines.runtime.auto_picks_cpu_bf16", lambda: True)
+    load_exported_model("dav2-small", result.path, "openvino")
+    load_exported_model("dav2-small", result.path, "openvino", precision="bf16", head_precision="bf16")
+    load_exported_model("dav2-small", result.path, "openvino", precision="fp32")
+    assert calls == [("bf16", None, ("depth_head",)), ("bf16", None, ()), ("fp32", None, ("depth_head",))]
+    with pytest.raises(InputError, match="head_precision 'fp16'"):
+        load_exported_model("dav2-small", result.path, "openvino", head_precision="fp16")

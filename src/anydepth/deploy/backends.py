@@ -10,10 +10,12 @@ every image to it (:meth:`ExportedMonoDepthModel.processing_size`).
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -55,13 +57,70 @@ def onnxruntime_runner(path: Path, num_threads: Optional[int] = None) -> Runner:
     return run
 
 
-def openvino_runner(path: Path, precision: str = "fp32", num_threads: Optional[int] = None) -> Runner:
+FLOAT32_MODULES = {
+    "dav2": ("depth_head",),
+    "vda": ("head",),
+    "da3": ("head", "cam_dec", "cam_enc", "gs_head", "gs_adapter"),
+}
+"""The modules of each family whose layers OpenVINO keeps in float32 when it runs the rest in bf16 (``head_precision
+"fp32"``): the heads that the PyTorch precision policy keeps float32 (V2, Video Depth Anything), and for DA3 its
+whole head and camera modules (PyTorch runs part of the DA3 head in bf16; OpenVINO keeps all of it float32)."""
+
+
+def _mark_float32_layers(xml: str, modules: Sequence[str]) -> Tuple[str, int]:
+    """The IR ``xml`` with OpenVINO's "precise" attribute (``ov::disable_fp16_compression``, the attribute its
+    CPU plugin reads to keep a layer in its original precision under a bf16 or f16 inference hint) on every layer
+    of ``modules``; returns the text and the number of layers marked. Layer names are the ONNX exporter's module
+    paths (``/net/depth_head/...``) and parameter names (``net.depth_head....``)."""
+    prefixes = tuple(f"/net/{m}/" for m in modules) + tuple(f"net.{m}." for m in modules)
+    pattern = re.compile(r'^(\s*)<layer id="\d+" name="([^"]*)"[^>]*>\s*$')
+    lines, marked = [], 0
+    for line in xml.splitlines(keepends=True):
+        lines.append(line)
+        match = pattern.match(line)
+        if match and match.group(2).startswith(prefixes):
+            indent = match.group(1) + "\t"
+            lines.append(f'{indent}<rt_info>\n{indent}\t<attribute name="precise" version="0" />\n{indent}</rt_info>\n')
+            marked += 1
+    return "".join(lines), marked
+
+
+def openvino_compiled(
+    path: Path, precision: str = "fp32", num_threads: Optional[int] = None, float32_modules: Sequence[str] = ()
+) -> Any:
+    """The artefact compiled by OpenVINO for the CPU. ``precision`` "bf16" runs the graph in bf16 (the CPU plugin's
+    inference precision hint), except the layers of ``float32_modules`` (see :data:`FLOAT32_MODULES`), which stay
+    float32."""
     ov = require("openvino", "deploy")
     # OpenVINO runs bf16 by default on CPUs that have it; f32 keeps parity with the PyTorch path
     config: Dict[str, str] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     if num_threads:
         config["INFERENCE_NUM_THREADS"] = str(int(num_threads))
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    core = ov.Core()
+    if precision != "bf16" or not float32_modules:
+        return core.compile_model(str(path), "CPU", config)
+    if path.suffix == ".xml":
+        xml_text = path.read_text(encoding="utf-8")
+        weights = np.fromfile(str(path.with_suffix(".bin")), dtype=np.uint8)
+    else:  # an ONNX artefact: its IR, in memory, carries the marks
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ov.save_model(core.read_model(str(path)), str(Path(tmp) / "model.xml"), compress_to_fp16=False)
+            xml_text = (Path(tmp) / "model.xml").read_text(encoding="utf-8")
+            weights = np.fromfile(str(Path(tmp) / "model.bin"), dtype=np.uint8)
+    xml, marked = _mark_float32_layers(xml_text, float32_modules)
+    if not marked:
+        raise InputError(f"{path}: no layer of {', '.join(float32_modules)} found to keep in float32")
+    logger.info("OpenVINO bf16 with %d layers of %s in float32", marked, ", ".join(float32_modules))
+    return core.compile_model(core.read_model(xml, ov.Tensor(weights)), "CPU", config)
+
+
+def openvino_runner(
+    path: Path, precision: str = "fp32", num_threads: Optional[int] = None, float32_modules: Sequence[str] = ()
+) -> Runner:
+    """OpenVINO on the CPU (see :func:`openvino_compiled`)."""
+    compiled = openvino_compiled(path, precision, num_threads, float32_modules)
     request = compiled.create_infer_request()
     outputs = list(compiled.outputs)
 
@@ -286,6 +345,7 @@ def load_exported_model(
     precision: str = "auto",
     num_threads: Optional[int] = None,
     verify: bool = True,
+    head_precision: str = "fp32",
 ) -> Union[ExportedMonoDepthModel, ExportedMultiViewModel, ExportedVideoDepthModel]:
     """A model that runs an exported artefact with the PyTorch path's pre- and post-processing.
 
@@ -294,9 +354,13 @@ def load_exported_model(
         artefact: the artefact (``.onnx``, ``.xml``, ``.pt``) or its manifest (``<artefact>.json``).
         backend: "onnxruntime" (ONNX), "openvino" (OpenVINO IR or ONNX), "torchscript" (TorchScript or Neuron).
         device: "auto"/"cpu"; TorchScript artefacts may also run on "cuda".
-        precision: "auto"/"fp32"; "bf16" for OpenVINO on CPUs with native bf16.
+        precision: "fp32"; "bf16" for OpenVINO on CPUs with native bf16; "auto": OpenVINO picks bf16 where the
+            PyTorch path's "auto" does (native bf16 matmuls), float32 elsewhere; the other runtimes, float32.
         num_threads: CPU threads of the runtime (its default when None).
         verify: check the artefact's sha256 against the manifest.
+        head_precision: OpenVINO under bf16: "fp32" keeps the heads (and DA3's camera modules) in float32, as
+            the PyTorch precision policy does (:data:`FLOAT32_MODULES`); "bf16" runs the whole graph in bf16,
+            faster, but the heads' rounding then reaches the depth (measure it on your weights).
     """
     from anydepth.pipelines.runtime import resolve_device, tune_allocator
 
@@ -308,6 +372,8 @@ def load_exported_model(
     preset = get_preset(name)
     if precision not in ("auto", "fp32", "bf16") or (precision == "bf16" and backend != "openvino"):
         raise InputError(f"precision {precision!r} is not available with backend {backend!r}; use fp32")
+    if head_precision not in ("fp32", "bf16"):
+        raise InputError(f"head_precision {head_precision!r}: use fp32 or bf16")
     path, manifest = read_manifest(artefact, verify=verify)
     if manifest.model != preset.name:
         raise InputError(f"{path} is an export of {manifest.model}, not {preset.name}; pass --model {manifest.model}")
@@ -323,7 +389,12 @@ def load_exported_model(
     if backend == "onnxruntime":
         runner = onnxruntime_runner(path, num_threads)
     elif backend == "openvino":
-        runner = openvino_runner(path, "bf16" if precision == "bf16" else "fp32", num_threads)
+        if precision == "auto":
+            from anydepth.pipelines.runtime import auto_picks_cpu_bf16
+
+            precision = "bf16" if auto_picks_cpu_bf16() else "fp32"
+        float32_modules = FLOAT32_MODULES.get(manifest.family, ()) if head_precision == "fp32" else ()
+        runner = openvino_runner(path, precision, num_threads, float32_modules)
     else:
         runner = torchscript_runner(path, manifest, dev)
     logger.info("running %s from %s with %s", manifest.model, path, backend)
