@@ -8,7 +8,7 @@ held-out range of its card):
   by :mod:`anydepth.bench.synthetic` at 168x126 (stored, so the test does not depend on the generator's numbers);
 - ``depth`` (2, 126, 168) float32: their ground-truth z-depth (0 where there is none: the sky);
 - ``disparity`` (2, 126, 168) float32: the bundled ``anydepth-nano`` weights' output on ``images``, in float32
-  (``precision="fp32"``), at the preset's processing size (126, which is the images' own: no resize).
+  (``precision="fp32"``), at the preset's processing size (98 px shorter side: resized down and the output back).
 
 Run it after the weights change (scripts/make_builtin_model.py), in the project's environment:
 
