@@ -59,3 +59,37 @@ def test_unknown_allocator_profile_is_refused():
 
     with pytest.raises(InputError, match="keep, release"):
         tune_allocator("hoard")
+
+
+_TRIM_PROBE = r"""
+import torch
+from anydepth.pipelines.runtime import release_free_memory, tune_allocator
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+assert tune_allocator("keep")
+blocks = [torch.empty(64 << 20, dtype=torch.uint8).fill_(1) for _ in range(4)]
+small = torch.ones(1000)  # a live block above them keeps the heap's top from shrinking by itself
+del blocks
+held = rss_mib()
+assert release_free_memory()
+print(held - rss_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
+def test_release_free_memory_hands_back_what_keep_holds():
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("ANYDEPTH_MALLOC_TUNING", None)
+    env.pop("ANYDEPTH_ALLOCATOR", None)
+    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert float(out.stdout) > 200  # of the 256 MiB freed under "keep", held until trimmed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_the_environment_chooses_the_profile_for_every_entry_point(monkeypatch):
+    monkeypatch.setenv("ANYDEPTH_ALLOCATOR", "release")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("ANYDEPTH_MALLOC_TUNING", None)
+    out = subprocess.run([sys.executable, "-c", _PROBE, "keep"], env=env, capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split()
+    assert applied == "True" and int(faults) > 4 * 16_384  # "release" in force although the caller asked "keep"

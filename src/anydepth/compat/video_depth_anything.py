@@ -59,7 +59,7 @@ class VideoDepthAnything(VideoDepthAnythingNet):
         self.encoder = encoder
         self.metric = bool(metric)
         self._stream: Optional[Tuple[StreamingCache, Any, Tuple[int, int]]] = None
-        tune_allocator("release")  # an entry point for whole videos: memory stays flat over their windows
+        tune_allocator("keep")  # an entry point for whole videos: freed blocks reused, handed back between windows
 
     def _runner(self, device: str, fp32: bool) -> VideoDepthRunner:
         dev = torch.device(device)

@@ -467,7 +467,7 @@ def video_depth_job(
     if runtime.backend != "pytorch" and mode != "windowed":
         raise OptionError("mode", mode, "exported models run whole windows; use the windowed mode")
     check_video_input(path, sampling, "Video Depth Anything")
-    tune_allocator("release")  # each window allocates and frees the same large tensors: hand them back at once
+    tune_allocator("keep")  # reuse freed blocks within a window; the windowed loop hands them back between windows
     model = loader(spec, runtime)
     return run_video_depth(model, path, outputs, sampling, input_size, mode=mode, align=align, progress=progress)
 
@@ -494,6 +494,6 @@ def depthcrafter_job(
     if runtime.backend != "pytorch":
         raise OptionError("backend", runtime.backend, "DepthCrafter runs with the pytorch backend only")
     check_video_input(path, sampling, "DepthCrafter")
-    tune_allocator("release")  # each window allocates and frees the same large tensors: hand them back at once
+    tune_allocator("keep")  # reuse freed blocks within a window; the windowed loop hands them back between windows
     model = loader(spec, runtime)
     return run_depthcrafter_video(model, path, outputs, sampling, progress=progress, **asdict(options))

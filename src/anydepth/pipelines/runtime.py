@@ -117,6 +117,32 @@ def _glibc_mallopt() -> Optional[Callable[[int, int], int]]:
     return mallopt  # type: ignore[no-any-return]
 
 
+def release_free_memory() -> bool:
+    """Give the memory that glibc holds in freed blocks back to the system (``malloc_trim(0)``: the heap's top and
+    every free page inside it); True where it ran. Long jobs call it between units of work (a video's windows)
+    under the "keep" profile: within a unit freed blocks are reused without page faults, and the fragments that
+    other sizes leave behind do not accumulate from one unit to the next."""
+    if os.environ.get("ANYDEPTH_MALLOC_TUNING", "1").strip() == "0":
+        return False
+    trim = _glibc_malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _glibc_malloc_trim() -> Optional[Callable[[int], int]]:
+    if sys.platform != "linux":
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim  # type: ignore[no-any-return]
+
+
 def tune_allocator(profile: str) -> bool:
     """Set how glibc's allocator treats large freed blocks, for the whole process. Entry points call it once
     (``anydepth.load_model``, the compat facades' constructors, the command line's jobs); models never do.
@@ -133,6 +159,11 @@ def tune_allocator(profile: str) -> bool:
       For long videos: each window allocates and frees the same few hundred MB, which with glibc's adaptive
       threshold end up on the heap, whose fragments keep the peak growing over the first windows.
 
+    The video jobs and the Video Depth Anything facade run "keep" and call :func:`release_free_memory` between
+    windows: 1.6 to 1.9 times the frames per second of "release", for about a quarter more peak memory
+    (benchmarks/RESULTS.md). ``ANYDEPTH_ALLOCATOR=release`` (or ``keep``) chooses the profile for every entry
+    point of the process.
+
     The measurements behind both are in benchmarks/RESULTS.md ("Allocator profiles"). Idempotent (a profile
     already in force is not set again; a different one replaces it); a no-op returning False off glibc and where
     ``ANYDEPTH_MALLOC_TUNING=0``.
@@ -143,6 +174,9 @@ def tune_allocator(profile: str) -> bool:
     global _allocator_profile
     if profile not in ALLOCATOR_PROFILES:
         raise InputError(f"unknown allocator profile {profile!r}; use one of {', '.join(ALLOCATOR_PROFILES)}")
+    chosen = os.environ.get("ANYDEPTH_ALLOCATOR", "").strip()
+    if chosen in ALLOCATOR_PROFILES:
+        profile = chosen  # the user's choice for the whole process wins over the entry point's
     if profile == _allocator_profile:
         return True
     mallopt = _glibc_mallopt()

@@ -28,7 +28,7 @@ from anydepth.errors import InputError, ShapeError
 from anydepth.layers.precision import PrecisionPolicy
 from anydepth.models.video_depth_anything import StreamingCache, VideoDepthAnythingNet
 from anydepth.pipelines.preprocess import lower_bound_size, normalize_resize
-from anydepth.pipelines.runtime import precision_policy
+from anydepth.pipelines.runtime import precision_policy, release_free_memory
 from anydepth.prediction import Prediction
 from anydepth.presets import IMAGENET_MEAN, IMAGENET_STD, Preset
 
@@ -246,7 +246,10 @@ class VideoDepthRunner:
             carried = window[list(CARRIED_SLOTS)].clone()
             with self.policy.autocast(self.device):
                 depth = self.net(window[None])[0]
-            for d in stitcher.add(self._to_frames(depth, first_hw[0])):
+            maps = self._to_frames(depth, first_hw[0])
+            del depth
+            release_free_memory()
+            for d in stitcher.add(maps):
                 if emitted < read:  # frames past the end are padding
                     emitted += 1
                     yield d
