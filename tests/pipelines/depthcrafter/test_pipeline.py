@@ -35,7 +35,7 @@ def folders(depthcrafter_folders):
 @pytest.fixture(scope="module")
 def model(folders):
     depthcrafter, svd = folders
-    return anydepth.load_model("depthcrafter", weights=depthcrafter, svd_weights=svd, device="cpu")
+    return anydepth.load_model("depthcrafter", weights=depthcrafter, svd_weights=svd, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_loads_from_the_hub_cache_offline(folders, tmp_path, reference):
     cache = tmp_path / "hub"
     _hub_cache(cache, "tencent/DepthCrafter", depthcrafter, "a" * 40)
     _hub_cache(cache, "stabilityai/stable-video-diffusion-img2vid-xt", svd, "b" * 40)
-    model = anydepth.load_model("depthcrafter", device="cpu", cache_dir=cache, local_files_only=True)
+    model = anydepth.load_model("depthcrafter", device="cpu", cache_dir=cache, local_files_only=True, precision="fp32")
     case = _case(reference, "single")
     depth = np.stack(list(model.infer_frames(synthetic_frames(case["frames"]).numpy(), seed=case["seed"],
                                              steps=case["steps"], window=case["window"], overlap=case["overlap"],
@@ -252,3 +252,13 @@ def test_tiny_networks_are_the_fixtures_networks():
     a = build_networks(0)[0].state_dict()
     b = build_networks(0)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_runs_bf16_on_cpus_with_native_bf16(folders, monkeypatch):
+    depthcrafter, svd = folders
+    load = lambda: anydepth.load_model("depthcrafter", weights=depthcrafter, svd_weights=svd, device="cpu")  # noqa: E731
+    monkeypatch.setattr("anydepth.pipelines.runtime.auto_picks_cpu_bf16", lambda: True)
+    fast = load()
+    assert fast.components.unet.dtype == torch.bfloat16 and fast.components.vae.dtype == torch.bfloat16
+    monkeypatch.setattr("anydepth.pipelines.runtime.auto_picks_cpu_bf16", lambda: False)  # AVX2 only, or switched off
+    assert load().components.unet.dtype == torch.float32

@@ -36,10 +36,21 @@ PathLike = Union[str, Path]
 
 
 def _dtype(precision: str, device: torch.device) -> torch.dtype:
-    """float16 on CUDA and float32 on the CPU by default; fp16 on a CPU is refused (slow, and upstream never does)."""
+    """By default float16 on CUDA (upstream's choice), and on the CPU bf16 where "auto" runs bf16 for every family
+    (native bf16 matmuls: :func:`~anydepth.pipelines.runtime.auto_picks_cpu_bf16`), else float32. fp16 on a CPU is
+    refused (slow, and upstream never does).
+
+    bf16 on the CPU: 2.1x float32 on the real networks' shapes, 0.67% mean relative error against upstream's float32
+    output (random weights; ``benchmarks/depthcrafter_speed.py``, benchmarks/RESULTS.md), inside the 1% that
+    "auto" allows.
+    """
     choices = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        from anydepth.pipelines.runtime import auto_picks_cpu_bf16
+
+        return torch.bfloat16 if device.type == "cpu" and auto_picks_cpu_bf16() else torch.float32
     if precision not in choices:
         raise InputError(f"unknown precision {precision!r}; use one of fp32, bf16, fp16, auto")
     if precision == "fp16" and device.type == "cpu":
@@ -179,7 +190,8 @@ def load_depthcrafter(
     """A ready :class:`~anydepth.pipelines.depthcrafter.pipeline.DepthCrafterModel` (see :func:`resolve_folders`).
 
     Args:
-        precision: "auto" (float16 on CUDA, float32 on the CPU), "fp32", "fp16" or "bf16".
+        precision: "auto" (float16 on CUDA; on the CPU bf16 where it is native, else float32), "fp32", "fp16"
+            or "bf16".
         cpu_offload: "model" (one network on the GPU at a time), "sequential" (layer by layer, least memory) or
             None (everything on ``device``); needs accelerate and a CUDA device.
         compile: run the UNet, nearly all of the arithmetic, through ``torch.compile`` (not with ``cpu_offload``,
