@@ -431,3 +431,23 @@ def test_openvino_bf16_keeps_the_head_in_float32_unless_asked(fmt, tmp_path, mon
     assert calls == [("bf16", None, ("depth_head",)), ("bf16", None, ()), ("fp32", None, ("depth_head",))]
     with pytest.raises(InputError, match="head_precision 'fp16'"):
         load_exported_model("dav2-small", result.path, "openvino", head_precision="fp16")
+
+
+@pytest.mark.parametrize("name", ["da3-small", "da3mono-large", "vda-small"])
+def test_openvino_bf16_finds_the_heads_of_every_family(name, tmp_path, caplog):
+    """The float32 marks land on each family's head (a family whose module names the marks missed would refuse)."""
+    _needs("openvino")
+    import logging
+
+    if name == "vda-small":
+        net, request = tiny_vda(), ExportRequest("openvino", 28, 42)
+    else:
+        net, request = (
+            tiny_da3(name == "da3-small"),
+            ExportRequest("openvino", 42, 56, views=2 if name == "da3-small" else 1),
+        )
+    result = export_network(net, name, request, tmp_path)
+    with caplog.at_level(logging.INFO, logger="anydepth.deploy.backends"):
+        load_exported_model(name, result.path, "openvino", precision="bf16")
+    marked = [r.getMessage() for r in caplog.records if "in float32" in r.getMessage()]
+    assert len(marked) == 1 and int(marked[0].split()[3]) > 10, marked
