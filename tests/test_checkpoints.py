@@ -166,3 +166,27 @@ def test_legacy_pickle_format_still_reads(tmp_path):
     torch.save(sd, current)
     assert torch.equal(read_state_dict(legacy)["w"], sd["w"])
     assert torch.equal(read_state_dict(current)["w"], sd["w"])
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_taken_from_a_mapped_file_train_without_touching_it(tmp_path, suffix):
+    """The loaded tensors may be the file's mapped pages: writing to them (an optimizer step) changes the network,
+    never the file."""
+    from anydepth.checkpoints import skip_random_init
+
+    sd = {k: v.contiguous() for k, v in random_net(tiny_config()).state_dict().items()}
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save(sd, path)
+    else:
+        save_file(sd, str(path))
+    before = path.read_bytes()
+    with skip_random_init():
+        net = DepthAnythingV2Net(tiny_config())
+    load_strict(net, read_state_dict(path), assign=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    key = "depth_head.scratch.output_conv2.2.weight"
+    assert torch.equal(net.state_dict()[key], sd[key] + 1.0)
+    assert path.read_bytes() == before
