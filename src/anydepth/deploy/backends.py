@@ -64,7 +64,9 @@ FLOAT32_MODULES = {
 }
 """The modules of each family whose layers OpenVINO keeps in float32 when it runs the rest in bf16 (``head_precision
 "fp32"``): the heads that the PyTorch precision policy keeps float32 (V2, Video Depth Anything), and for DA3 its
-whole head and camera modules (PyTorch runs part of the DA3 head in bf16; OpenVINO keeps all of it float32)."""
+whole head and camera modules (PyTorch runs part of the DA3 head in bf16; OpenVINO keeps all of it float32). The
+CPU plugin (2026.4) honours the mark on convolutions and matrix products, the bulk of a head's arithmetic; it still
+runs transposed convolutions and resizes in bf16 (tests/deploy: the runtime precision of every layer)."""
 
 
 def _mark_float32_layers(xml: str, modules: Sequence[str]) -> Tuple[str, int]:
