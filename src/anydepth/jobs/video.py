@@ -494,6 +494,6 @@ def depthcrafter_job(
     if runtime.backend != "pytorch":
         raise OptionError("backend", runtime.backend, "DepthCrafter runs with the pytorch backend only")
     check_video_input(path, sampling, "DepthCrafter")
-    tune_allocator("keep")  # reuse freed blocks within a window; the windowed loop hands them back between windows
+    tune_allocator("release")  # each window allocates and frees the same large tensors: hand them back at once
     model = loader(spec, runtime)
     return run_depthcrafter_video(model, path, outputs, sampling, progress=progress, **asdict(options))
