@@ -11,9 +11,9 @@ from anydepth.errors import AnyDepthError, InputError, WeightsError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ModelInfo": "anydepth.api",
+    "ModelInfo": "anydepth.presets",
     "build_network": "anydepth.api",
-    "list_models": "anydepth.api",
+    "list_models": "anydepth.presets",
     "load_model": "anydepth.api",
     "load_network": "anydepth.api",
     "Prediction": "anydepth.prediction",
@@ -35,8 +35,9 @@ __all__ = [
 
 if TYPE_CHECKING:  # what static tools see; at runtime `__getattr__` imports these on first use
     from anydepth import export
-    from anydepth.api import ModelInfo, build_network, list_models, load_model, load_network
+    from anydepth.api import build_network, load_model, load_network
     from anydepth.prediction import Prediction
+    from anydepth.presets import ModelInfo, list_models
 
 
 def __getattr__(name: str) -> Any:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
@@ -19,7 +18,7 @@ from anydepth.pipelines.runtime import (
     set_cpu_threads,
     tune_allocator,
 )
-from anydepth.presets import PRESETS, get_preset
+from anydepth.presets import ModelInfo, get_preset, list_models
 
 if TYPE_CHECKING:
     from anydepth.pipelines.depthcrafter.pipeline import DepthCrafterModel
@@ -29,41 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelInfo", "build_network", "list_models", "load_model", "load_network", "load_network_weights"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of :func:`list_models`."""
-
-    name: str
-    family: str
-    depth_kind: str
-    params_m: float
-    license: str
-    repo_id: Optional[str]
-    description: str
-    bundled: bool = False
-    card: Optional[Path] = None
-    """The model card shipped in the package (the built-in model's); None: the hub repo's page has it."""
-
-
-def list_models(family: Optional[str] = None) -> List[ModelInfo]:
-    """The presets, optionally of one family ("dav2"), in table order."""
-    return [
-        ModelInfo(
-            name=p.name,
-            family=p.family,
-            depth_kind=p.depth_kind,
-            params_m=p.params,
-            license=p.license,
-            repo_id=p.weights.repo_id if p.weights and not p.weights.bundled else None,
-            description=p.description,
-            bundled=bool(p.weights and p.weights.bundled),
-            card=None if p.card is None else Path(__file__).resolve().parent / p.card,
-        )
-        for p in PRESETS.values()
-        if family is None or p.family == family
-    ]
 
 
 def load_model(

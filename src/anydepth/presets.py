@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from anydepth.errors import UnknownModelError
-from anydepth.models.depth_anything_v2 import NANO, DepthAnythingV2Config
+
+if TYPE_CHECKING:  # the table itself stays free of torch: `anydepth models` lists it without importing torch
+    from anydepth.models.depth_anything_v2 import DepthAnythingV2Config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,8 +58,10 @@ class Preset:
         arch: upstream configuration name of DA3 models ("da3-small", ..., "da3nested-giant-large").
         base_weights: a second repo the model needs (DepthCrafter: Stable Video Diffusion's VAE, image encoder,
             scheduler and feature extractor folders).
-        network: the V2 architecture where it is none of the official encoder sizes (the built-in model); None:
-            the official configuration of ``encoder``.
+        network: the V2 architecture where it is none of the official encoder sizes (the built-in model): the
+            name of a ``DepthAnythingV2Config`` in :mod:`anydepth.models.depth_anything_v2`, read by
+            :meth:`config` (a name, so that the table imports no torch); None: the official configuration of
+            ``encoder``.
         card: the model card shipped in the package, a path relative to ``anydepth/`` (the built-in model's:
             data, training command, figures, caveats); None where the hub repo has the card.
     """
@@ -74,16 +79,18 @@ class Preset:
     description: str = ""
     arch: Optional[str] = None
     base_weights: Optional[WeightsSpec] = None
-    network: Optional[DepthAnythingV2Config] = None
+    network: Optional[str] = None
     card: Optional[str] = None
 
     def config(self) -> DepthAnythingV2Config:
         """Network configuration of a Depth Anything V2 preset."""
+        from anydepth.models import depth_anything_v2
+
         if self.family != "dav2":
             raise ValueError(f"{self.name} is a {self.family} model; build it with anydepth.build_network")
         if self.network is not None:
-            return self.network
-        return DepthAnythingV2Config.from_encoder(self.encoder, max_depth=self.max_depth)
+            return getattr(depth_anything_v2, self.network)
+        return depth_anything_v2.DepthAnythingV2Config.from_encoder(self.encoder, max_depth=self.max_depth)
 
     @property
     def license(self) -> str:
@@ -257,7 +264,7 @@ def _builtin_preset() -> Preset:
         weights=WeightsSpec("", "anydepth-nano.safetensors", "Apache-2.0", bundled=True),
         input_size=98,  # chosen on validation scenes (card): the shorter side of its training crops
         description="built-in 3.5M V2 network trained on synthetic scenes only: offline use and tests",
-        network=NANO,
+        network="NANO",  # anydepth.models.depth_anything_v2.NANO
         card="builtin/anydepth-nano.md",
     )
 
@@ -326,3 +333,38 @@ def guess_preset(weights: str) -> Optional[str]:
 def preset_for_arch(arch: str) -> Optional[Preset]:
     """The first preset built from upstream DA3's configuration ``arch`` ("da3-large"); None when none is."""
     return next((p for p in PRESETS.values() if p.arch is not None and p.arch == arch), None)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of :func:`list_models`."""
+
+    name: str
+    family: str
+    depth_kind: str
+    params_m: float
+    license: str
+    repo_id: Optional[str]
+    description: str
+    bundled: bool = False
+    card: Optional[Path] = None
+    """The model card shipped in the package (the built-in model's); None: the hub repo's page has it."""
+
+
+def list_models(family: Optional[str] = None) -> List[ModelInfo]:
+    """The presets, optionally of one family ("dav2"), in table order."""
+    return [
+        ModelInfo(
+            name=p.name,
+            family=p.family,
+            depth_kind=p.depth_kind,
+            params_m=p.params,
+            license=p.license,
+            repo_id=p.weights.repo_id if p.weights and not p.weights.bundled else None,
+            description=p.description,
+            bundled=bool(p.weights and p.weights.bundled),
+            card=None if p.card is None else Path(__file__).resolve().parent / p.card,
+        )
+        for p in PRESETS.values()
+        if family is None or p.family == family
+    ]

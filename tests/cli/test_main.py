@@ -240,13 +240,14 @@ def test_piped_help_names_the_argument_and_keeps_option_names_whole():
 
 
 def test_the_package_and_the_command_line_import_without_torch():
-    """`import anydepth` and building the commands (`anydepth --help`) do not import torch: it loads with the
-    first job that runs a model."""
+    """`import anydepth`, building the commands (`anydepth --help`) and listing the models (`anydepth models`) do
+    not import torch: it loads with the first job that runs a model."""
     import subprocess
     import sys
 
     code = (
         "import sys, anydepth, anydepth.cli.main, anydepth.jobs\n"
+        "assert any(m.name == 'anydepth-nano' and m.card for m in anydepth.list_models())  # `anydepth models`\n"
         "heavy = sorted(m for m in ('torch', 'cv2', 'fastapi', 'gradio', 'trimesh') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
         "assert 'load_model' in dir(anydepth) and anydepth.load_model.__module__ == 'anydepth.api'\n"

@@ -86,7 +86,7 @@ def _root(
 @app.command("models")
 def models_cmd(family: Optional[str] = typer.Option(None, help="Only this family, e.g. dav2.")) -> None:
     """List the model presets with their kind, size, licence and hub repo."""
-    from anydepth.api import list_models
+    from anydepth.presets import list_models
 
     table = [("name", "kind", "params", "repo", "license")]
     table += [
