@@ -4,8 +4,9 @@ The package's names load on first use (PEP 562), so that ``import anydepth`` and
 (``anydepth --help``, ``anydepth models``, ``anydepth bench score``) do not pay for importing torch.
 """
 
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
 
+from anydepth._lazy import lazy_names
 from anydepth.errors import AnyDepthError, InputError, WeightsError
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ _LAZY = {
     "load_model": "anydepth.api",
     "load_network": "anydepth.api",
     "Prediction": "anydepth.prediction",
+    "export": "anydepth.export:",
 }
 
 __all__ = [
@@ -40,17 +42,4 @@ if TYPE_CHECKING:  # what static tools see; at runtime `__getattr__` imports the
     from anydepth.presets import ModelInfo, list_models
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    if name == "export":
-        return importlib.import_module("anydepth.export")
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'anydepth' has no attribute {name!r}")
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -11,8 +11,9 @@ through :func:`anydepth.jobs.loader.load` (every runtime option honoured), runs 
   :class:`~anydepth.jobs.video.VideoDepthSink`.
 """
 
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
 
+from anydepth._lazy import lazy_names
 from anydepth.jobs.options import (
     FrameSampling,
     ImageOutputs,
@@ -45,19 +46,7 @@ if TYPE_CHECKING:
     from anydepth.jobs.video import depthcrafter_job, frame_video_job, video_depth_job
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _JOBS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_JOBS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_names(globals(), _JOBS)
 
 __all__ = [
     "FrameSampling",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from anydepth._lazy import lazy_names
 from anydepth.errors import InputError, OptionError, require
 
 if TYPE_CHECKING:
@@ -20,26 +21,16 @@ if TYPE_CHECKING:
 # Those modules import torch, so this module reads them when an option is checked, not when it is imported: the
 # command line builds its commands from these options without importing torch (`anydepth --help` stays quick).
 _CHOICES = {
-    "BACKENDS": ("anydepth.deploy.backends", "BACKENDS"),
-    "GS_VIDEO_SHOWS": ("anydepth.export.gs_video", "SHOW"),
-    "TRAJECTORIES": ("anydepth.export.gs_video", "TRAJECTORIES"),
-    "VIDEO_QUALITY": ("anydepth.export.gs_video", "VIDEO_QUALITY"),
-    "REF_VIEW_STRATEGIES": ("anydepth.models.da3.reference_view", "REF_VIEW_STRATEGIES"),
-    "PROCESS_RES_METHODS": ("anydepth.pipelines.da3_preprocess", "PROCESS_RES_METHODS"),
-    "PRECISIONS": ("anydepth.pipelines.runtime", "PRECISIONS"),
+    "BACKENDS": "anydepth.deploy.backends",
+    "GS_VIDEO_SHOWS": "anydepth.export.gs_video:SHOW",
+    "TRAJECTORIES": "anydepth.export.gs_video",
+    "VIDEO_QUALITY": "anydepth.export.gs_video",
+    "REF_VIEW_STRATEGIES": "anydepth.models.da3.reference_view",
+    "PROCESS_RES_METHODS": "anydepth.pipelines.da3_preprocess",
+    "PRECISIONS": "anydepth.pipelines.runtime",
 }
-
-
-def __getattr__(name: str) -> Any:
-    """``anydepth.jobs.options.PRECISIONS`` and the other choices of :data:`_CHOICES`, read on first use."""
-    if name not in _CHOICES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    module, attribute = _CHOICES[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
+# `anydepth.jobs.options.PRECISIONS` and the other choices above, read on first use
+__getattr__, __dir__ = lazy_names(globals(), _CHOICES)
 
 
 IMAGE_RAW_FORMATS = ("png16", "npy", "npz", "exr")
