@@ -27,13 +27,20 @@ print(applied, faults)
 """
 
 
-def _probe(profile, env_value=None):
+def _run(code, *args, tuning=None, allocator=None):
+    """``code`` in a fresh interpreter with ANYDEPTH_MALLOC_TUNING and ANYDEPTH_ALLOCATOR as given (unset: None);
+    its standard output."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    env.pop("ANYDEPTH_MALLOC_TUNING", None)
-    if env_value is not None:
-        env["ANYDEPTH_MALLOC_TUNING"] = env_value
-    out = subprocess.run([sys.executable, "-c", _PROBE, profile], env=env, capture_output=True, text=True, check=True)
-    applied, faults = out.stdout.split()
+    for name, value in (("ANYDEPTH_MALLOC_TUNING", tuning), ("ANYDEPTH_ALLOCATOR", allocator)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def _probe(profile, env_value=None, allocator=None):
+    applied, faults = _run(_PROBE, profile, tuning=env_value, allocator=allocator).split()
     return applied == "True", int(faults)
 
 
@@ -78,18 +85,10 @@ print(held - rss_mib())
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
 def test_release_free_memory_hands_back_what_keep_holds():
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    env.pop("ANYDEPTH_MALLOC_TUNING", None)
-    env.pop("ANYDEPTH_ALLOCATOR", None)
-    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], env=env, capture_output=True, text=True, check=True)
-    assert float(out.stdout) > 200  # of the 256 MiB freed under "keep", held until trimmed
+    assert float(_run(_TRIM_PROBE)) > 200  # of the 256 MiB freed under "keep", held until trimmed
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_the_environment_chooses_the_profile_for_every_entry_point(monkeypatch):
-    monkeypatch.setenv("ANYDEPTH_ALLOCATOR", "release")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    env.pop("ANYDEPTH_MALLOC_TUNING", None)
-    out = subprocess.run([sys.executable, "-c", _PROBE, "keep"], env=env, capture_output=True, text=True, check=True)
-    applied, faults = out.stdout.split()
-    assert applied == "True" and int(faults) > 4 * 16_384  # "release" in force although the caller asked "keep"
+def test_the_environment_chooses_the_profile_for_every_entry_point():
+    applied, faults = _probe("keep", allocator="release")
+    assert applied and faults > 4 * 16_384  # "release" in force although the caller asked "keep"

@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import sys
-from typing import Callable, ContextManager, Optional, Union
+from typing import Any, Callable, ContextManager, Optional, Union
 
 import torch
 
@@ -106,15 +106,21 @@ _allocator_profile: Optional[str] = None  # the profile in force, once set
 
 
 @functools.cache
-def _glibc_mallopt() -> Optional[Callable[[int, int], int]]:
+def _glibc(name: str, *argtypes: Any) -> Optional[Callable[..., int]]:
+    """glibc's function ``name`` (``mallopt``, ``malloc_trim``), or None off Linux and where the C library lacks
+    it (musl)."""
     if sys.platform != "linux":
         return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # glibc; absent on musl
+        function = getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
         return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return mallopt  # type: ignore[no-any-return]
+    function.argtypes = list(argtypes)
+    return function  # type: ignore[no-any-return]
+
+
+def _malloc_tuning_off() -> bool:
+    return os.environ.get("ANYDEPTH_MALLOC_TUNING", "1").strip() == "0"
 
 
 def release_free_memory() -> bool:
@@ -122,25 +128,11 @@ def release_free_memory() -> bool:
     every free page inside it); True where it ran. Long jobs call it between units of work (a video's windows)
     under the "keep" profile: within a unit freed blocks are reused without page faults, and the fragments that
     other sizes leave behind do not accumulate from one unit to the next."""
-    if os.environ.get("ANYDEPTH_MALLOC_TUNING", "1").strip() == "0":
-        return False
-    trim = _glibc_malloc_trim()
+    trim = None if _malloc_tuning_off() else _glibc("malloc_trim", ctypes.c_size_t)
     if trim is None:
         return False
     trim(0)
     return True
-
-
-@functools.cache
-def _glibc_malloc_trim() -> Optional[Callable[[int], int]]:
-    if sys.platform != "linux":
-        return None
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim  # type: ignore[no-any-return]
 
 
 def tune_allocator(profile: str) -> bool:
@@ -179,8 +171,8 @@ def tune_allocator(profile: str) -> bool:
         profile = chosen  # the user's choice for the whole process wins over the entry point's
     if profile == _allocator_profile:
         return True
-    mallopt = _glibc_mallopt()
-    if mallopt is None or os.environ.get("ANYDEPTH_MALLOC_TUNING", "1") == "0":
+    mallopt = None if _malloc_tuning_off() else _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None:
         return False
     threshold = ALLOCATOR_PROFILES[profile]
     if not (mallopt(_M_MMAP_THRESHOLD, threshold) and mallopt(_M_TRIM_THRESHOLD, threshold)):
