@@ -103,15 +103,10 @@ def make_folders(root: Path, config: str) -> int:
     sys.path.insert(0, str(ROOT))
     from tests.helpers import depthcrafter_tiny as tiny
 
-    if config == "real":
-        tiny.UNET_CONFIG.clear()
-        tiny.UNET_CONFIG.update(REAL_UNET)
-        tiny.VAE_CONFIG.clear()
-        tiny.VAE_CONFIG.update(REAL_VAE)
-        tiny.CLIP_CONFIG.clear()
-        tiny.CLIP_CONFIG.update(REAL_CLIP)
-    tiny.save_official_layout(root, seed=0)
-    return 2 ** (len(tiny.VAE_CONFIG["block_out_channels"]) - 1)
+    configs = {"unet": REAL_UNET, "vae": REAL_VAE, "clip": REAL_CLIP} if config == "real" else {}
+    tiny.save_official_layout(root, seed=0, configs=configs)
+    vae = configs.get("vae", tiny.VAE_CONFIG)
+    return 2 ** (len(vae["block_out_channels"]) - 1)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -72,24 +72,33 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def build_networks(seed: int = 0, unet_class: Any = None) -> Tuple[Any, Any, Any, Any]:
-    """``(unet, vae, image_encoder, scheduler)`` at the tiny size, weights from ``seed``, float32, eval mode."""
+def build_networks(
+    seed: int = 0, unet_class: Any = None, configs: Optional[Dict[str, Dict[str, Any]]] = None
+) -> Tuple[Any, Any, Any, Any]:
+    """``(unet, vae, image_encoder, scheduler)`` at the tiny size, weights from ``seed``, float32, eval mode.
+
+    ``configs`` replaces the tiny ``"unet"``, ``"vae"`` and ``"clip"`` configurations (a benchmark's real shapes).
+    """
     from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    unet = randomize_((unet_class or UNetSpatioTemporalConditionModel)(**UNET_CONFIG), seed)
-    vae = randomize_(AutoencoderKLTemporalDecoder(**VAE_CONFIG), seed + 1)
-    encoder = randomize_(CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_CONFIG)), seed + 2)
+    configs = {"unet": UNET_CONFIG, "vae": VAE_CONFIG, "clip": CLIP_CONFIG, **(configs or {})}
+    unet = randomize_((unet_class or UNetSpatioTemporalConditionModel)(**configs["unet"]), seed)
+    vae = randomize_(AutoencoderKLTemporalDecoder(**configs["vae"]), seed + 1)
+    encoder = randomize_(CLIPVisionModelWithProjection(CLIPVisionConfig(**configs["clip"])), seed + 2)
     scheduler = EulerDiscreteScheduler(**SCHEDULER_CONFIG)
     return unet.eval(), vae.eval(), encoder.eval(), scheduler
 
 
-def save_official_layout(root: Path, seed: int = 0) -> Tuple[Path, Path]:
+def save_official_layout(
+    root: Path, seed: int = 0, configs: Optional[Dict[str, Dict[str, Any]]] = None
+) -> Tuple[Path, Path]:
     """Write ``root/DepthCrafter/unet/`` and ``root/svd/{vae,image_encoder,scheduler,feature_extractor}/``.
 
-    The UNet's config names upstream's class, as the hub file does. Returns the two repo folders.
+    The UNet's config names upstream's class, as the hub file does. Returns the two repo folders. ``configs``: as
+    for :func:`build_networks`.
     """
-    unet, vae, encoder, scheduler = build_networks(seed)
+    unet, vae, encoder, scheduler = build_networks(seed, configs=configs)
     depthcrafter, svd = root / "DepthCrafter", root / "svd"
     unet.save_pretrained(depthcrafter / "unet")
     config_path = depthcrafter / "unet" / "config.json"
