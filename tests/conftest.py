@@ -20,7 +20,7 @@ def pytest_report_header(config):
 
     from anydepth.layers.linear import fused_bf16_linear_supported
     from anydepth.layers.precision import fast_paths_enabled
-    from anydepth.pipelines.runtime import auto_picks_cpu_bf16, cpu_has_fast_bf16
+    from anydepth.pipelines.runtime import auto_picks_cpu_bf16, cpu_bf16_matmul_speedup, cpu_has_fast_bf16
 
     model = platform.processor() or platform.machine()
     try:
@@ -31,7 +31,9 @@ def pytest_report_header(config):
     get_capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)  # torch >= 2.0
     capability = get_capability() if get_capability is not None else "n/a"
     return [
-        f"cpu: {model}; native bf16: {cpu_has_fast_bf16()}; ATen kernels: {capability}; "
+        f"cpu: {model}; native bf16: {cpu_has_fast_bf16()}"
+        + (f" (matmuls {cpu_bf16_matmul_speedup():.1f}x float32's)" if cpu_has_fast_bf16() else "")
+        + f"; ATen kernels: {capability}; "
         f"oneDNN fused bf16 linear: {fused_bf16_linear_supported()}",
         f'precision "auto" on the CPU: {"bf16" if auto_picks_cpu_bf16() else "fp32"} (ANYDEPTH_CPU_BF16); '
         f"fast paths: {'on' if fast_paths_enabled() else 'off'} (ANYDEPTH_FAST_PATHS)",

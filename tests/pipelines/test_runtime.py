@@ -92,3 +92,63 @@ def test_release_free_memory_hands_back_what_keep_holds():
 def test_the_environment_chooses_the_profile_for_every_entry_point():
     applied, faults = _probe("keep", allocator="release")
     assert applied and faults > 4 * 16_384  # "release" in force although the caller asked "keep"
+
+
+def test_auto_takes_cpu_bf16_only_where_its_matmuls_are_measured_faster(monkeypatch):
+    import torch
+
+    from anydepth.pipelines import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("ANYDEPTH_CPU_BF16", raising=False)
+    monkeypatch.setattr(runtime, "_torch_major", lambda: 2)
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    # AMX (about 7x), an AVX512-BF16 core that runs bf16 faster (2.3x) or slower (0.6x) than float32
+    for speedup, expected in ((7.0, "bf16"), (2.3, "bf16"), (1.2, "fp32"), (0.6, "fp32")):
+        monkeypatch.setattr(runtime, "cpu_bf16_matmul_speedup", lambda s=speedup: s)
+        assert runtime.resolve_precision("auto", cpu) == expected, speedup
+    # an explicit bf16 is taken as asked
+    assert runtime.resolve_precision("bf16", cpu) == "bf16"
+
+    def unmeasurable():
+        raise AssertionError("measured although the setting decides")
+
+    monkeypatch.setattr(runtime, "cpu_bf16_matmul_speedup", unmeasurable)
+    monkeypatch.setenv("ANYDEPTH_CPU_BF16", "1")
+    assert runtime.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setenv("ANYDEPTH_CPU_BF16", "0")
+    assert runtime.resolve_precision("auto", cpu) == "fp32"
+    # no native bf16 instructions (a plain AVX2 CPU): float32 without measuring, whatever the setting
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    for setting in ("", "1"):
+        monkeypatch.setenv("ANYDEPTH_CPU_BF16", setting)
+        assert runtime.resolve_precision("auto", cpu) == "fp32"
+
+
+_ISA_PROBE = r"""
+import time, torch
+from anydepth.pipelines.runtime import cpu_bf16_matmul_speedup, cpu_has_fast_bf16, resolve_precision
+start = time.perf_counter()
+speedup = cpu_bf16_matmul_speedup() if cpu_has_fast_bf16() else None
+print(resolve_precision("auto", torch.device("cpu")), speedup, time.perf_counter() - start)
+"""
+
+
+def test_a_onednn_held_to_avx2_makes_auto_float32_on_every_cpu():
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` leaves oneDNN without bf16 kernels even on an AMX CPU, whose cpuinfo still
+    lists the instructions: the measurement, not the flags, decides (this is also how a plain AVX2 machine is
+    emulated on a newer one)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
+    env.pop("ANYDEPTH_CPU_BF16", None)
+    done = subprocess.run([sys.executable, "-c", _ISA_PROBE], env=env, capture_output=True, text=True, check=True)
+    precision, speedup, seconds = done.stdout.split()
+    assert precision == "fp32"
+    if speedup != "None":  # a CPU with bf16 instructions: measured slower than float32
+        assert 0 < float(speedup) < 1.0
+    assert float(seconds) < 5.0  # the fallback kernel is timed once, not five times

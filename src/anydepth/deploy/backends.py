@@ -357,7 +357,8 @@ def load_exported_model(
         backend: "onnxruntime" (ONNX), "openvino" (OpenVINO IR or ONNX), "torchscript" (TorchScript or Neuron).
         device: "auto"/"cpu"; TorchScript artefacts may also run on "cuda".
         precision: "fp32"; "bf16" for OpenVINO on CPUs with native bf16; "auto": OpenVINO picks bf16 where the
-            PyTorch path's "auto" does (native bf16 matmuls), float32 elsewhere; the other runtimes, float32.
+            PyTorch path's "auto" does (native bf16 matmuls, measured faster), float32 elsewhere; the other
+            runtimes, float32.
         num_threads: CPU threads of the runtime (its default when None).
         verify: check the artefact's sha256 against the manifest.
         head_precision: OpenVINO under bf16: "fp32" keeps the heads (and DA3's camera modules) in float32, as

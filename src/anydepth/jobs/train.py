@@ -42,7 +42,8 @@ class TrainOptions:
             else no evaluation.
         steps, batch_size, lr, encoder_lr_mult, freeze_encoder, weight_decay, warmup_steps, schedule, accum,
             grad_clip, eval_every, eval_items, save_every, seed: as :class:`anydepth.train.TrainConfig`.
-        precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "fp32", "bf16" or "fp16" (CUDA).
+        precision: "auto" (bf16 on CUDA and on CPUs whose bf16 matmuls are native and faster, else fp32), "fp32",
+            "bf16" or "fp16" (CUDA).
         device: "auto", "cpu", "cuda", "cuda:N".
         threads: CPU threads (None: torch's default).
         workers: processes that prepare batches ahead of the training (0: none).

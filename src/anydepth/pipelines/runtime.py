@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from typing import Any, Callable, ContextManager, Optional, Union
 
 import torch
@@ -40,7 +41,7 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU does bf16 matmuls natively (AMX-BF16 or AVX512-BF16)."""
+    """True where the CPU has native bf16 matmul instructions (AMX-BF16 or AVX512-BF16)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
@@ -49,12 +50,54 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+# "auto" takes bf16 only where its matmuls run at least this many times as fast as float32 ones: the rest of a
+# network (normalisations, activations, the casts) gains less than its matmuls, and float32 is the more accurate
+BF16_MIN_MATMUL_SPEEDUP = 1.5
+
+
+@functools.cache
+def cpu_bf16_matmul_speedup() -> float:
+    """How many times as fast a bf16 matmul runs as a float32 one on this CPU, measured once per process (best of
+    five 384-square products each, about 10 ms), under this process's settings: ``ONEDNN_MAX_CPU_ISA`` and
+    ``MKL_ENABLE_INSTRUCTIONS`` included.
+
+    Native bf16 instructions alone do not make bf16 the faster choice: AMX runs bf16 matmuls about seven times as
+    fast as float32 ones, an AVX512-BF16 core without AMX between about half as fast and twice as fast by vendor,
+    and a oneDNN held below the CPU's instruction set (``ONEDNN_MAX_CPU_ISA=AVX2``) has no bf16 kernel at all.
+    """
+    n = 384
+    a, b = torch.randn(n, n), torch.randn(n, n)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        start = time.perf_counter()
+        x @ y  # the first call builds oneDNN's kernel for the shape
+        first = time.perf_counter() - start
+        if first > 0.05:  # a fallback kernel (tens of ms for this size): one timing says enough
+            return first
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.no_grad():
+        fp32 = best(a, b)
+        bf16 = best(a.to(torch.bfloat16), b.to(torch.bfloat16))
+    return fp32 / max(bf16, 1e-9)
+
+
 def auto_picks_cpu_bf16() -> bool:
-    """Whether "auto" runs bf16 on this CPU: native bf16 matmuls, torch >= 2, and not switched off by
-    ``ANYDEPTH_CPU_BF16=0`` (read on every call, so the setting can change within a process)."""
-    if os.environ.get("ANYDEPTH_CPU_BF16", "1").strip() == "0":
+    """Whether "auto" runs bf16 on this CPU: torch >= 2, native bf16 instructions, and bf16 matmuls measured at
+    least :data:`BF16_MIN_MATMUL_SPEEDUP` times as fast as float32 ones (:func:`cpu_bf16_matmul_speedup`).
+
+    ``ANYDEPTH_CPU_BF16=0`` switches bf16 off, ``ANYDEPTH_CPU_BF16=1`` takes it wherever the instructions are
+    there without measuring (read on every call, so the setting can change within a process).
+    """
+    setting = os.environ.get("ANYDEPTH_CPU_BF16", "").strip()
+    if setting == "0" or _torch_major() < 2 or not cpu_has_fast_bf16():
         return False
-    return cpu_has_fast_bf16() and _torch_major() >= 2
+    return setting == "1" or cpu_bf16_matmul_speedup() >= BF16_MIN_MATMUL_SPEEDUP
 
 
 def _torch_major() -> int:
@@ -64,9 +107,9 @@ def _torch_major() -> int:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision ("fp32", "bf16" or "fp16") for a requested one on a device.
 
-    "auto" picks bf16 on CUDA devices that support it (fp16 on older ones) and on CPUs with native bf16
-    matmuls (unless ``ANYDEPTH_CPU_BF16=0``, see :func:`auto_picks_cpu_bf16`), and float32 elsewhere. fp16 on a
-    CPU is refused: it is slower than float32 there.
+    "auto" picks bf16 on CUDA devices that support it (fp16 on older ones) and on CPUs whose bf16 matmuls are
+    native and measured faster than float32 ones (see :func:`auto_picks_cpu_bf16`), and float32 elsewhere. fp16
+    on a CPU is refused: it is slower than float32 there.
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")

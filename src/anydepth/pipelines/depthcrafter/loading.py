@@ -37,8 +37,8 @@ PathLike = Union[str, Path]
 
 def _dtype(precision: str, device: torch.device) -> torch.dtype:
     """By default float16 on CUDA (upstream's choice), and on the CPU bf16 where "auto" runs bf16 for every family
-    (native bf16 matmuls: :func:`~anydepth.pipelines.runtime.auto_picks_cpu_bf16`), else float32. fp16 on a CPU is
-    refused (slow, and upstream never does).
+    (native bf16 matmuls measured faster: :func:`~anydepth.pipelines.runtime.auto_picks_cpu_bf16`), else float32.
+    fp16 on a CPU is refused (slow, and upstream never does).
 
     bf16 on the CPU: 2.1x float32 on the real networks' shapes, 0.67% mean relative error against upstream's float32
     output (random weights; ``benchmarks/depthcrafter_speed.py``, benchmarks/RESULTS.md), inside the 1% that
