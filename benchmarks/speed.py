@@ -19,9 +19,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
+
+from _common import cpu_model, matmul_peak_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,20 +185,6 @@ report(timed(lambda: model.infer_video_depth(frames, 30, input_size={input_size}
 )
 
 
-def _matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
 def _run_child(python: str, body: str, fmt: Dict[str, object]) -> Dict[str, float]:
     code = _PRELUDE.format(**fmt) + body
     for name in ("precision", "vda_upstream", "frames", "input_size"):  # the bodies' own placeholders
@@ -220,6 +207,12 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("da3", "v2", "vda"), default=None)
     parser.add_argument(
+        "--no-upstream-default",
+        action="store_true",
+        help="leave out upstream's default run (DA3's fp16 autocast takes minutes per call where oneDNN is held to "
+        "AVX2); the speed-ups are then against upstream's float32 run",
+    )
+    parser.add_argument(
         "--vda-upstream",
         type=Path,
         default=None,
@@ -231,7 +224,11 @@ def main() -> None:
 
     import torch
 
-    peaks = {"float32": _matmul_peak_gflops("float32"), "bfloat16": _matmul_peak_gflops("bfloat16")}
+    peaks = {"float32": matmul_peak_gflops("float32"), "bfloat16": matmul_peak_gflops("bfloat16")}
+    sys.path.insert(0, str(ROOT / "src"))
+    from anydepth.pipelines.runtime import auto_picks_cpu_bf16
+
+    auto_peak = "bfloat16" if auto_picks_cpu_bf16() else "float32"  # what "auto" runs here, as the children see it
     common = {
         "root": str(ROOT),
         "height": 480,
@@ -282,12 +279,14 @@ def main() -> None:
     }  # fmt: skip
     if args.vda_upstream is None:
         suites.pop("vda")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak measured here: "
-          f"fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s; "
+    print(f"cpu: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"matmul peak measured here: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s; "
           f"median of {args.repeats} calls per child, median over {args.rounds} alternating rounds\n")  # fmt: skip
     for key, (title, views, configs) in suites.items():
         if args.only and key != args.only:
             continue
+        if args.no_upstream_default and key != "v2":  # V2's default is its float32 run
+            configs = configs[2:3] + configs[1:2] + configs[3:]
         rounds: List[List[Dict[str, float]]] = [[] for _ in configs]
         for _ in range(args.rounds):
             for i, (_, python, body, precision) in enumerate(configs):
@@ -304,7 +303,7 @@ def main() -> None:
             gflops = ""
             if flops:
                 rate = flops / seconds / 1e9
-                peak = peaks["bfloat16" if precision == "auto" else "float32"]
+                peak = peaks[auto_peak if precision == "auto" else "float32"]
                 gflops = f"{rate:.0f} ({100 * rate / peak:.0f}% of {peak:.0f}; {flops / 1e9:.0f} GFLOP)"
             rss = max(out["rss_mib"] for out in outs)
             print(f"| {label} | {seconds:.3f} | {statistics.median(ratios):.2f}x{spread} | {views / seconds:.2f} | "
