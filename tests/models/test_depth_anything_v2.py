@@ -220,6 +220,40 @@ def test_output_branch_on_a_bf16_map_gives_float32_logits():
 
 
 @pytest.mark.precision
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_output_branch_takes_an_added_map_into_its_first_convolution(dtype, fast_paths_on):
+    from anydepth.layers import dpt_blocks
+
+    if dtype == torch.bfloat16 and int(torch.__version__.split(".")[0]) < 2:
+        pytest.skip("CPU bf16 autocast needs torch >= 2.0")
+    torch.manual_seed(0)
+    branch = dpt_blocks.OutputBranch(8, 4, 2).eval()
+    x = torch.randn(3, 8, 9, 11).contiguous(memory_format=torch.channels_last).to(dtype)
+    extra = torch.randn(8, 9, 11).to(dtype)
+
+    def mean_relative(a, b):
+        return float((a - b).abs().mean() / b.abs().mean())
+
+    for scale in (1.0, 2.0):
+        if scale != 1.0:  # new weights (load_state_dict bumps their versions): the cached conv(extra) follows
+            branch.load_state_dict({k: v * scale for k, v in branch.state_dict().items()})
+        with torch.inference_mode():
+            added = branch(x.clone().add_(extra))  # the addition over the whole map, then the branch
+            exact = branch(x.float() + extra.float())
+            got = branch.forward_plus(x.clone(), extra)
+        assert got.dtype == torch.float32 and got.shape == (3, 2, 9, 11)
+        fused = dpt_blocks._FUSED_CONV is not None and (dtype == torch.float32 or dpt_blocks._bf16_conv_supported())
+        assert (branch._plus_cache is not None) == fused
+        if dtype == torch.float32:
+            torch.testing.assert_close(got, added, rtol=1e-5, atol=1e-5)
+        else:  # bf16 rounds x + extra once less: as close to float32 as the addition over the map, or closer
+            assert mean_relative(got, exact) < 1.25 * mean_relative(added, exact) < 0.02
+    with torch.enable_grad():  # the plain path: the same numbers
+        plain = branch.forward_plus(x.float().clone(), extra.float())
+    torch.testing.assert_close(plain, exact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.precision
 @pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="CPU bf16 autocast needs torch >= 2.0")
 def test_patch_embedding_stays_float32_under_bf16_as_a_matmul(fast_paths_on):
     torch.manual_seed(0)

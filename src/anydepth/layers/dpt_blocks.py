@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
@@ -14,20 +15,22 @@ from anydepth.layers.precision import PrecisionPolicy, fast_paths_enabled, float
 _FUSED_CONV = onednn_op("_convolution_pointwise")
 
 
-def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
-    """Whether ``conv`` on ``x`` can take the fused kernel: float32 on the CPU, no grad, tracing or
-    ``torch.compile``, the fast paths on in the process (``layers.precision.fast_paths_enabled``), and no forward
-    hooks on the module (the fused kernel does not call it, so hooks would not see it run).
+def _fusable(conv: nn.Conv2d, x: Tensor, bf16_input: bool = False) -> bool:
+    """Whether ``conv`` on ``x`` can take the fused kernel: float32 (or, with ``bf16_input``, bf16 where oneDNN
+    has bf16 kernels) on the CPU, float32 weights, no grad, tracing or ``torch.compile``, the fast paths on in the
+    process (``layers.precision.fast_paths_enabled``), and no forward hooks on the module (the fused kernel does not
+    call it, so hooks would not see it run).
 
     The fused kernels do not follow autocast: the blocks that call them run in float32 regions (the DPT heads'
     fusion and output branches), where autocast is off.
     """
+    dtype_ok = x.dtype == torch.float32 or (bf16_input and x.dtype == torch.bfloat16 and _bf16_conv_supported())
     return (
         _FUSED_CONV is not None
+        and dtype_ok
         and not conv._forward_hooks
         and not conv._forward_pre_hooks
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
         and conv.weight.dtype == torch.float32
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
@@ -36,6 +39,20 @@ def _fusable(conv: nn.Conv2d, x: Tensor) -> bool:
         and not torch.jit.is_scripting()
         and fast_paths_enabled()
     )
+
+
+@functools.cache
+def _bf16_conv_supported() -> bool:
+    """Whether oneDNN's fused convolution runs bf16 here (it needs AVX512 or AVX-NE-CONVERT and raises on an AVX2
+    CPU); tried once on a tiny input, which also catches ``ONEDNN_MAX_CPU_ISA`` held below the CPU."""
+    if _FUSED_CONV is None:
+        return False
+    try:
+        x = torch.ones(1, 2, 3, 3, dtype=torch.bfloat16)
+        _FUSED_CONV(x, torch.ones(2, 2, 1, 1, dtype=torch.bfloat16), None, [0, 0], [1, 1], [1, 1], 1, "relu", [], "")
+    except RuntimeError:
+        return False
+    return True
 
 
 def _conv_args(conv: nn.Conv2d) -> Tuple[Any, ...]:
@@ -186,3 +203,77 @@ class OutputBranch(nn.Sequential):
             hidden = self[0](x).relu_()
         with float32_region(x.device):
             return self[2](hidden.to(dtype))
+
+    def forward_plus(self, x: Tensor, extra: Tensor) -> Tensor:
+        """``self(x + extra)`` for a (C, H, W) map ``extra`` added to every image of ``x`` (a temporary of the
+        caller: it may be updated in place), as the DA3 heads add their UV embedding.
+
+        On CPU inference the addition goes into the first convolution instead of over the image-sized input:
+        ``conv(x + extra) = conv(x) + conv(extra)`` (zero padding pads the sum as it pads each term), and
+        ``conv(extra)`` without the bias is computed once per map and weights; the kernel adds it and applies
+        the ReLU as post-ops, image by image. The 1x1 convolution that gives the outputs runs in float32 on
+        row blocks of each image's hidden map, converted as it is read instead of as a whole. The same
+        arithmetic as ``self(x + extra)`` up to rounding (bf16 rounds ``x + extra`` once less).
+        """
+        conv, last = self[0], self[2]
+        fast = (
+            self.fast_paths
+            and x.dim() == 4
+            and tuple(extra.shape) == tuple(x.shape[1:])
+            and _fusable(conv, x, bf16_input=True)
+            and last.weight.dtype == torch.float32
+            and last.kernel_size == (1, 1)
+            and last.groups == 1
+            and not (self._forward_hooks or self._forward_pre_hooks or last._forward_hooks or last._forward_pre_hooks)
+        )
+        if not fast:
+            return self(x + extra if x.requires_grad else x.add_(extra.to(x.dtype)))
+        weight, bias = conv.weight, conv.bias
+        if x.dtype != weight.dtype:
+            weight = weight.to(x.dtype)
+            bias = None if bias is None else bias.to(x.dtype)
+        mapped = self._mapped(extra, x)
+        n, _, height, width = x.shape
+        out = torch.empty((n, height, width, last.out_channels), dtype=last.weight.dtype, device=x.device)
+        for i in range(n):
+            hidden = _FUSED_CONV.binary(
+                x[i : i + 1], mapped, weight, bias, *_conv_args(conv), "add", None, "relu", [], ""
+            )
+            _pointwise_rows(last, hidden, out[i])
+        return out.permute(0, 3, 1, 2)
+
+    _plus_cache: Optional[Tuple[Tensor, Tuple[Any, ...], Tensor]] = None
+
+    def _mapped(self, extra: Tensor, x: Tensor) -> Tensor:
+        """``conv(extra)`` without the bias, as one image in the dtype and memory format of ``x``; kept while
+        ``extra`` (held, so that its storage is not reused), the weights and the format are unchanged."""
+        conv = self[0]
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        stamp = (conv.weight.data_ptr(), conv.weight._version, x.dtype, channels_last)
+        cached = self._plus_cache
+        if cached is None or cached[0] is not extra or cached[1] != stamp:
+            with torch.no_grad(), float32_region(x.device):
+                image = extra[None].to(conv.weight.dtype)
+                mapped = F.conv2d(image, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            self._plus_cache = cached = (extra, stamp, mapped.to(x.dtype).contiguous(memory_format=layout))
+        return cached[2]
+
+
+# rows of a 1x1 convolution's input converted to float32 at a time: 16,384 x 32 channels fill 2 MiB (a core's L2)
+_POINTWISE_ROWS = 16384
+
+
+def _pointwise_rows(conv: nn.Conv2d, x: Tensor, out: Tensor) -> None:
+    """A 1x1 ``conv`` (float32 weights) on one image ``x`` (1, C, H, W), written into ``out`` (H, W, C_out) in the
+    weights' dtype, in row blocks: a bf16 ``x`` is converted block by block while in cache."""
+    channels = x.shape[1]
+    rows = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for a channels-last map
+    dst = out.view(-1, out.shape[-1])
+    weight = conv.weight.view(conv.out_channels, channels).t()
+    for start in range(0, rows.shape[0], _POINTWISE_ROWS):
+        block = rows[start : start + _POINTWISE_ROWS].to(weight.dtype)
+        if conv.bias is None:
+            torch.mm(block, weight, out=dst[start : start + _POINTWISE_ROWS])
+        else:
+            torch.addmm(conv.bias, block, weight, out=dst[start : start + _POINTWISE_ROWS])

@@ -367,20 +367,30 @@ class DPTTrunk(nn.Module):
         map)."""
         if not self.pos_embed:
             return x
+        table = self._uv_table(x, aspect_ratio)
+        if x.requires_grad:
+            return x + table
+        return x.add_(table)
+
+    def _uv_table(self, x: Tensor, aspect_ratio: float) -> Tensor:
+        """The (C, H, W) UV embedding for the map ``x``, in its dtype: frozen, cached, or built."""
         if self.frozen_size is not None:
             name = self._frozen_uv.get((int(x.shape[1]), int(x.shape[2]), int(x.shape[3])))
             if name is None:
                 raise ShapeError(f"no UV embedding was frozen for a {tuple(x.shape[1:])} map; freeze_input_size again")
             table = getattr(self, name)
-            table = table if table.dtype == x.dtype else table.to(x.dtype)
-        else:
-            args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
-            # torch.compile traces the function itself (and warns about the cache)
-            cached = self.fast_paths and fast_paths_enabled() and not compiling()
-            table = _cached_uv_embedding(*args, x.dtype) if cached else uv_position_embedding(*args).to(x.dtype)
-        if x.requires_grad:
-            return x + table
-        return x.add_(table)
+            return table if table.dtype == x.dtype else table.to(x.dtype)
+        args = (x.shape[-2], x.shape[-1], x.shape[1], float(aspect_ratio), x.device)
+        # torch.compile traces the function itself (and warns about the cache)
+        cached = self.fast_paths and fast_paths_enabled() and not compiling()
+        return _cached_uv_embedding(*args, x.dtype) if cached else uv_position_embedding(*args).to(x.dtype)
+
+    def _output(self, branch: OutputBranch, x: Tensor, aspect_ratio: float) -> Tensor:
+        """``branch`` on ``x`` plus the UV embedding: the addition goes into the branch's first convolution
+        (:meth:`OutputBranch.forward_plus`) rather than over the image-sized map."""
+        if not self.pos_embed:
+            return branch(x)
+        return branch.forward_plus(x, self._uv_table(x, aspect_ratio))
 
     def _reassemble(
         self, tokens: Sequence[Tensor], grid_h: int, grid_w: int, aspect_ratio: float, low: Optional[torch.dtype]
@@ -567,8 +577,7 @@ class DualDPTHead(DPTTrunk):
     ) -> Tuple[Tensor, ...]:
         s, aspect, low = self.scratch, width / height, self.reassembly_dtype
         maps = self._level_maps(tokens, height, width, low)
-        main = self._add_pos_embed(self._main_map(maps, height, width, low), aspect)
-        logits = s.output_conv2(main)  # a float32 output either way (OutputBranch)
+        logits = self._output(s.output_conv2, self._main_map(maps, height, width, low), aspect)  # float32 either way
         depth, depth_conf = logits[:, 0].exp(), logits[:, 1].exp() + 1.0
         if not rays:
             return depth, depth_conf
