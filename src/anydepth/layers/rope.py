@@ -132,7 +132,8 @@ def apply_rope(x: Tensor, tables: RopeTables) -> Tensor:
         (B, heads, N, head_dim): within each half, pairs ``(a, b)`` become ``(a cos - b sin, b cos + a sin)``.
     """
     cos, signed_sin = tables
-    return x * cos + _swap_pairs(x) * signed_sin
+    # x * cos + swapped * sin in one pass fewer over the queries and keys, and a bf16 sum rounded once instead of twice
+    return torch.addcmul(x * cos, _swap_pairs(x), signed_sin)
 
 
 def rotate_tokens_(x: Tensor, rope: PartialRope) -> Tensor:
