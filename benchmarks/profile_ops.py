@@ -40,10 +40,10 @@ _ELEMENTWISE = (
 )  # fmt: skip
 _KINDS: List[Tuple[str, Tuple[str, ...]]] = [
     ("attention", ("scaled_dot_product", "flash_attention")),
+    ("resampling", ("upsample", "interpolate", "grid_sampler", "resize")),  # before the products: "bilinear"
     ("matrix products", ("linear", "addmm", "aten::mm", "bmm", "matmul", "baddbmm")),
     ("convolutions", ("conv", "mkldnn_convolution")),
     ("normalisation", ("layer_norm", "group_norm", "batch_norm", "native_layer_norm")),
-    ("resampling", ("upsample", "interpolate", "grid_sampler", "resize")),
     ("layout copies and casts", ("copy_", "contiguous", "clone", "aten::to", "_to_copy", "cat", "stack", "permute")),
     ("elementwise", _ELEMENTWISE),
 ]

@@ -135,3 +135,27 @@ def test_reassembly_precision_is_a_no_op_for_float32():
             assert active_autocast_dtype(cpu) is None
     with reassembly_precision(cpu, torch.bfloat16):
         assert active_autocast_dtype(cpu) == torch.bfloat16
+
+
+@needs_cpu_bf16
+def test_bf16_queries_and_keys_reach_attention_in_bf16(monkeypatch):
+    """The RoPE tables of a mixed-precision backbone are built in its compute dtype: float32 tables promoted the
+    rotated queries and keys to float32, which autocast then cast back to bf16 for SDPA (two passes per layer)."""
+    import importlib
+
+    attention_module = importlib.import_module("anydepth.layers.attention")
+    preset = get_preset("da3-small")
+    net = fill_(anydepth.build_network(preset), 0).eval()
+    seen = []
+    plain = attention_module.attention
+
+    def recording(q, k, v, fused=True):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return plain(q, k, v, fused)
+
+    monkeypatch.setattr(attention_module, "attention", recording)
+    MultiViewModel(net, preset, torch.device("cpu"), "bf16").infer(_views(3), process_res=154)
+    assert len(seen) == len(net.backbone.pretrained.blocks) and set(seen) == {(torch.bfloat16,) * 3}
+    seen.clear()
+    MultiViewModel(net, preset, torch.device("cpu"), "fp32").infer(_views(3), process_res=154)
+    assert set(seen) == {(torch.float32,) * 3}

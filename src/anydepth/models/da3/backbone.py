@@ -390,6 +390,10 @@ class DA3Backbone(nn.Module):
             and not torch.jit.is_tracing()
             and fast_paths_enabled(compilable=True)
         )
+        if self.compute_dtype is not None and like.device.type in ("cpu", "cuda"):
+            # the blocks' queries and keys come out of their projections in the mixed region's dtype: tables in
+            # that dtype keep the rotation there, instead of promoting it to float32 and casting back for SDPA
+            like = like.new_empty((0,), dtype=self.compute_dtype)
         return self._build_rope_tables(grid_h, grid_w, num_views, like, partial)
 
     def _build_rope_tables(
