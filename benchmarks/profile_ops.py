@@ -188,7 +188,7 @@ def main() -> None:
         print(f"| {kind} | {100 * us / profiled:.1f}% | {1000 * seconds:.0f} | {gflop:.1f} | {rate} | {share} |")
         bound += gflop / (0.6 * peak) if kind in _ARITHMETIC and gflop else seconds
     print(f"\nwith the products, attention and convolutions at 60% of the {peak_name} peak and the rest as measured: "
-          f"{bound:.3f} s ({total / bound:.2f}x faster than now)\n")  # fmt: skip
+          f"{bound:.3f} s ({total / bound:.2f}x the speed of now)\n")  # fmt: skip
     print(f"| top {args.top} operations | kind | share | calls | ms |")
     print("|---|---|--:|--:|--:|")
     for key, us in sorted(self_us.items(), key=lambda kv: -kv[1])[: args.top]:
