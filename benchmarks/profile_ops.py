@@ -1,8 +1,9 @@
 """Where a model's CPU time goes, by kind of operation: the account of the gap between its achieved throughput and
 the matmul peak that the speed issue asks for.
 
-Runs one model's default path (``load_model(...).infer`` as ``speed.py`` times it: DA3-small on 4 views of 640x480 at
-process_res 504, or Depth Anything V2 vits on one image at 518) on deterministic random weights under
+Runs one model's default path as ``speed.py`` times it (DA3-small's ``load_model(...).infer`` on 4 views of 640x480
+at process_res 504, Depth Anything V2 vits' on one image at 518, or Video Depth Anything vits' compat
+``infer_video_depth`` on one 32-frame window at input 280) on deterministic random weights under
 ``torch.profiler``, and prints, per kind of operation (matrix products, attention, convolutions, normalisation,
 elementwise, layout copies and casts, resampling, the rest):
 
@@ -80,6 +81,20 @@ def _model_call(model_name: str, precision: str) -> Callable[[], object]:
         ).astype(np.uint8)
         for i in range(4)
     ]
+    if model_name == "vda-small":  # the compat facade's infer_video_depth on one 32-frame window at input 280
+        from tests.helpers.random_weights import random_state_dict
+
+        from anydepth.compat import VideoDepthAnything
+
+        frames = np.stack([np.roll(views[i % 4], 7 * i, axis=1) for i in range(32)])
+        vda = VideoDepthAnything(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+        state = vda.state_dict()
+        filled = random_state_dict({k: tuple(v.shape) for k, v in state.items()}, 0)
+        filled.update({k: v for k, v in state.items() if k.endswith("pos_encoder.pe")})  # sinusoid tables
+        vda.load_state_dict(filled)
+        vda.eval()
+        fp32 = precision == "fp32"
+        return lambda: vda.infer_video_depth(frames, 30, input_size=280, device="cpu", fp32=fp32)
     preset = get_preset(model_name)
     net = fill_(anydepth.build_network(preset)).eval()
     dev = torch.device("cpu")
@@ -133,7 +148,7 @@ def count_flops_by_op(fn: Callable[[], object]) -> Dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("da3-small", "dav2-small"), default="da3-small")
+    parser.add_argument("--model", choices=("da3-small", "dav2-small", "vda-small"), default="da3-small")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=5, help="unprofiled calls timed (median)")
     parser.add_argument("--top", type=int, default=12, help="single operations listed after the kinds")
