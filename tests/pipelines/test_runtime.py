@@ -1,4 +1,4 @@
-"""CPU runtime settings: the allocator profiles (treatment of large freed blocks)."""
+"""CPU runtime settings: the allocator profiles (treatment of large freed blocks) and the choice of bf16 for "auto"."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def _bf16_conv_supported() -> bool:
     try:
         x = torch.ones(1, 2, 3, 3, dtype=torch.bfloat16)
         _FUSED_CONV(x, torch.ones(2, 2, 1, 1, dtype=torch.bfloat16), None, [0, 0], [1, 1], [1, 1], 1, "relu", [], "")
-    except RuntimeError:
+    except (RuntimeError, NotImplementedError):
         return False
     return True
 

@@ -61,9 +61,10 @@ def cpu_bf16_matmul_speedup() -> float:
     five 384-square products each, about 10 ms), under this process's settings: ``ONEDNN_MAX_CPU_ISA`` and
     ``MKL_ENABLE_INSTRUCTIONS`` included.
 
-    Native bf16 instructions alone do not make bf16 the faster choice: AMX runs bf16 matmuls about seven times as
-    fast as float32 ones, an AVX512-BF16 core without AMX between about half as fast and twice as fast by vendor,
-    and a oneDNN held below the CPU's instruction set (``ONEDNN_MAX_CPU_ISA=AVX2``) has no bf16 kernel at all.
+    Native bf16 instructions alone do not make bf16 the faster choice. Measured (benchmarks/RESULTS.md): AMX runs
+    bf16 matmuls about 7x as fast as float32 ones at 2048-square (this probe's small products: about 4x), an AMD
+    EPYC with AVX512-BF16 2.3x, an Intel core held to AVX512-BF16 without AMX 0.6x, and a oneDNN held below the
+    CPU's instruction set (``ONEDNN_MAX_CPU_ISA=AVX2``) has no bf16 kernel at all.
     """
     n = 384
     a, b = torch.randn(n, n), torch.randn(n, n)
