@@ -246,8 +246,10 @@ class DA3Backbone(nn.Module):
         self.pretrained.freeze_input_size(height, width)
         p = self.patch_size
         if self.cfg.rope_start is not None:
-            like = self.pretrained.pos_embed.detach()
-            local, global_ = self._build_rope_tables(height // p, width // p, num_views, like, partial=False)
+            pos = self.pretrained.pos_embed
+            local, global_ = self._build_rope_tables(
+                height // p, width // p, num_views, pos.device, pos.dtype, partial=False
+            )
             for name, table in zip(("local_cos", "local_sin", "global_cos", "global_sin"), (*local, *global_)):
                 self.register_buffer(f"rope_{name}", table.clone(), persistent=False)
         self.frozen_input = (int(height), int(width), int(num_views))
@@ -390,14 +392,15 @@ class DA3Backbone(nn.Module):
             and not torch.jit.is_tracing()
             and fast_paths_enabled(compilable=True)
         )
+        dtype = like.dtype
         if self.compute_dtype is not None and like.device.type in ("cpu", "cuda"):
             # the blocks' queries and keys come out of their projections in the mixed region's dtype: tables in
             # that dtype keep the rotation there, instead of promoting it to float32 and casting back for SDPA
-            like = like.new_empty((0,), dtype=self.compute_dtype)
-        return self._build_rope_tables(grid_h, grid_w, num_views, like, partial)
+            dtype = self.compute_dtype
+        return self._build_rope_tables(grid_h, grid_w, num_views, like.device, dtype, partial)
 
     def _build_rope_tables(
-        self, grid_h: int, grid_w: int, num_views: int, like: Tensor, partial: bool
+        self, grid_h: int, grid_w: int, num_views: int, device: torch.device, dtype: torch.dtype, partial: bool
     ) -> Tuple[RopeTables, Rope]:
         """RoPE of the per-view sequence (T, head_dim) and of a scene's sequence (S * T tokens).
 
@@ -409,16 +412,16 @@ class DA3Backbone(nn.Module):
         """
         enc = self.cfg.encoder
         head_dim = enc.embed_dim // enc.num_heads
-        patches = grid_positions(grid_h, grid_w, like.device) + 1  # (N, 2); 0 is the class/camera token's
-        special = torch.zeros(1, 2, dtype=patches.dtype, device=like.device)
+        patches = grid_positions(grid_h, grid_w, device) + 1  # (N, 2); 0 is the class/camera token's
+        special = torch.zeros(1, 2, dtype=patches.dtype, device=device)
         local_pos = torch.cat((special, patches), dim=0)  # (T, 2)
-        local = rope_tables(local_pos, head_dim, self.cfg.rope_freq, like.dtype)
+        local = rope_tables(local_pos, head_dim, self.cfg.rope_freq, dtype)
         tokens = local_pos.shape[0]
         if partial:
-            cameras = torch.arange(num_views, device=like.device) * tokens
+            cameras = torch.arange(num_views, device=device) * tokens
             return local, partial_rope(
-                special.expand(num_views, 2), cameras, (1, 1), head_dim, self.cfg.rope_freq, like.dtype
+                special.expand(num_views, 2), cameras, (1, 1), head_dim, self.cfg.rope_freq, dtype
             )
         global_pos = torch.cat((special, torch.ones_like(patches)), dim=0).repeat(num_views, 1)  # (S * T, 2)
-        global_ = rope_tables(global_pos, head_dim, self.cfg.rope_freq, like.dtype)
+        global_ = rope_tables(global_pos, head_dim, self.cfg.rope_freq, dtype)
         return local, global_
