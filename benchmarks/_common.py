@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from typing import Dict, Optional
 
 
 def cpu_model() -> str:
@@ -53,3 +54,44 @@ def matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> flo
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def count_flops_by_op(fn) -> Optional[Dict[str, int]]:
+    """FLOPs per aten / mkldnn operation of one call of ``fn`` under ``FlopCounterMode``, with the kernels that it
+    does not count added by formula: CPU flash attention, and oneDNN's convolution and linear with post-ops (the
+    fused kernels of layers/linear.py and layers/dpt_blocks.py). None on a torch without the counter."""
+    import numpy as np
+    import torch
+
+    try:
+        from torch.utils import flop_counter
+    except ImportError:
+        return None
+
+    def shapes(args, kwargs):  # the counter passes shapes (or tensors, by version), positionally or by schema name
+        values = list(args) + [v for k, v in kwargs.items() if k != "out_shape"]
+        keep = [v for v in values if isinstance(v, (tuple, list, torch.Size)) or hasattr(v, "shape")]
+        return [tuple(getattr(v, "shape", v)) for v in keep]
+
+    def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
+        (q, k, v) = (tuple(getattr(x, "shape", x)) for x in (query, key, value))
+        *batch, n_q, d = q
+        return 2 * int(np.prod(batch)) * n_q * k[-2] * (d + v[-1])
+
+    def conv_fused(*args, out_shape=None, **kwargs):  # (x, [other,] w, ...)
+        w_shape = next(s for s in shapes(args, kwargs)[1:] if len(s) == 4 and s != tuple(out_shape))
+        return 2 * int(np.prod(out_shape)) * int(np.prod(w_shape[1:]))
+
+    def linear_fused(*args, out_shape=None, **kwargs):  # (x, w, ...)
+        return 2 * int(np.prod(out_shape)) * int(shapes(args, kwargs)[1][-1])
+
+    mapping = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+        mapping[op] = sdpa_cpu
+    for name, formula in (("_convolution_pointwise", conv_fused), ("_linear_pointwise", linear_fused)):
+        if hasattr(torch.ops.mkldnn, name):
+            mapping[getattr(torch.ops.mkldnn, name)] = formula
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
+        fn()
+    return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}

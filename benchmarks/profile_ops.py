@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model, matmul_peak_gflops  # noqa: E402
+from _common import count_flops_by_op, cpu_model, matmul_peak_gflops  # noqa: E402
 
 # kind of an operation by its profiler name (first match wins); names cover aten, mkldnn and our fused kernels
 _ELEMENTWISE = (
@@ -111,41 +111,6 @@ def _model_call(model_name: str, precision: str) -> Callable[[], object]:
     return lambda: mono.infer(views[0])
 
 
-def count_flops_by_op(fn: Callable[[], object]) -> Dict[str, int]:
-    """FLOPs per aten / mkldnn operation of one call (``speed.py``'s counting)."""
-    import numpy as np
-    import torch
-    from torch.utils import flop_counter
-
-    def shapes(args, kwargs):
-        values = list(args) + [v for k, v in kwargs.items() if k != "out_shape"]
-        keep = [v for v in values if isinstance(v, (tuple, list, torch.Size)) or hasattr(v, "shape")]
-        return [tuple(getattr(v, "shape", v)) for v in keep]
-
-    def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
-        shape = lambda x: tuple(getattr(x, "shape", x))  # noqa: E731
-        *batch, n_q, d = shape(query)
-        return 2 * int(np.prod(batch)) * n_q * shape(key)[-2] * (d + shape(value)[-1])
-
-    def conv_fused(*args, out_shape=None, **kwargs):
-        w_shape = next(s for s in shapes(args, kwargs)[1:] if len(s) == 4 and s != tuple(out_shape))
-        return 2 * int(np.prod(out_shape)) * int(np.prod(w_shape[1:]))
-
-    def linear_fused(*args, out_shape=None, **kwargs):
-        return 2 * int(np.prod(out_shape)) * int(shapes(args, kwargs)[1][-1])
-
-    mapping = {}
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is not None:
-        mapping[op] = sdpa_cpu
-    for name, formula in (("_convolution_pointwise", conv_fused), ("_linear_pointwise", linear_fused)):
-        if hasattr(torch.ops.mkldnn, name):
-            mapping[getattr(torch.ops.mkldnn, name)] = formula
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
-        fn()
-    return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("da3-small", "dav2-small", "vda-small"), default="da3-small")
@@ -176,7 +141,7 @@ def main() -> None:
         self_us[event.key] += event.self_cpu_time_total
         calls[event.key] += event.count
     profiled = sum(self_us.values())
-    flops = count_flops_by_op(call)
+    flops = count_flops_by_op(call) or {}
     peak_name = "bfloat16" if concrete == "bf16" else "float32"
     peaks = {"float32": matmul_peak_gflops("float32"), "bfloat16": matmul_peak_gflops("bfloat16")}
     peak = peaks[peak_name]

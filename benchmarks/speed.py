@@ -44,33 +44,11 @@ def timed(fn):
         start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
     return statistics.median(times)
 
-def count_flops(fn):  # FlopCounterMode, plus the CPU flash-attention kernel that it does not count
-    try:
-        from torch.utils import flop_counter
-    except ImportError:
-        return None
-    def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
-        shape = lambda x: tuple(getattr(x, "shape", x))  # the counter passes shapes (or tensors, by version)
-        *batch, n_q, d = shape(query)
-        n_k, d_v = shape(key)[-2], shape(value)[-1]
-        return 2 * int(np.prod(batch)) * n_q * n_k * (d + d_v)
-    def shapes(args, kwargs):  # the counter passes shapes (or tensors), positionally or by schema name
-        values = list(args) + [v for k, v in kwargs.items() if k != "out_shape"]
-        keep = [v for v in values if isinstance(v, (tuple, list, torch.Size)) or hasattr(v, "shape")]
-        return [tuple(getattr(v, "shape", v)) for v in keep]
-    def conv_fused(*args, out_shape=None, **kwargs):  # oneDNN conv with a post-op: (x, [other,] w, ...)
-        w_shape = next(s for s in shapes(args, kwargs)[1:] if len(s) == 4 and s != tuple(out_shape))
-        return 2 * int(np.prod(out_shape)) * int(np.prod(w_shape[1:]))
-    def linear_fused(*args, out_shape=None, **kwargs):  # oneDNN linear with bias and a post-op: (x, w, ...)
-        return 2 * int(np.prod(out_shape)) * int(shapes(args, kwargs)[1][-1])
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    mapping = {{op: sdpa_cpu}} if op is not None else {{}}
-    for name, formula in (("_convolution_pointwise", conv_fused), ("_linear_pointwise", linear_fused)):
-        if hasattr(torch.ops.mkldnn, name):  # the fused kernels (layers/linear.py, layers/dpt_blocks.py)
-            mapping[getattr(torch.ops.mkldnn, name)] = formula
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
-        fn()
-    return counter.get_total_flops()
+def count_flops(fn):  # our children only: benchmarks/_common.py counts (upstream's children never call this)
+    sys.path.insert(0, {root!r} + "/benchmarks")
+    from _common import count_flops_by_op
+    counts = count_flops_by_op(fn)
+    return None if counts is None else sum(counts.values())
 
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
