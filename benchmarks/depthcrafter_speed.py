@@ -11,7 +11,10 @@ random weights (``tests/helpers/depthcrafter_tiny.py``), saved in the official f
 
 Upstream runs as its CPU users must (float32: its float16 is CUDA's); anydepth with its default precision and
 with ``--precision`` each. Prints one JSON line per run and a table of the ratios with their range over rounds, and
-the mean relative error of each anydepth precision against upstream's output::
+the mean relative error of each anydepth precision against upstream's output. ``--traced`` adds a run whose
+UNet is a frozen TorchScript graph, traced per input shape in the untimed first call: not a mode of anydepth but
+the bound of what removing Python from the UNet could buy, where the run is bound by dispatch (the tiny
+networks)::
 
     PYTHONPATH=src python benchmarks/depthcrafter_speed.py --upstream /tmp/dc_upstream --config tiny
 """
@@ -84,6 +87,32 @@ else:
     folder = {folder!r}
     model = anydepth.load_model("depthcrafter", weights=folder + "/DepthCrafter", svd_weights=folder + "/svd",
                                 device="cpu", precision={precision!r})
+    if {traced!r}:
+        # a bound, not a mode: the UNet as one frozen TorchScript graph per input shape, no Python inside it
+        import warnings
+
+        class _Call(torch.nn.Module):
+            def __init__(self, unet):
+                super().__init__()
+                self.unet = unet
+
+            def forward(self, sample, t, context, ids):
+                return self.unet(sample, t, encoder_hidden_states=context, added_time_ids=ids, return_dict=False)[0]
+
+        class _Traced:
+            def __init__(self, unet):
+                self.call, self.graphs = _Call(unet).eval(), {{}}
+
+            def __call__(self, sample, t, encoder_hidden_states, added_time_ids, return_dict=False):
+                key = tuple(sample.shape)
+                if key not in self.graphs:
+                    inputs = (sample, t, encoder_hidden_states, added_time_ids)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        self.graphs[key] = torch.jit.freeze(torch.jit.trace(self.call, inputs, check_trace=False))
+                return (self.graphs[key](sample, t, encoder_hidden_states, added_time_ids),)
+
+        object.__setattr__(model.components, "unet", _Traced(model.components.unet))
     def run():
         return np.stack(list(model.infer_frames(frames, seed=options["seed"], align=False, steps=options["steps"],
                         guidance=options["guidance"], window=options["window"], overlap=options["overlap"],
@@ -114,6 +143,12 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="folder holding upstream's depthcrafter/ package")
     parser.add_argument("--config", choices=("tiny", "real"), default="tiny")
     parser.add_argument("--precisions", default="auto,fp32,bf16", help="anydepth's precisions to run")
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="add a run of the first precision with the UNet as a frozen TorchScript graph: how "
+        "fast the run would be with no Python in the UNet (traced in an untimed first call)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, default=None, help="frame side (tiny: 64, real: 128)")
@@ -129,15 +164,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         side = make_folders(Path(tmp), args.config)
         runs = ["upstream"] + [f"anydepth {p}" for p in args.precisions.split(",")]
+        if args.traced:
+            runs.append(f"anydepth {args.precisions.split(',')[0]} traced")
         seconds = {r: [] for r in runs}
         rss = {}
         for round_ in range(args.rounds):
             for run in runs:
-                who, _, precision = run.partition(" ")
-                warmup = bool(args.warmup if args.warmup is not None else args.config == "tiny")
+                who, _, rest = run.partition(" ")
+                precision, _, mode = rest.partition(" ")
+                warmup = bool(args.warmup if args.warmup is not None else args.config == "tiny") or mode == "traced"
                 code = _CHILD.format(root=str(ROOT), options=options, side=side, who=who, upstream=args.upstream,
-                                     folder=tmp, precision=precision or "fp32", out=f"{tmp}/{who}{precision}.npy",
-                                     warmup=warmup)  # fmt: skip
+                                     folder=tmp, precision=precision or "fp32", out=f"{tmp}/{who}{rest}.npy",
+                                     warmup=warmup, traced=mode == "traced")  # fmt: skip
                 env = None
                 if args.threads:
                     import os
