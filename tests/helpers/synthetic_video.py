@@ -97,7 +97,7 @@ def per_window_depth(video, net) -> np.ndarray:
 
     prepared = (torch.from_numpy(normalize_resize(f, f.shape[:2], IMAGENET_MEAN, IMAGENET_STD)) for f in video.frames)
     out = []
-    for index, (window, _) in enumerate(_windows(prepared)):
-        depth = net(window[None])[0].numpy()
+    for index, window in enumerate(_windows(prepared)):
+        depth = net(window.frames[None])[0].numpy()
         out += list(depth if index == 0 else depth[WINDOW - STRIDE :])
     return np.stack(out[: len(video.frames)])

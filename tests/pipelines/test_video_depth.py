@@ -165,3 +165,64 @@ def test_processing_size_follows_upstream():
     assert video_processing_size(360, 640, 518) == (518, 924)
     # wider than 1.78:1 shrinks the size first: int(518 * 1.777 / 2.0) = 460 -> 462
     assert video_processing_size(100, 200, 518) == (462, 924)
+
+
+def test_each_frame_goes_through_the_backbone_once(model, monkeypatch):
+    # upstream's windows repeat 10 frames of the previous one and pad the last with copies of the last frame; the
+    # backbone runs once per frame of the video, and the last window's padding is not decoded frame by frame,
+    # while the output stays that of whole windows through the network
+    class Whole(torch.nn.Module):  # not a VideoDepthAnythingNet: the runner passes whole windows through it
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, clips):
+            return self.net(clips)
+
+    net = model.net
+    encoded, decoded = [], []
+    encode, decode = net.encode, net.head.decode
+    monkeypatch.setattr(net, "encode", lambda frames, out=None: encoded.append(len(frames)) or encode(frames, out))
+    monkeypatch.setattr(net.head, "decode", lambda path3, *a: decoded.append(len(path3)) or decode(path3, *a))
+    rng = np.random.RandomState(0)
+    video = rng.randint(0, 256, (55, 28, 42, 3), dtype=np.uint8)
+    for length in (1, 12, 21, 22, 23, 32, 33, 45, 54, 55):
+        frames = video[:length]
+        encoded.clear(), decoded.clear()
+        got = np.stack(list(model._runner.windowed(iter(frames), 28)))
+        assert sum(encoded) == length
+        windows = len(range(0, length, WINDOW - 10))
+        last = length - (WINDOW - 10) * (windows - 1)  # frames of the video in the last window
+        assert sum(decoded) == WINDOW * (windows - 1) + (last if windows == 1 else max(last, 10))
+        whole = VideoDepthRunner(Whole(net), torch.device("cpu"), model.precision_policy)
+        encoded.clear()
+        expected = np.stack(list(whole.windowed(iter(frames), 28)))
+        assert sum(encoded) == WINDOW * windows  # the reference did encode every slot
+        assert got.shape == expected.shape == (length, 28, 42)
+        # the backbone runs on other batches of frames: float32 rounding apart, the same numbers
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+        assert p99_rel_err(got, expected) <= 1e-4
+
+
+def test_window_levels_match_encoding_the_whole_window(model):
+    # a later window from the previous window's buffer: the carried slots moved in place, the new frames encoded,
+    # the padding copied from one encoding (found among the slots, or encoded on its own)
+    from anydepth.pipelines.video_depth import CARRIED_SLOTS, OVERLAP
+
+    net, runner = model.net, model._runner
+    gen = torch.Generator().manual_seed(0)
+    previous = torch.randn(WINDOW, 3, 28, 42, generator=gen)
+    with torch.no_grad():
+        for real, pad_seen in ((32, False), (20, False), (20, True), (10, False), (3, True)):
+            # as _windows cuts it: the frames read, padded with the last, then the carried slots written over
+            window = torch.randn(WINDOW, 3, 28, 42, generator=gen)
+            if pad_seen:  # the last frame read is in a slot (a carried one where fewer than OVERLAP were read)
+                window[real:] = window[real - 1] if real > OVERLAP else previous[CARRIED_SLOTS[real - 1]]
+            else:
+                window[real:] = torch.randn(3, 28, 42, generator=gen)
+            window[:OVERLAP] = previous[list(CARRIED_SLOTS)]
+            got = runner._window_levels(window, real, runner._window_levels(previous, WINDOW, None))
+            expected = net.encode(window)
+            for mine, theirs in zip(got, expected):
+                assert mine.shape == theirs.shape and mine.shape[0] == WINDOW
+                torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))

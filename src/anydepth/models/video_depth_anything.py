@@ -257,6 +257,19 @@ class FrameLevels(NamedTuple):
     layer3: Tensor  # (N, out_channels[2], grid_h, grid_w), before its 3x3 projection
     layer4: Tensor  # (N, out_channels[3], ceil(grid_h / 2), ceil(grid_w / 2)), before its 3x3 projection
 
+    @staticmethod
+    def cat(chunks: Sequence[FrameLevels]) -> FrameLevels:
+        """The levels of several groups of frames, one after the other."""
+        return FrameLevels(*(torch.cat(parts, dim=0) for parts in zip(*chunks)))
+
+    def take(self, rows: Tensor) -> FrameLevels:
+        """The levels of the frames at ``rows`` (a 1-D index tensor), in that order."""
+        return FrameLevels(*(t.index_select(0, rows.to(t.device)) for t in self))
+
+    def rows(self, start: int, stop: int) -> FrameLevels:
+        """Views of frames ``start`` to ``stop`` (writing into them writes into these levels)."""
+        return FrameLevels(*(t[start:stop] for t in self))
+
 
 _ENCODE_TOKENS = 10_000  # patch tokens per backbone pass when frame_chunk is None
 _DECODE_PIXELS = 500_000  # output pixels per decoding pass when decode_chunk is None
@@ -267,10 +280,6 @@ def _chunk(fixed: Optional[int], budget: int, per_frame: int, minimum: int = 1) 
     if fixed is not None:
         return max(int(fixed), 1)
     return max(budget // max(per_frame, 1), minimum)
-
-
-def _cat_levels(chunks: Sequence[FrameLevels]) -> FrameLevels:
-    return FrameLevels(*(torch.cat(parts, dim=0) for parts in zip(*chunks)))
 
 
 class TemporalDPTHead(DPTHead):
@@ -391,8 +400,10 @@ class VideoDepthAnythingNet(nn.Module):
         p = self.patch_size
         return int(H) // p, int(W) // p
 
-    def encode(self, frames: Tensor) -> FrameLevels:
-        """Per-frame features of (N, 3, H, W) frames, computed ``frame_chunk`` frames at a time."""
+    def encode(self, frames: Tensor, out: Optional[FrameLevels] = None) -> FrameLevels:
+        """Per-frame features of (N, 3, H, W) frames, computed ``frame_chunk`` frames at a time. With ``out``
+        (levels of N frames, e.g. rows of a window's buffer), each chunk is written into it and ``out`` returned,
+        instead of a new concatenation."""
         grid_h, grid_w = self._grid(*frames.shape[-2:])
         chunks = []
         step = _chunk(self.frame_chunk, _ENCODE_TOKENS, grid_h * grid_w, minimum=4)
@@ -400,8 +411,13 @@ class VideoDepthAnythingNet(nn.Module):
             features = self.pretrained.get_intermediate_layers(frames[i : i + step], self.cfg.layers)
             with float32_region(frames.device):
                 features = [(tokens.float(), cls.float()) for tokens, cls in features]
-                chunks.append(self.head.reassemble(features, grid_h, grid_w))
-        return _cat_levels(chunks)
+                levels = self.head.reassemble(features, grid_h, grid_w)
+            if out is None:
+                chunks.append(levels)
+            else:
+                for into, level in zip(out, levels):
+                    into[i : i + level.shape[0]].copy_(level)
+        return FrameLevels.cat(chunks) if out is None else out
 
     def decode(
         self,
@@ -410,17 +426,20 @@ class VideoDepthAnythingNet(nn.Module):
         image_hw: Tuple[int, int],
         cached: Optional[List[Tensor]] = None,
         keep_states: bool = False,
+        count: Optional[int] = None,
     ) -> Tuple[Tensor, TemporalStates]:
         """Temporal and per-frame decoding of N = B * num_frames frames -> ((N, H, W) depth, temporal states;
-        the states only with ``keep_states``)."""
+        the states only with ``keep_states``). With ``count``, the per-frame part runs for the first ``count``
+        frames only, and the depth is (count, H, W): the temporal part still sees all N."""
         with float32_region(levels.level1.device):
             path3, states = self.head.temporal(levels, num_frames, cached, keep_states)
             grid_h, grid_w = self._grid(*image_hw)
             out_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
             depths = []
             step = _chunk(self.decode_chunk, _DECODE_PIXELS, out_hw[0] * out_hw[1])
-            for i in range(0, path3.shape[0], step):
-                sl = slice(i, i + step)
+            end = path3.shape[0] if count is None else min(count, path3.shape[0])
+            for i in range(0, end, step):
+                sl = slice(i, min(i + step, end))
                 depths.append(self.head.decode(path3[sl], levels.layer2_rn[sl], levels.level1[sl], out_hw))
             depth = torch.cat(depths, dim=0)
             if tuple(depth.shape[-2:]) != tuple(image_hw):
