@@ -13,8 +13,8 @@ Two modes:
   earlier frames (:class:`~anydepth.models.video_depth_anything.StreamingCache`). No alignment, lowest latency.
 
 Either way at most one window of frames (and its depth) is held, so memory does not grow with the video. The
-windowed mode also keeps the per-frame encodings (backbone and reassembly) of the 10 frames that the next window
-repeats, so that every frame goes through the backbone once.
+windowed mode keeps one window's per-frame encodings (backbone and reassembly) from one window to the next, which
+repeats 10 of its frames, so that every frame goes through the backbone once.
 """
 
 from __future__ import annotations
