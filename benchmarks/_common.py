@@ -30,6 +30,24 @@ def write_photos(folder, count: int, seed: int = 0) -> None:
         Image.fromarray(img).save(f"{folder}/{i:04d}.jpg", quality=90)
 
 
+def synthetic_views(count: int, height: int, width: int) -> list:
+    """``count`` float (height, width, 3) images in [0, 255]: shifted gradients with noise (seed 0), the inputs of
+    the side-by-side speed runs and the profiles (``.astype(np.uint8)`` for RGB frames)."""
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    return [
+        np.clip(
+            np.stack([(xx * 0.4 + 9 * i) % 256, (yy * 0.5 + 5 * i) % 256, (xx + yy) * 0.2 % 256], -1)
+            + rng.normal(0, 10, (height, width, 3)),
+            0,
+            255,
+        )
+        for i in range(count)
+    ]
+
+
 def matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
     """Best GFLOP/s of an n-square matmul in ``dtype_name`` ("float32", "bfloat16") with torch's threads. A dtype
     without a fast kernel (bf16 under ``ONEDNN_MAX_CPU_ISA=AVX2``, about 1 GFLOP/s) is measured on one 512-square

@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import count_flops_by_op, cpu_model, matmul_peak_gflops  # noqa: E402
+from _common import count_flops_by_op, cpu_model, matmul_peak_gflops, synthetic_views  # noqa: E402
 
 # kind of an operation by its profiler name (first match wins); names cover aten, mkldnn and our fused kernels
 _ELEMENTWISE = (
@@ -70,17 +70,7 @@ def _model_call(model_name: str, precision: str) -> Callable[[], object]:
     from anydepth.presets import get_preset
 
     torch.manual_seed(0)
-    rng = np.random.RandomState(0)
-    yy, xx = np.mgrid[0:480, 0:640]
-    views = [
-        np.clip(
-            np.stack([(xx * 0.4 + 9 * i) % 256, (yy * 0.5 + 5 * i) % 256, (xx + yy) * 0.2 % 256], -1)
-            + rng.normal(0, 10, (480, 640, 3)),
-            0,
-            255,
-        ).astype(np.uint8)
-        for i in range(4)
-    ]
+    views = [v.astype(np.uint8) for v in synthetic_views(4, 480, 640)]
     if model_name == "vda-small":  # the compat facade's infer_video_depth on one 32-frame window at input 280
         from tests.helpers.random_weights import random_state_dict
 

@@ -30,12 +30,11 @@ _PRELUDE = r"""
 import json, resource, statistics, sys, time
 import numpy as np, torch
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/benchmarks")
 from tests.helpers.random_weights import fill_, random_state_dict
+from _common import synthetic_views
 torch.manual_seed(0)
-rng = np.random.RandomState(0)
-yy, xx = np.mgrid[0:{height}, 0:{width}]
-views = [np.clip(np.stack([(xx * 0.4 + 9 * i) % 256, (yy * 0.5 + 5 * i) % 256, (xx + yy) * 0.2 % 256], -1)
-         + rng.normal(0, 10, ({height}, {width}, 3)), 0, 255).astype(np.uint8) for i in range({views})]
+views = [v.astype(np.uint8) for v in synthetic_views({views}, {height}, {width})]
 
 def timed(fn):
     fn()  # warm-up: first-call allocations, oneDNN kernel selection
@@ -45,7 +44,6 @@ def timed(fn):
     return statistics.median(times)
 
 def count_flops(fn):  # our children only: benchmarks/_common.py counts (upstream's children never call this)
-    sys.path.insert(0, {root!r} + "/benchmarks")
     from _common import count_flops_by_op
     counts = count_flops_by_op(fn)
     return None if counts is None else sum(counts.values())

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence
 
-from _common import cpu_model
+from _common import cpu_model, synthetic_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,18 +82,7 @@ def _frames(count: int, height: int, width: int) -> Any:
     import numpy as np
     import torch
 
-    rng = np.random.RandomState(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    views = [
-        np.clip(
-            np.stack([(xx * 0.4 + 9 * i) % 256, (yy * 0.5 + 5 * i) % 256, (xx + yy) * 0.2 % 256], -1)
-            + rng.normal(0, 10, (height, width, 3)),
-            0,
-            255,
-        )
-        / 255.0
-        for i in range(4)
-    ]
+    views = [v / 255.0 for v in synthetic_views(4, height, width)]
     frames = np.stack([np.roll(views[i % 4], 7 * i, axis=1) for i in range(count)])
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     x = torch.from_numpy(((frames - mean) / std).astype(np.float32)).permute(0, 3, 1, 2)
